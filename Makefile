@@ -1,0 +1,27 @@
+# `make run` and `make test` both set up .venv first; the install step reruns only when setup.py changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKDIR ?= runs/simclr_mnist1d
+CONFIG ?= configs/simclr.py:mnist1d
+PYTEST_ARGS ?=
+
+.PHONY: run test setup clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) experiments/main.py --config $(CONFIG) --workdir $(WORKDIR)
+
+test: $(STAMP)
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -n 2 --durations=15 tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs
