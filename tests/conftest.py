@@ -1,0 +1,18 @@
+"""Suite-wide set-up: 8 fake CPU devices so multi-device code is always exercised, and no GPU for TF."""
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402  (must come after XLA_FLAGS)
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mesh8():
+  """A 1-D mesh over the 8 fake devices, axis 'data'."""
+  if jax.device_count() < 8:
+    raise RuntimeError(
+        f"the suite needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8); got {jax.device_count()}")
+  return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
