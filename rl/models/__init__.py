@@ -1,0 +1,78 @@
+"""Flax (linen) models: encoders, projection heads and classifiers, with a name registry.
+
+Every module is called as `module.apply(variables, x, train=...)`; encoders return pooled
+features [b, feature_dim] and expose `feature_dim`. BatchNorm running statistics live in the
+'batch_stats' collection; pass `axis_name` to average batch statistics across devices inside
+`jax.shard_map`. This package imports nothing from the rest of `rl`.
+
+Example:
+  >>> encoder = get_model('resnet18', stem='cifar')
+  >>> encoder.feature_dim
+  512
+"""
+
+import dataclasses
+
+import flax.linen as nn
+
+from rl.models.conv1d import Conv1DEncoder
+from rl.models.heads import LinearClassifier
+from rl.models.heads import MLPProjector
+from rl.models.resnet import ResNet
+from rl.models.resnet import ResNet18
+from rl.models.resnet import ResNet50
+
+MODELS: dict[str, type[nn.Module]] = {
+    'conv1d': Conv1DEncoder,
+    'resnet18': ResNet18,
+    'resnet50': ResNet50,
+    'mlp_projector': MLPProjector,
+    'linear': LinearClassifier,
+}
+
+# Dataclass fields that linen adds to every module and that are not hyper-parameters.
+_INTERNAL_FIELDS = frozenset({'parent'})
+
+
+def get_model(name: str, **kwargs) -> nn.Module:
+  """Builds a registered model.
+
+  Args:
+    name: a key of `MODELS`.
+    **kwargs: the module's attributes, e.g. `stem='cifar'` for a ResNet.
+
+  Returns:
+    The unbound module.
+
+  Raises:
+    ValueError: if `name` is not registered, an argument is not an attribute of the module,
+      or a required attribute is missing.
+  """
+  if name not in MODELS:
+    raise ValueError(f'Unknown model name {name!r}; known models: {sorted(MODELS)}.')
+  cls = MODELS[name]
+  fields = [f for f in dataclasses.fields(cls) if f.name not in _INTERNAL_FIELDS and f.init]
+  accepted = {f.name for f in fields}
+  unknown = sorted(set(kwargs) - accepted)
+  if unknown:
+    raise ValueError(f'Unknown arguments {unknown} for model {name!r} ({cls.__name__}); '
+                     f'accepted arguments: {sorted(accepted)}.')
+  missing = sorted(f.name for f in fields
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in kwargs)
+  if missing:
+    raise ValueError(f'Missing required arguments {missing} for model {name!r} '
+                     f'({cls.__name__}).')
+  return cls(**kwargs)
+
+
+__all__ = [
+    'Conv1DEncoder',
+    'LinearClassifier',
+    'MLPProjector',
+    'MODELS',
+    'ResNet',
+    'ResNet18',
+    'ResNet50',
+    'get_model',
+]
