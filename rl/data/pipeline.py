@@ -1,0 +1,455 @@
+"""One input pipeline for every data set: TFDS -> host batches -> global `jax.Array`s sharded on a mesh.
+
+The host only reads, decodes, brings images to a fixed size and batches; augmentation runs on the device
+(`rl.data.augment`). Every data set, embedded ('mnist1d', 'digits') or streamed ('cifar10', 'cifar100', 'stl10',
+'imagenette', 'imagenet2012'), goes through the same code by name.
+
+Multi-host: process p reads `tfds.even_splits(split, jax.process_count())[p]`, batches
+`global_batch_size // jax.process_count()` examples, and the global array is assembled with
+`jax.make_array_from_process_local_data`, so the caller sees one batch of `global_batch_size` rows.
+
+Training order is a pure function of (seed, step): epoch e (of `steps_per_epoch` full batches; the epoch's
+remainder is dropped) reads the files in an order seeded by (seed, e, process) and shuffles the records with a
+buffer seeded the same way, so a stream started at `start_step=s` skips the first `s mod steps_per_epoch`
+batches of its epoch as undecoded records and is then identical to the stream started at 0. Within an epoch
+the order is a uniform permutation whenever the process's slice fits the shuffle buffer (50k records by
+default: every data set here except imagenet2012). The shuffles use op-level seeds, so a global
+`tf.random.set_seed` changes the order (still deterministically).
+
+Images whose size differs from `image_size` are resized (bilinear, anti-aliased) so that the shorter side is
+`image_size`, then centre-cropped to `image_size` x `image_size`. Default sizes: the native 32 for CIFAR,
+96 for STL-10, 8 for digits, and 224 for imagenette (TFDS's default 'full-size-v2' config) and imagenet2012.
+The host view keeps the whole shorter side (no 256->224 "crop pct"), so the device augmentations see as much
+of the image as possible.
+"""
+import dataclasses
+from typing import Any, Iterator
+
+from etils import epath
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from rl.data import builders
+
+try:
+  # TF must not reserve accelerator memory that JAX needs; it only runs the host pipeline.
+  tf.config.set_visible_devices([], "GPU")
+except RuntimeError:  # TF was initialised before this import; nothing left to change.
+  pass
+
+DEFAULT_SHUFFLE_BUFFER_SIZE = 50_000
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the rest of `rl` needs to know about a data set.
+
+  Attributes:
+    name: the name `rl.data` knows it by (e.g. 'cifar10').
+    kind: 'image' or 'signal'.
+    input_key: the TFDS feature the inputs come from ('image' or 'signal').
+    shape: shape of one host example: (H, W, C) for images at the host output size, (L,) for signals.
+    num_classes: number of classes of 'label'.
+    train_split: TFDS split for supervised training (linear probe, kNN bank).
+    test_split: TFDS split for evaluation.
+    pretrain_split: TFDS split for self-supervised pretraining (stl10: 'unlabelled', whose labels are -1;
+      otherwise the train split).
+  """
+  name: str
+  kind: str
+  input_key: str
+  shape: tuple[int, ...]
+  num_classes: int
+  train_split: str
+  test_split: str
+  pretrain_split: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  tfds_name: str
+  kind: str
+  num_classes: int
+  train_split: str
+  test_split: str
+  pretrain_split: str
+  size: int  # Default image side, or the signal length.
+  channels: int = 0  # Images only.
+
+
+_SPECS = {
+    "mnist1d": _Spec("mnist1d", "signal", 10, "train", "test", "train", builders.mnist1d.SIGNAL_LENGTH),
+    "digits": _Spec("digits", "image", 10, "train", "test", "train", 8, 1),
+    "cifar10": _Spec("cifar10", "image", 10, "train", "test", "train", 32, 3),
+    "cifar100": _Spec("cifar100", "image", 100, "train", "test", "train", 32, 3),
+    "stl10": _Spec("stl10", "image", 10, "train", "test", "unlabelled", 96, 3),
+    "imagenette": _Spec("imagenette", "image", 10, "train", "validation", "train", 224, 3),
+    "imagenet2012": _Spec("imagenet2012", "image", 1000, "train", "validation", "train", 224, 3),
+}
+
+
+def known_datasets() -> tuple[str, ...]:
+  """Names accepted by every function of this module."""
+  return tuple(_SPECS)
+
+
+def _spec(name: str) -> _Spec:
+  if name not in _SPECS:
+    raise ValueError(f"name: unknown dataset {name!r}; known datasets: {', '.join(_SPECS)}")
+  return _SPECS[name]
+
+
+def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
+  """Describes a data set as the pipeline delivers it.
+
+  Args:
+    name: one of `known_datasets()`.
+    image_size: side of the square host images; None for the data set's default. Must be None for signals.
+
+  Returns:
+    The `DatasetInfo`; `shape` is (image_size, image_size, C) for images and (L,) for signals.
+
+  Raises:
+    ValueError: unknown name (the message lists the known ones), or a bad `image_size`.
+  """
+  spec = _spec(name)
+  if spec.kind == "signal":
+    if image_size is not None:
+      raise ValueError(f"image_size: {name!r} is a signal data set; expected None, got {image_size!r}")
+    shape = (spec.size,)
+    input_key = "signal"
+  else:
+    if image_size is None:
+      image_size = spec.size
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+      raise ValueError(f"image_size: expected a positive int or None, got {image_size!r}")
+    shape = (image_size, image_size, spec.channels)
+    input_key = "image"
+  return DatasetInfo(name=name, kind=spec.kind, input_key=input_key, shape=shape, num_classes=spec.num_classes,
+                     train_split=spec.train_split, test_split=spec.test_split, pretrain_split=spec.pretrain_split)
+
+
+def _not_prepared_error(name: str, builder: tfds.core.DatasetBuilder) -> FileNotFoundError:
+  tfds_name = _spec(name).tfds_name
+  root = builder.data_dir_root
+  manual = (" imagenet2012 also needs the ILSVRC2012 tar files in <data_dir>/downloads/manual (see its TFDS page)."
+            if name == "imagenet2012" else "")
+  return FileNotFoundError(
+      f"dataset {name!r} (TFDS {tfds_name!r}) is not prepared in {root}. On a machine with network run "
+      f"`tfds build {tfds_name} --data_dir={root}` (or `rl.data.prepare({name!r}, data_dir=..., download=True)`), "
+      f"then point TFDS_DATA_DIR or data_dir= at that directory.{manual}")
+
+
+def _as_dataset(name: str, builder: tfds.core.DatasetBuilder, split: Any, **kwargs) -> tf.data.Dataset:
+  """`builder.as_dataset` that turns TFDS's "could not find data" assertion into an actionable error."""
+  try:
+    return builder.as_dataset(split=split, **kwargs)
+  except AssertionError as e:
+    raise _not_prepared_error(name, builder) from e
+
+
+def _builder(name: str, data_dir: epath.PathLike | None) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of `name`; embedded data sets are generated first if missing."""
+  spec = _spec(name)
+  builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+  if spec.tfds_name in builders.EMBEDDED and not builder.is_prepared():
+    builder.download_and_prepare()
+  return builder
+
+
+def prepare(name: str, *, data_dir: epath.PathLike | None = None, download: bool = False) -> None:
+  """Makes sure `name` is available in the TFDS data dir.
+
+  Embedded data sets ('mnist1d', 'digits') are generated offline if missing, and reused afterwards. Other data
+  sets are downloaded and prepared only when `download=True` (this needs network); otherwise a missing data set
+  raises an error that says how to prepare it.
+
+  Args:
+    name: one of `known_datasets()`.
+    data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default (~/tensorflow_datasets).
+    download: allow downloading a streamed data set that is not prepared yet.
+
+  Raises:
+    FileNotFoundError: the data set is not prepared and `download` is False.
+  """
+  spec = _spec(name)
+  builder = _builder(name, data_dir)
+  if spec.tfds_name in builders.EMBEDDED:
+    return
+  if download:
+    builder.download_and_prepare()
+  else:
+    # Creating the dataset reads nothing, but fails the same way a training run would.
+    _as_dataset(name, builder, spec.train_split)
+
+
+def _split_size(name: str, builder: tfds.core.DatasetBuilder, split: Any) -> int:
+  try:
+    return builder.info.splits[split].num_examples
+  except KeyError:
+    # The split metadata is empty: the data set is not prepared (then `_as_dataset` says how to prepare it), or
+    # TFDS is mocked by `tfds.testing.mock_data`, whose datasets know their cardinality.
+    cardinality = int(_as_dataset(name, builder, split).cardinality())
+    if cardinality < 0:
+      raise ValueError(f"split: cannot count the examples of {name}:{split}") from None
+    return cardinality
+
+
+def num_examples(name: str, split: str, *, data_dir: epath.PathLike | None = None) -> int:
+  """Number of examples in `split` of `name` (all processes together).
+
+  Args:
+    name: one of `known_datasets()`.
+    split: a TFDS split, e.g. 'train' or 'test[:10%]'.
+    data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default.
+
+  Returns:
+    The example count.
+  """
+  return _split_size(name, _builder(name, data_dir), split)
+
+
+def _process_splits(split: str, process_count: int) -> list[Any]:
+  """The split of every process; process p reads element p."""
+  return [split] if process_count == 1 else tfds.even_splits(split, n=process_count)
+
+
+def _check_host_args(local_batch_size: int, process_index: int, process_count: int) -> None:
+  if isinstance(local_batch_size, bool) or not isinstance(local_batch_size, int) or local_batch_size <= 0:
+    raise ValueError(f"local_batch_size: expected a positive int, got {local_batch_size!r}")
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"process_index: expected 0 <= process_index < process_count, got {process_index} and "
+                     f"{process_count}")
+
+
+def _local_batch_size(global_batch_size: int, sharding: jax.sharding.Sharding) -> int:
+  num_devices = len(sharding.device_set)
+  if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int) or global_batch_size <= 0:
+    raise ValueError(f"global_batch_size: expected a positive int, got {global_batch_size!r}")
+  if global_batch_size % num_devices:
+    raise ValueError(f"global_batch_size: {global_batch_size} is not divisible by the {num_devices} devices of "
+                     f"the sharding's mesh")
+  # Every process holds the same number of devices, so this divides too.
+  return global_batch_size // jax.process_count()
+
+
+def _fixed_size(image: tf.Tensor, size: int) -> tf.Tensor:
+  """Resizes the shorter side of a uint8 [h, w, c] image to `size`, then centre-crops to [size, size, c]."""
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+
+  def resize_and_crop():
+    scale = tf.cast(size, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32)
+    # max() guards the shorter side against rounding below `size`.
+    new_h = tf.maximum(size, tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32))
+    new_w = tf.maximum(size, tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32))
+    resized = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
+    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    return tf.image.crop_to_bounding_box(resized, (new_h - size) // 2, (new_w - size) // 2, size, size)
+
+  out = tf.cond(tf.logical_and(tf.equal(h, size), tf.equal(w, size)), lambda: image, resize_and_crop)
+  return tf.ensure_shape(out, [size, size, image.shape[-1]])
+
+
+def _example_fn(builder: tfds.core.DatasetBuilder, info: DatasetInfo):
+  """Maps a TFDS example (image still encoded) to {'x', 'label'} at the host output shape and dtype."""
+  feature = builder.info.features[info.input_key]
+
+  def fn(example):
+    x = example[info.input_key]
+    if info.kind == "image":
+      x = feature.decode_example(x)
+      static = tuple(x.shape)
+      if static != info.shape:  # Skips the resize op when the stored size is already the output size.
+        x = tf.ensure_shape(x, [None, None, info.shape[-1]])
+        x = _fixed_size(x, info.shape[0])
+      x = tf.cast(x, tf.uint8)
+    else:
+      x = tf.ensure_shape(tf.cast(x, tf.float32), info.shape)
+    return {"x": x, "label": tf.cast(example["label"], tf.int32)}
+
+  return fn
+
+
+def _read(name: str, builder: tfds.core.DatasetBuilder, info: DatasetInfo, split: Any,
+          shuffle_seed: int | None) -> tf.data.Dataset:
+  decoders = {info.input_key: tfds.decode.SkipDecoding()} if info.kind == "image" else None
+  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
+  # Ordered data sets (the embedded ones, one small shard per split) refuse file shuffling; the record
+  # shuffle buffer holds all of them anyway.
+  shuffle_files = shuffle_seed is not None and not builder.info.disable_shuffling
+  return _as_dataset(name, builder, split, shuffle_files=shuffle_files, decoders=decoders, read_config=read_config)
+
+
+def _to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def _epoch_seeds(seed: int, epoch: int, process_index: int) -> tuple[int, int]:
+  """(file-order seed, record-shuffle seed) for one epoch of one process."""
+  file_seed, record_seed = np.random.SeedSequence([seed % 2**64, epoch, process_index]).generate_state(2)
+  return int(file_seed), int(record_seed)
+
+
+def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_step: int = 0,
+                       split: str | None = None, data_dir: epath.PathLike | None = None,
+                       image_size: int | None = None, process_index: int = 0, process_count: int = 1,
+                       shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE) -> Iterator[dict[str, np.ndarray]]:
+  """This process's part of `train_batches`, as NumPy arrays (see `train_batches` for the order).
+
+  Args:
+    name: one of `known_datasets()`.
+    local_batch_size: rows per batch of this process.
+    seed: seeds the order.
+    start_step: index of the first batch to yield.
+    split: TFDS split; None for the data set's `pretrain_split`.
+    data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default.
+    image_size: host image side; None for the data set's default.
+    process_index: which slice of the split to read.
+    process_count: into how many slices the split is cut.
+    shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
+
+  Yields:
+    {'x': uint8 [b, H, W, C] or float32 [b, L], 'label': int32 [b]}, b = local_batch_size.
+  """
+  info = dataset_info(name, image_size=image_size)
+  _check_host_args(local_batch_size, process_index, process_count)
+  if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+    raise ValueError(f"start_step: expected a non-negative int, got {start_step!r}")
+  if shuffle_buffer_size <= 0:
+    raise ValueError(f"shuffle_buffer_size: expected a positive int, got {shuffle_buffer_size!r}")
+  split = info.pretrain_split if split is None else split
+  builder = _builder(name, data_dir)
+  process_splits = _process_splits(split, process_count)
+  sizes = [_split_size(name, builder, s) for s in process_splits]
+  steps_per_epoch = min(sizes) // local_batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"local_batch_size: {local_batch_size} (global batch / process count) is more than the "
+                     f"{min(sizes)} examples of the smallest process slice of {name}:{split}")
+  local_split, local_size = process_splits[process_index], sizes[process_index]
+  example_fn = _example_fn(builder, info)
+
+  def epoch_dataset(epoch: int, skip_batches: int) -> tf.data.Dataset:
+    file_seed, record_seed = _epoch_seeds(seed, epoch, process_index)
+    ds = _read(name, builder, info, local_split, shuffle_seed=file_seed)
+    ds = ds.shuffle(min(local_size, shuffle_buffer_size), seed=record_seed, reshuffle_each_iteration=False)
+    # Skipping before the decoding map keeps a resume cheap: skipped records are never decoded.
+    ds = ds.skip(skip_batches * local_batch_size)
+    ds = ds.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(local_batch_size, drop_remainder=True)
+    # Slices of other processes may be one example shorter: all processes stop after the same batch.
+    ds = ds.take(steps_per_epoch - skip_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  def stream() -> Iterator[dict[str, np.ndarray]]:
+    epoch, skip_batches = divmod(start_step, steps_per_epoch)
+    while True:
+      yield from epoch_dataset(epoch, skip_batches).as_numpy_iterator()
+      epoch, skip_batches = epoch + 1, 0
+
+  return stream()
+
+
+def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax.sharding.Sharding,
+                  start_step: int = 0, split: str | None = None, data_dir: epath.PathLike | None = None,
+                  image_size: int | None = None,
+                  shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE) -> Iterator[dict[str, jax.Array]]:
+  """Endless stream of shuffled training batches, resumable at any step.
+
+  Batch `s` depends only on (seed, s) (and the process count): `train_batches(..., start_step=s)` yields what
+  the stream started at 0 yields from its s-th batch on, so a resumed run sees no repeated or skipped batch.
+  An epoch is `smallest process slice // local batch` full batches (one process: `num_examples //
+  global_batch_size`); the remainder of an epoch is dropped and the next epoch is reshuffled.
+
+  Args:
+    name: one of `known_datasets()`.
+    global_batch_size: rows per batch over all processes; divisible by the number of devices of `sharding`.
+    seed: seeds the order; the same seed gives the same stream.
+    sharding: where batches live, e.g. `NamedSharding(mesh, PartitionSpec('data'))` on a 1-D 'data' mesh.
+    start_step: index of the first batch to yield.
+    split: TFDS split; None for the data set's `pretrain_split`.
+    data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default.
+    image_size: host image side; None for the data set's default.
+    shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
+
+  Yields:
+    {'x': uint8 [B, H, W, C] (images) or float32 [B, L] (signals), 'label': int32 [B]}, global `jax.Array`s
+    with `sharding`, B = global_batch_size.
+
+  Raises:
+    ValueError: bad batch size (both numbers are named), negative `start_step`, a split smaller than a batch.
+    FileNotFoundError: a streamed data set that is not prepared.
+  """
+  local = host_train_batches(
+      name, local_batch_size=_local_batch_size(global_batch_size, sharding), seed=seed, start_step=start_step,
+      split=split, data_dir=data_dir, image_size=image_size, process_index=jax.process_index(),
+      process_count=jax.process_count(), shuffle_buffer_size=shuffle_buffer_size)
+  return (_to_global(batch, sharding) for batch in local)
+
+
+def host_eval_batches(name: str, split: str, *, local_batch_size: int,
+                      data_dir: epath.PathLike | None = None, image_size: int | None = None,
+                      process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """This process's part of `eval_batches`, as NumPy arrays.
+
+  Args:
+    name: one of `known_datasets()`.
+    split: TFDS split.
+    local_batch_size: rows per batch of this process.
+    data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default.
+    image_size: host image side; None for the data set's default.
+    process_index: which slice of the split to read.
+    process_count: into how many slices the split is cut.
+
+  Yields:
+    {'x': uint8 [b, H, W, C] or float32 [b, L], 'label': int32 [b], 'mask': bool [b]}; every process yields
+    `ceil(largest slice / b)` batches.
+  """
+  info = dataset_info(name, image_size=image_size)
+  _check_host_args(local_batch_size, process_index, process_count)
+  builder = _builder(name, data_dir)
+  process_splits = _process_splits(split, process_count)
+  sizes = [_split_size(name, builder, s) for s in process_splits]
+  num_batches = -(-max(sizes) // local_batch_size)
+  example_fn = _example_fn(builder, info)
+
+  ds = _read(name, builder, info, process_splits[process_index], shuffle_seed=None)
+  ds = ds.map(lambda ex: {**example_fn(ex), "mask": tf.constant(True)}, num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
+  padding = {"x": tf.zeros(info.shape, tf.uint8 if info.kind == "image" else tf.float32),
+             "label": tf.constant(-1, tf.int32), "mask": tf.constant(False)}
+  num_padding = num_batches * local_batch_size - sizes[process_index]
+  ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_padding))
+  ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return ds.as_numpy_iterator()
+
+
+def eval_batches(name: str, split: str, *, global_batch_size: int, sharding: jax.sharding.Sharding,
+                 data_dir: epath.PathLike | None = None,
+                 image_size: int | None = None) -> Iterator[dict[str, jax.Array]]:
+  """One pass over `split` in a fixed order, padded so that every example is seen exactly once.
+
+  Every process yields `ceil(largest process slice / local batch)` batches; rows past the end of a process's
+  slice are padding (x zeros, label -1, mask False). Reduce metrics with the mask.
+
+  Args:
+    name: one of `known_datasets()`.
+    split: TFDS split, e.g. `dataset_info(name).test_split`.
+    global_batch_size: rows per batch over all processes; divisible by the number of devices of `sharding`.
+    sharding: where batches live, e.g. `NamedSharding(mesh, PartitionSpec('data'))`.
+    data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default.
+    image_size: host image side; None for the data set's default.
+
+  Yields:
+    {'x': uint8 [B, H, W, C] or float32 [B, L], 'label': int32 [B], 'mask': bool [B]}, global `jax.Array`s.
+
+  Raises:
+    ValueError: `global_batch_size` not divisible by the device count (both numbers are named).
+    FileNotFoundError: a streamed data set that is not prepared.
+  """
+  local = host_eval_batches(
+      name, split, local_batch_size=_local_batch_size(global_batch_size, sharding), data_dir=data_dir,
+      image_size=image_size, process_index=jax.process_index(), process_count=jax.process_count())
+  return (_to_global(batch, sharding) for batch in local)
