@@ -1,0 +1,37 @@
+"""Evaluation of learned features: kNN and linear probes, geometry diagnostics, plots and tables.
+
+Works on arrays only; imports nothing from `rl.train`, `rl.methods` or `rl.data`.
+"""
+from rl.eval.knn import knn_accuracy
+from rl.eval.knn import knn_predict
+from rl.eval.knn import knn_scores
+from rl.eval.linear import DEFAULT_L2_GRID
+from rl.eval.linear import fit_logistic_regression
+from rl.eval.linear import linear_probe
+from rl.eval.linear import LogisticRegressionFit
+from rl.eval.metrics import alignment
+from rl.eval.metrics import collapse_std
+from rl.eval.metrics import effective_rank
+from rl.eval.metrics import feature_report
+from rl.eval.metrics import uniformity
+from rl.eval.plots import markdown_table
+from rl.eval.plots import plot_curves
+from rl.eval.plots import plot_tsne
+
+__all__ = [
+    "DEFAULT_L2_GRID",
+    "LogisticRegressionFit",
+    "alignment",
+    "collapse_std",
+    "effective_rank",
+    "feature_report",
+    "fit_logistic_regression",
+    "knn_accuracy",
+    "knn_predict",
+    "knn_scores",
+    "linear_probe",
+    "markdown_table",
+    "plot_curves",
+    "plot_tsne",
+    "uniformity",
+]
