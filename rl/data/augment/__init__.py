@@ -1,0 +1,137 @@
+"""On-device augmentation: pure JAX views of a batch, run inside the jitted (and shard_mapped) training step.
+
+A recipe is a frozen dataclass (`ImageRecipe` for images, `SignalRecipe` for 1-D signals) holding every
+parameter, probabilities included; it is hashable, so it can be a static jit argument or a closed-over
+constant. Randomness is per example: each example's key is `fold_in(key, its global index)`.
+
+Example:
+  recipes = (get_recipe('byol_view1'), get_recipe('byol_view2'))
+  v1, v2 = make_views(jax.random.fold_in(key, step), images_uint8, recipes, out_size=32)
+  x_eval = eval_view(images_uint8, recipes[0], out_size=32)
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence, Union
+
+import jax
+
+from rl.data.augment import image
+from rl.data.augment import signal
+from rl.data.augment.image import BYOL_VIEW1, BYOL_VIEW2, SIMCLR, ImageRecipe
+from rl.data.augment.signal import MNIST1D, SignalRecipe
+
+Recipe = Union[ImageRecipe, SignalRecipe]
+
+# 'none' is the image identity (resize + normalise); signals have their own identity, 'none_signal'.
+_RECIPES: dict[str, Recipe] = {
+    "simclr": SIMCLR,
+    "byol_view1": BYOL_VIEW1,
+    "byol_view2": BYOL_VIEW2,
+    "mnist1d": MNIST1D,
+    "none": image.NONE,
+    "none_signal": signal.NONE,
+}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+  """Returns the named preset, with fields replaced by `overrides`.
+
+  Args:
+    name: one of 'simclr', 'byol_view1', 'byol_view2' (images), 'mnist1d' (signals), 'none' (images:
+      resize and normalise only) and 'none_signal' (signals: identity).
+    **overrides: recipe fields to replace, e.g. `blur_p=0.0` or `mean=(0.5,), std=(0.5,)`.
+
+  Returns:
+    An `ImageRecipe` or `SignalRecipe`.
+
+  Raises:
+    ValueError: for an unknown name, an unknown field, or an invalid value.
+  """
+  if name not in _RECIPES:
+    raise ValueError(f"name must be one of {sorted(_RECIPES)}; got {name!r}.")
+  recipe = _RECIPES[name]
+  fields = [f.name for f in dataclasses.fields(recipe)]
+  unknown = sorted(set(overrides) - set(fields))
+  if unknown:
+    raise ValueError(
+        f"unknown override field(s) {unknown} for {type(recipe).__name__} {name!r}; known fields: {fields}.")
+  return dataclasses.replace(recipe, **overrides)
+
+
+def _check_recipe(recipe) -> None:
+  if not isinstance(recipe, (ImageRecipe, SignalRecipe)):
+    raise ValueError(f"recipe must be an ImageRecipe or SignalRecipe; got {type(recipe).__name__}.")
+
+
+def augment_batch(key: jax.Array, x: jax.Array, recipe: Recipe, *, out_size: int | None = None,
+                  axis_name: str | None = None) -> jax.Array:
+  """One augmented view of a batch.
+
+  Args:
+    key: PRNG key (pass the same key on every device; `axis_name` makes the shards' draws differ).
+    x: images [b, h, w, c] uint8 (or float in [0, 1]) for an `ImageRecipe`; signals [b, l] (or [b, l, c])
+      float for a `SignalRecipe`.
+    recipe: the view's parameters.
+    out_size: images: side S of the square output (None keeps min(h, w)); signals: must be None.
+    axis_name: mesh axis when `x` is this device's shard inside `jax.shard_map`; each example's randomness
+      then depends on its global index, as on one device. With None inside shard_map, every shard draws the
+      same per-position randomness.
+
+  Returns:
+    Images: [b, S, S, c] float32, normalised with the recipe's mean/std. Signals: same shape and dtype as `x`.
+  """
+  _check_recipe(recipe)
+  if isinstance(recipe, ImageRecipe):
+    return image.augment_images(key, x, recipe, out_size=out_size, axis_name=axis_name)
+  _check_signal_out_size(out_size)
+  return signal.augment_signals(key, x, recipe, axis_name=axis_name)
+
+
+def make_views(key: jax.Array, x: jax.Array, recipes: Sequence[Recipe], *, out_size: int | None = None,
+               axis_name: str | None = None) -> tuple[jax.Array, ...]:
+  """Several views of one batch: view i uses `recipes[i]` and key `jax.random.fold_in(key, i)`.
+
+  Args:
+    key: PRNG key.
+    x: batch, as for `augment_batch`.
+    recipes: one recipe per view (a tuple when passed as a static jit argument).
+    out_size: as for `augment_batch`.
+    axis_name: as for `augment_batch`.
+
+  Returns:
+    A tuple of len(recipes) augmented batches with independent randomness.
+  """
+  if len(recipes) == 0:
+    raise ValueError("recipes must hold at least one recipe; got an empty sequence.")
+  return tuple(augment_batch(jax.random.fold_in(key, i), x, recipe, out_size=out_size, axis_name=axis_name)
+               for i, recipe in enumerate(recipes))
+
+
+def eval_view(x: jax.Array, recipe: Recipe, *, out_size: int | None = None) -> jax.Array:
+  """Deterministic eval preprocessing.
+
+  Args:
+    x: batch, as for `augment_batch`.
+    recipe: images: supplies mean/std; signals: unused.
+    out_size: images: side S (None keeps min(h, w)); signals: must be None.
+
+  Returns:
+    Images: the central square resized to [b, S, S, c], float32, normalised. Signals: `x` unchanged.
+  """
+  _check_recipe(recipe)
+  if isinstance(recipe, ImageRecipe):
+    return image.eval_images(x, recipe, out_size=out_size)
+  _check_signal_out_size(out_size)
+  return signal.eval_signals(x, recipe)
+
+
+def _check_signal_out_size(out_size) -> None:
+  if out_size is not None:
+    raise ValueError(f"out_size must be None for signals (their length is kept); got {out_size}.")
+
+
+__all__ = [
+    "BYOL_VIEW1", "BYOL_VIEW2", "MNIST1D", "SIMCLR", "ImageRecipe", "Recipe", "SignalRecipe",
+    "augment_batch", "eval_view", "get_recipe", "image", "make_views", "signal",
+]
