@@ -1,0 +1,27 @@
+"""Methods: heads, extra state and objective of each self-supervised method, as a `Method` of pure functions.
+
+A new method adds its module and one line to `METHODS`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+
+from rl.methods import simclr
+from rl.methods.base import Method
+
+METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
+    "simclr": simclr.make,
+}
+
+
+def get_method(config: ml_collections.ConfigDict) -> Method:
+  """Builds the method named by `config.method`; ValueError listing the known names otherwise."""
+  name = config.method
+  if name not in METHODS:
+    raise ValueError(f"config.method: unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}.")
+  return METHODS[name](config)
+
+
+__all__ = ["Method", "METHODS", "get_method"]

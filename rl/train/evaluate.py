@@ -1,0 +1,121 @@
+"""Evaluation of a representation during and after training: features of whole splits, kNN, the linear probe,
+feature metrics, the two baselines (raw inputs; a randomly initialised encoder), plots and `report.md`."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+from etils import epath
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+
+from rl import data
+from rl import eval as rl_eval
+
+
+@dataclasses.dataclass
+class Split:
+  features: np.ndarray  # [n, f] float32
+  labels: np.ndarray  # [n] int
+  inputs: np.ndarray | None = None  # [n, ...] raw inputs, kept for the raw-input baseline
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+  if jax.process_count() > 1:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def extract(embed: Callable, params, method_state, config: ml_collections.ConfigDict, split: str, *,
+            sharding, keep_inputs: bool = False, max_examples: int | None = None) -> Split:
+  """Embeds every example of `split` once (padding is masked out), in the split's order."""
+  feats, labels, inputs = [], [], []
+  seen = 0
+  for batch in data.eval_batches(config.dataset, split, global_batch_size=config.eval.batch_size,
+                                 sharding=sharding, data_dir=config.data_dir, image_size=config.image_size):
+    mask = _to_host(batch["mask"]).astype(bool)
+    feats.append(_to_host(embed(params, method_state, batch["x"])).astype(np.float32)[mask])
+    labels.append(_to_host(batch["label"])[mask])
+    if keep_inputs:
+      inputs.append(_to_host(batch["x"])[mask])
+    seen += int(mask.sum())
+    if max_examples is not None and seen >= max_examples:
+      break
+  cut = slice(0, max_examples)
+  return Split(np.concatenate(feats)[cut], np.concatenate(labels)[cut],
+               np.concatenate(inputs)[cut] if keep_inputs else None)
+
+
+def knn_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  accs = rl_eval.knn_accuracy(train.features, train.labels, test.features, test.labels, num_classes=num_classes,
+                              ks=tuple(config.eval.knn_ks), temperature=config.eval.knn_temperature)
+  return {f"knn_{k}_accuracy": float(v) for k, v in accs.items()}
+
+
+def full_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int,
+              *, view_pair: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+  """kNN, the linear probe and feature metrics of one representation."""
+  t0 = time.time()
+  row = knn_eval(train, test, config, num_classes)
+  probe = rl_eval.linear_probe(train.features, train.labels, test.features, test.labels, num_classes=num_classes,
+                               seed=config.seed)
+  row["linear_probe_accuracy"] = float(probe["test_accuracy"])
+  row["linear_probe_l2"] = float(probe["l2"])
+  if view_pair is not None:
+    report = rl_eval.feature_report(*view_pair)
+    row.update({k: float(v) for k, v in report.items()})
+  row["eval_seconds"] = time.time() - t0
+  return row
+
+
+def raw_input_baseline(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  """Logistic regression (the same probe) on the flattened raw inputs."""
+  tr = Split(train.inputs.reshape(len(train.inputs), -1).astype(np.float32), train.labels)
+  te = Split(test.inputs.reshape(len(test.inputs), -1).astype(np.float32), test.labels)
+  return full_eval(tr, te, config, num_classes)
+
+
+REPORT_COLUMNS = ("representation", "linear_probe_accuracy", "knn_20_accuracy", "knn_200_accuracy", "alignment",
+                  "uniformity", "effective_rank", "collapse_std")
+
+
+def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collections.ConfigDict,
+                 train_seconds: float, steps: int) -> str:
+  """Writes `report.md` (the final table) and returns the table."""
+  columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
+  table = rl_eval.markdown_table(rows, columns)
+  text = (f"# {config.method} on {config.dataset}\n\n"
+          f"{steps} steps at batch {config.batch_size} on {jax.device_count()} device(s) "
+          f"({jax.devices()[0].platform}), {train_seconds:.0f} s of training.\n\n{table}\n\n"
+          "Accuracies are on the test split: a linear probe (multinomial logistic regression on standardised frozen "
+          "features) and kNN (cosine, temperature-weighted votes). Alignment and uniformity (Wang & Isola 2020) are on "
+          "two augmented views of the test set; effective rank is RankMe; collapse_std is the mean per-dimension std "
+          "of L2-normalised features.\n\n![training loss](loss.png)\n![accuracy](accuracy.png)\n![t-SNE](tsne.png)\n")
+  (epath.Path(workdir) / "report.md").write_text(text)
+  return table
+
+
+def write_plots(workdir: epath.PathLike, metrics: list[dict], test: Split, *, title: str, tsne_points: int,
+                seed: int) -> None:
+  workdir = epath.Path(workdir)
+  train = [m for m in metrics if m["kind"] == "train"]
+  evals = [m for m in metrics if m["kind"] == "eval"]
+  if train:
+    rl_eval.plot_curves(str(workdir / "loss.png"), {"training loss": ([m["step"] for m in train],
+                                                                      [m["loss"] for m in train])},
+                        title=f"{title}: training loss", xlabel="step", ylabel="loss")
+  series = {}
+  for key in sorted({k for m in evals for k in m if k.endswith("accuracy")}):
+    pts = [(m["step"], m[key]) for m in evals if key in m]
+    series[key] = ([p[0] for p in pts], [p[1] for p in pts])
+  if train:
+    series["online_probe_accuracy (train batches)"] = ([m["step"] for m in train],
+                                                       [m["online_probe_accuracy"] for m in train])
+  if series:
+    rl_eval.plot_curves(str(workdir / "accuracy.png"), series, title=f"{title}: evaluation accuracy",
+                        xlabel="step", ylabel="accuracy")
+  rl_eval.plot_tsne(str(workdir / "tsne.png"), test.features, test.labels, title=f"{title}: t-SNE of test embeddings",
+                    max_points=tsne_points, seed=seed)

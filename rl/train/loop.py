@@ -1,0 +1,214 @@
+"""`train_and_evaluate(config, workdir)`: the one training loop, for every method and dataset.
+
+It never branches on the method: everything method-specific is behind `rl.methods.Method`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from etils import epath
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from rl import data
+from rl import methods
+from rl.data import augment
+from rl.train import checkpoint as ckpt_lib
+from rl.train import evaluate
+from rl.train import mesh as mesh_lib
+from rl.train import optim
+from rl.train import step as step_lib
+from rl.train import writer as writer_lib
+from rl.train.state import TrainState
+
+
+class NonFiniteLossError(RuntimeError):
+  """Raised when a loss or gradient stops being finite."""
+
+
+def _recipes(config, info):
+  overrides = config.augment.overrides.to_dict()
+  recipes = [augment.get_recipe(name, **overrides) for name in config.augment.views]
+  if info.kind == "image":
+    eval_recipe = augment.get_recipe("none", **{k: v for k, v in overrides.items() if k in ("mean", "std")})
+    out_size = config.augment.out_size
+  else:
+    eval_recipe, out_size = augment.get_recipe("none_signal"), None
+  return recipes, eval_recipe, out_size
+
+
+def _progress(start: int, total: int):
+  if sys.stderr.isatty():
+    return tqdm.tqdm(total=total, initial=start, dynamic_ncols=True, unit="step")
+  return None
+
+
+def _check_finite(state: TrainState, ckpt: ckpt_lib.Checkpointer) -> None:
+  bad = int(jax.device_get(state.nonfinite_step))
+  if bad >= 0:
+    last = ckpt.latest_step()
+    where = f"the last good checkpoint is step {last} in {ckpt.directory}" if last is not None else "no checkpoint"
+    raise NonFiniteLossError(f"non-finite loss or gradient at step {bad}; stopping ({where}).")
+
+
+def build(config: ml_collections.ConfigDict):
+  """Everything the loop needs, without running it (also used by tests and evaluation scripts)."""
+  mesh = mesh_lib.make_mesh()
+  sharding = mesh_lib.batch_sharding(mesh)
+  if config.batch_size % jax.device_count():
+    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the device count "
+                     f"{jax.device_count()}.")
+  info = data.dataset_info(config.dataset, image_size=config.image_size)
+  method = methods.get_method(config)
+  if len(config.augment.views) != method.num_views:
+    raise ValueError(f"config.augment.views has {len(config.augment.views)} recipes; method {method.name!r} needs "
+                     f"{method.num_views} views.")
+  recipes, eval_recipe, out_size = _recipes(config, info)
+  return mesh, sharding, info, method, recipes, eval_recipe, out_size
+
+
+def init_state(config, method, info, tx, probe_tx, *, eval_recipe, out_size, mesh) -> TrainState:
+  """Initial parameters from `fold_in(root, -1)`... deterministic in `config.seed`."""
+  sample = jnp.zeros((2,) + tuple(info.shape), jnp.uint8 if info.kind == "image" else jnp.float32)
+  sample_view = augment.eval_view(sample, eval_recipe, out_size=out_size)
+  init_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)  # never a step index
+  params, method_state = method.init(init_key, sample_view)
+  feature_dim = jax.eval_shape(method.embed, params, method_state, sample_view).shape[-1]
+  probe_params = step_lib.init_probe(feature_dim, info.num_classes)
+  state = TrainState.create(params=params, opt_state=tx.init(params), method_state=method_state,
+                            probe_params=probe_params, probe_opt_state=probe_tx.init(probe_params))
+  return jax.device_put(state, mesh_lib.replicated(mesh))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict:
+  """Trains `config.method` on `config.dataset`, evaluates, and writes everything into `workdir`."""
+  workdir = epath.Path(workdir)
+  if "://" not in str(workdir):
+    workdir = workdir.resolve()  # Orbax wants absolute paths
+  workdir.mkdir(parents=True, exist_ok=True)
+  mesh, sharding, info, method, recipes, eval_recipe, out_size = build(config)
+  data.prepare(config.dataset, data_dir=config.data_dir)
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+  total = config.total_steps
+  tx = optim.make_optimizer(config, total)
+  probe_tx = optax.adam(config.online_probe.lr)
+  state = init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.keep)
+  restored = ckpt.restore_latest(state)
+  if restored is not None:
+    state = restored
+  start = int(jax.device_get(state.step))
+  log = logging.getLogger("rl")
+  log.info("%s step %d of %d on %d device(s)", "Resuming at" if start else "Starting at", start, total,
+           jax.device_count())
+  print(f"[rl] {'resuming from checkpoint at' if start else 'starting at'} step {start}/{total} "
+        f"on {jax.device_count()} {jax.devices()[0].platform} device(s); workdir {workdir}", flush=True)
+
+  writer = writer_lib.MetricWriter(workdir, resume_step=start)
+  train_step = step_lib.make_train_step(
+      method, tx, probe_tx, mesh=mesh, seed=config.seed, recipes=recipes, out_size=out_size,
+      num_classes=info.num_classes, schedule=optim.learning_rate_schedule(config, total))
+  embed = step_lib.make_embed_fn(method, eval_recipe, out_size=out_size)
+  batches = data.train_batches(config.dataset, global_batch_size=config.batch_size, seed=config.seed,
+                               sharding=sharding, start_step=start, split=info.pretrain_split,
+                               data_dir=config.data_dir, image_size=config.image_size)
+
+  bar = _progress(start, total)
+  t_start, t_log, steps_since_log = time.time(), time.time(), 0
+  for step in range(start, total):
+    state, metrics = train_step(state, next(batches))
+    steps_since_log += 1
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == total:
+      _check_finite(state, ckpt)
+      metrics = jax.device_get(metrics)
+      rate = steps_since_log / (time.time() - t_log)
+      t_log, steps_since_log = time.time(), 0
+      writer.write(done, "train", {**metrics, "steps_per_second": rate})
+      if bar is not None:
+        bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", steps_per_s=f"{rate:.1f}")
+      else:
+        print(f"[rl] step {done}/{total} loss {float(metrics['loss']):.4f} "
+              f"online_probe_acc {float(metrics['online_probe_accuracy']):.3f} {rate:.1f} steps/s", flush=True)
+    if bar is not None:
+      bar.update(1)
+    if config.eval.every_steps and done % config.eval.every_steps == 0 and done != total:
+      train_split = evaluate.extract(embed, state.params, state.method_state, config, info.train_split,
+                                     sharding=sharding, max_examples=config.eval.max_train_examples)
+      test_split = evaluate.extract(embed, state.params, state.method_state, config, info.test_split,
+                                    sharding=sharding)
+      row = evaluate.knn_eval(train_split, test_split, config, info.num_classes)
+      writer.write(done, "eval", row)
+      if bar is None:
+        print(f"[rl] step {done} eval " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
+    if done % config.checkpoint.every_steps == 0 or done == total:
+      _check_finite(state, ckpt)
+      ckpt.save(state)
+  if bar is not None:
+    bar.close()
+  ckpt.wait()
+  train_seconds = time.time() - t_start
+
+  results = final_evaluation(config, workdir, method, state, embed, sharding=sharding, info=info,
+                             recipes=recipes, out_size=out_size, tx=tx, probe_tx=probe_tx, mesh=mesh,
+                             eval_recipe=eval_recipe, train_seconds=train_seconds, writer=writer)
+  writer.close()
+  ckpt.close()
+  return results
+
+
+def final_evaluation(config, workdir, method, state, embed, *, sharding, info, recipes, out_size, tx, probe_tx,
+                     mesh, eval_recipe, train_seconds, writer) -> dict:
+  """The final table: the trained encoder and the two baselines; plots; `report.md`; `results.json`."""
+  cap = config.eval.max_train_examples
+  train_split = evaluate.extract(embed, state.params, state.method_state, config, info.train_split,
+                                 sharding=sharding, keep_inputs=True, max_examples=cap)
+  test_split = evaluate.extract(embed, state.params, state.method_state, config, info.test_split,
+                                sharding=sharding, keep_inputs=True)
+  pair = _view_pair(config, method, state, test_split.inputs, recipes, out_size)
+  trained = {"representation": f"{config.method} (trained)",
+             **evaluate.full_eval(train_split, test_split, config, info.num_classes, view_pair=pair)}
+
+  rand = init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
+  r_train = evaluate.extract(embed, rand.params, rand.method_state, config, info.train_split, sharding=sharding,
+                             max_examples=cap)
+  r_test = evaluate.extract(embed, rand.params, rand.method_state, config, info.test_split, sharding=sharding)
+  r_pair = _view_pair(config, method, rand, test_split.inputs, recipes, out_size)
+  random_row = {"representation": "random encoder (baseline)",
+                **evaluate.full_eval(r_train, r_test, config, info.num_classes, view_pair=r_pair)}
+  raw_row = {"representation": "raw inputs (baseline)",
+             **evaluate.raw_input_baseline(train_split, test_split, config, info.num_classes)}
+
+  rows = [trained, random_row, raw_row]
+  step = int(jax.device_get(state.step))
+  writer.write(step, "final", {k: v for k, v in trained.items() if k != "representation"})
+  if jax.process_index() == 0:
+    table = evaluate.write_report(workdir, rows, config=config, train_seconds=train_seconds, steps=step)
+    evaluate.write_plots(workdir, writer_lib.read_metrics(workdir), test_split,
+                         title=f"{config.method} on {config.dataset}", tsne_points=config.eval.tsne_points,
+                         seed=config.seed)
+    (workdir / "results.json").write_text(json.dumps(rows, indent=2))
+    print(f"\n[rl] results ({workdir / 'report.md'}):\n{table}", flush=True)
+  return {"rows": rows}
+
+
+def _view_pair(config, method, state, inputs, recipes, out_size):
+  """Features of two augmented views of (a subset of) the test inputs, for alignment and uniformity."""
+  n = min(len(inputs), config.eval.alignment_examples)
+  n -= n % jax.device_count()
+  x = jax.device_put(inputs[:n], mesh_lib.batch_sharding(mesh_lib.make_mesh()))
+  key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 2)
+  views = []
+  for i, recipe in enumerate(recipes[:2] if len(recipes) >= 2 else recipes * 2):
+    fn = step_lib.make_view_embed_fn(method, recipe, out_size=out_size)
+    views.append(np.asarray(jax.device_get(fn(state.params, state.method_state, x, jax.random.fold_in(key, i)))))
+  return views[0], views[1]

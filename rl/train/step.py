@@ -1,0 +1,116 @@
+"""The jitted, data-parallel training step and the evaluation embedding function.
+
+The per-device step runs under `jax.shard_map` inside `jax.jit` on the 1-D 'data' mesh: the batch is sharded,
+the state replicated and donated. Losses reduce over the axis, so their value is the global-batch loss and the
+gradients with respect to the replicated parameters arrive already summed over devices (shard_map transposes the
+implicit broadcast of a replicated input into a psum): there is no separate gradient all-reduce to forget.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec as P
+import optax
+
+from rl.data import augment
+from rl.methods.base import Method
+from rl.train import mesh as mesh_lib
+from rl.train.state import TrainState
+
+# Independent random streams: the step key is fold_in(root, step); each stream folds in its own id.
+STREAM_AUGMENT = 0
+STREAM_METHOD = 1
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def probe_loss(probe_params, features, labels, *, num_classes: int, axis_name: str | None):
+  """Cross-entropy of the online linear probe on stop-gradient features (global-batch mean) and its accuracy."""
+  logits = features @ probe_params["kernel"] + probe_params["bias"]
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = jnp.sum(jnp.argmax(logits, -1) == labels)
+  n = labels.shape[0]
+  total = lax.psum(n, axis_name) if axis_name else n
+  loss = (lax.psum(jnp.sum(ce), axis_name) if axis_name else jnp.sum(ce)) / total
+  acc = (lax.psum(correct, axis_name) if axis_name else correct) / total
+  return loss, acc
+
+
+def init_probe(feature_dim: int, num_classes: int):
+  return {"kernel": jnp.zeros((feature_dim, num_classes), jnp.float32),
+          "bias": jnp.zeros((num_classes,), jnp.float32)}
+
+
+def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: optax.GradientTransformation,
+                    *, mesh: Mesh, seed: int, recipes: Sequence, out_size: int | None,
+                    num_classes: int, schedule: Callable[[jax.Array], jax.Array]):
+  """Returns `step(state, batch) -> (state, metrics)`, jitted, with the state donated."""
+  root = jax.random.key(seed)
+  axis = mesh_lib.AXIS
+  recipes = tuple(recipes)
+
+  def per_device(state: TrainState, batch):
+    step_key = jax.random.fold_in(root, state.step)
+    # Every device gets the same keys. Augmentation derives each example's randomness from its global index
+    # (through axis_name), so the views do not depend on how many devices share the batch; a method that needs
+    # per-device randomness folds in the device index itself.
+    aug_key = jax.random.fold_in(step_key, STREAM_AUGMENT)
+    method_key = jax.random.fold_in(step_key, STREAM_METHOD)
+    views = augment.make_views(aug_key, batch["x"], recipes, out_size=out_size, axis_name=axis)
+    inputs = {"views": views, "label": batch["label"]}
+
+    def loss_fn(params):
+      return method.loss(params, state.method_state, inputs, method_key, axis_name=axis)
+
+    (loss, (method_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if method.update_after_step is not None:
+      method_state = method.update_after_step(params, method_state, state.step)
+
+    features = lax.stop_gradient(aux["features"]).astype(jnp.float32)
+    (p_loss, p_acc), p_grads = jax.value_and_grad(probe_loss, has_aux=True)(
+        state.probe_params, features, batch["label"], num_classes=num_classes, axis_name=axis)
+    p_updates, probe_opt_state = probe_tx.update(p_grads, state.probe_opt_state, state.probe_params)
+    probe_params = optax.apply_updates(state.probe_params, p_updates)
+
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+    new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, method_state=method_state,
+                           probe_params=probe_params, probe_opt_state=probe_opt_state,
+                           nonfinite_step=nonfinite_step)
+    metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.global_norm(grads),
+               "online_probe_loss": p_loss, "online_probe_accuracy": p_acc, **aux["metrics"]}
+    return new_state, metrics
+
+  step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()))
+  return jax.jit(step, donate_argnums=0)
+
+
+def make_embed_fn(method: Method, eval_recipe, *, out_size: int | None):
+  """Returns `embed(params, method_state, x) -> features` on global, batch-sharded arrays (no collectives)."""
+
+  @jax.jit
+  def embed(params, method_state, x):
+    return method.embed(params, method_state, augment.eval_view(x, eval_recipe, out_size=out_size))
+
+  return embed
+
+
+def make_view_embed_fn(method: Method, recipe, *, out_size: int | None):
+  """Embeds one augmented view of `x` (for alignment between two views of the test set)."""
+
+  @jax.jit
+  def embed(params, method_state, x, key):
+    return method.embed(params, method_state, augment.augment_batch(key, x, recipe, out_size=out_size))
+
+  return embed
+
+
+__all__ = ["make_train_step", "make_embed_fn", "make_view_embed_fn", "init_probe", "probe_loss"]

@@ -1,0 +1,108 @@
+"""The training loop end to end on the smoke config: files written, determinism, and resume after a kill."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs import simclr as simclr_config
+from rl.train import loop
+from rl.train import step as step_lib
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _config(data_dir, **overrides):
+  c = simclr_config.get_config("smoke")
+  c.data_dir = data_dir
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def _train_lines(workdir):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()
+          if json.loads(l)["kind"] == "train"]
+
+
+def _strip(lines):
+  """Everything but the wall-clock rate."""
+  return [{k: v for k, v in l.items() if k != "steps_per_second"} for l in lines]
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("straight")
+  results = loop.train_and_evaluate(_config(data_dir), workdir)
+  return workdir, results
+
+
+def test_smoke_run_writes_every_artifact(straight_run):
+  workdir, results = straight_run
+  for name in ("metrics.jsonl", "report.md", "results.json", "config.json", "loss.png", "accuracy.png",
+               "tsne.png"):
+    assert (workdir / name).exists() and (workdir / name).stat().st_size > 0, name
+  assert any((workdir / "tensorboard").iterdir())
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [3, 6]
+  lines = _train_lines(workdir)
+  assert [l["step"] for l in lines] == [2, 4, 6]
+  assert all(np.isfinite(l["loss"]) for l in lines)
+  evals = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()
+           if json.loads(l)["kind"] == "eval"]
+  assert [e["step"] for e in evals] == [4] and "knn_5_accuracy" in evals[0]
+  names = [r["representation"] for r in results["rows"]]
+  assert names == ["simclr (trained)", "random encoder (baseline)", "raw inputs (baseline)"]
+  for row in results["rows"]:
+    assert 0.0 <= row["linear_probe_accuracy"] <= 1.0
+  report = (workdir / "report.md").read_text()
+  assert "| representation" in report and "raw inputs (baseline)" in report
+
+
+def test_same_seed_gives_identical_metrics(straight_run, data_dir, tmp_path):
+  workdir, _ = straight_run
+  loop.train_and_evaluate(_config(data_dir), tmp_path)
+  assert _strip(_train_lines(tmp_path)) == _strip(_train_lines(workdir))
+
+
+def test_killed_run_resumes_from_last_checkpoint(straight_run, data_dir, tmp_path, monkeypatch, capsys):
+  workdir, _ = straight_run
+  real = step_lib.make_train_step
+
+  def dying(*args, **kwargs):
+    step = real(*args, **kwargs)
+    calls = {"n": 0}
+
+    def wrapped(state, batch):
+      calls["n"] += 1
+      if calls["n"] == 5:  # after the checkpoint at step 3 and one more logged step
+        raise KeyboardInterrupt("simulated kill")
+      return step(state, batch)
+    return wrapped
+
+  monkeypatch.setattr(step_lib, "make_train_step", dying)
+  with pytest.raises(KeyboardInterrupt):
+    loop.train_and_evaluate(_config(data_dir), tmp_path)
+  monkeypatch.setattr(step_lib, "make_train_step", real)
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [3]
+
+  capsys.readouterr()
+  loop.train_and_evaluate(_config(data_dir), tmp_path)
+  assert "resuming from checkpoint at step 3/6" in capsys.readouterr().out
+  assert _strip(_train_lines(tmp_path)) == _strip(_train_lines(workdir))  # no repeated or lost steps, same numbers
+
+
+def test_batch_not_divisible_by_devices_is_refused(data_dir, tmp_path):
+  with pytest.raises(ValueError, match=r"config.batch_size=12 is not divisible by the device count 8"):
+    loop.train_and_evaluate(_config(data_dir, batch_size=12), tmp_path)
+
+
+def test_nonfinite_loss_stops_with_the_step(data_dir, tmp_path):
+  c = _config(data_dir)
+  c.optim.lr = float("inf")  # the first update makes every parameter infinite
+  c.optim.warmup_steps = 0
+  with pytest.raises(loop.NonFiniteLossError, match=r"non-finite loss or gradient at step \d"):
+    loop.train_and_evaluate(c, tmp_path)
