@@ -31,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Every field of the preset, so each can be overridden from the command line.
     c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
     c.batch_size = 256
-    c.total_steps = 2500
+    c.total_steps = 5000
     c.optim.name = "adamw"
     c.optim.lr = 2e-3
     c.optim.weight_decay = 1e-4

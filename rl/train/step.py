@@ -85,7 +85,7 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, method_state=method_state,
                            probe_params=probe_params, probe_opt_state=probe_opt_state,
                            nonfinite_step=nonfinite_step)
-    metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.global_norm(grads),
+    metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads),
                "online_probe_loss": p_loss, "online_probe_accuracy": p_acc, **aux["metrics"]}
     return new_state, metrics
 
