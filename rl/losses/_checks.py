@@ -27,3 +27,49 @@ def check_positive(name: str, value) -> None:
   """Checks a hyper-parameter that must be > 0, when it is a concrete number (traced values are skipped)."""
   if isinstance(value, (int, float)) and not value > 0:
     raise ValueError(f"{name} must be > 0; got {value}.")
+
+
+def check_array(name: str, x, *, ndim: int | None = None, floating: bool = True, shape_doc: str = "") -> None:
+  """Checks that `x` is an array with `ndim` dimensions and, when `floating`, a floating dtype.
+
+  `shape_doc` (e.g. "[b, views, d]") is quoted in the message so the caller sees the expected layout.
+  """
+  expected = shape_doc or (f"{ndim} dimensions" if ndim is not None else "an array")
+  if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+    raise ValueError(f"{name} must be an array of shape {expected}; got {type(x).__name__}.")
+  if ndim is not None and x.ndim != ndim:
+    raise ValueError(f"{name} must have shape {expected}; got shape {tuple(x.shape)}.")
+  if floating and not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"{name} must be a floating array; got dtype {x.dtype}.")
+
+
+def check_labels(name: str, labels, batch: int) -> None:
+  """Checks integer class labels of shape [batch]."""
+  if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
+    raise ValueError(f"{name} must be an integer array of shape [{batch}]; got {type(labels).__name__}.")
+  if tuple(labels.shape) != (batch,):
+    raise ValueError(f"{name} must have shape [{batch}] (one label per example); got shape {tuple(labels.shape)}.")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"{name} must be an integer array; got dtype {labels.dtype}.")
+
+
+def check_same_shape(**arrays) -> None:
+  """Checks that all named arrays share one shape; the message names the first two that differ."""
+  names = list(arrays)
+  first = tuple(arrays[names[0]].shape)
+  for other in names[1:]:
+    if tuple(arrays[other].shape) != first:
+      raise ValueError(
+          f"{names[0]} and {other} must have the same shape; got {first} and {tuple(arrays[other].shape)}.")
+
+
+def check_in_range(name: str, value, low: float, high: float, *, low_inclusive: bool = True,
+                   high_inclusive: bool = True) -> None:
+  """Checks low <(=) value <(=) high when `value` is a concrete number (traced values are skipped)."""
+  if not isinstance(value, (int, float)):
+    return
+  ok_low = value >= low if low_inclusive else value > low
+  ok_high = value <= high if high_inclusive else value < high
+  if not (ok_low and ok_high):
+    lb, hb = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")
+    raise ValueError(f"{name} must be in {lb}{low}, {high}{hb}; got {value}.")

@@ -6,12 +6,7 @@ import jax.numpy as jnp
 
 from rl.losses import _checks
 from rl.losses import _collectives
-
-
-def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  # rsqrt(max(|x|^2, eps^2)) keeps the gradient finite at x = 0, where x / |x| would give NaN.
-  sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
+from rl.losses import _ops
 
 
 def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1,
@@ -50,7 +45,7 @@ def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1,
   _checks.check_embeddings(z1=z1, z2=z2)
   _checks.check_positive("temperature", temperature)
   b = z1.shape[0]
-  u = _l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))  # local anchors [2b, d]
+  u = _ops.l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))  # local anchors [2b, d]
   u1_all = _collectives.all_gather(u[:b], axis_name)  # [B, d]
   u2_all = _collectives.all_gather(u[b:], axis_name)  # [B, d]
   keys = jnp.concatenate([u1_all, u2_all], axis=0)  # [2B, d]: view-1 block, then view-2 block

@@ -119,3 +119,16 @@ def test_bad_inputs_name_the_argument(z1, z2, match):
 def test_nonpositive_temperature_is_refused():
   with pytest.raises(ValueError, match="temperature must be > 0; got 0.0"):
     losses.nt_xent(jnp.ones((2, 2)), jnp.ones((2, 2)), temperature=0.0)
+
+
+def test_general_multidevice_helper_on_nt_xent(mesh8):
+  z1, z2 = _pairs(b=32)
+  fn = lambda a, b, axis_name=None: losses.nt_xent(a, b, temperature=0.2, axis_name=axis_name)
+  v1, g1 = multidevice.assert_1_equals_8(fn, mesh8, (z1, z2))
+  # Temperature as a replicated, differentiated argument.
+  fn_t = lambda a, b, t, axis_name=None: losses.nt_xent(a, b, temperature=t, axis_name=axis_name)
+  multidevice.assert_1_equals_8(fn_t, mesh8, (z1, z2), (jnp.float32(0.3),), argnums=(0, 1, 2))
+  single, sm, pm = multidevice.run_1_and_8(lambda a, axis_name=None: a * 2, mesh8, (z1,),
+                                           out_specs=multidevice.P("data"))
+  np.testing.assert_allclose(sm, single)
+  np.testing.assert_allclose(pm, single)
