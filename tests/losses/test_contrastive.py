@@ -1,10 +1,13 @@
-"""nt_xent: hand case, float64 NumPy reference, gradients, jit, 1 device == 8 devices."""
+"""nt_xent, info_nce, dcl, supcon, supcon_simclr: hand cases, float64 NumPy references, gradients, jit,
+1 device == 8 devices."""
 import jax
 import jax.numpy as jnp
+from jax.test_util import check_grads
 import numpy as np
 import pytest
 
 from rl import losses
+from rl.losses import contrastive as C
 from tests import multidevice
 
 
@@ -132,3 +135,260 @@ def test_general_multidevice_helper_on_nt_xent(mesh8):
                                            out_specs=multidevice.P("data"))
   np.testing.assert_allclose(sm, single)
   np.testing.assert_allclose(pm, single)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# info_nce, dcl, supcon, supcon_simclr
+# ---------------------------------------------------------------------------------------------------------------
+
+def _unit(x):
+  x = np.asarray(x, np.float64)
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _lse(values):
+  v = np.asarray(values, np.float64)
+  m = v.max()
+  return m + np.log(np.exp(v - m).sum())
+
+
+def info_nce_reference(q, k, t, negatives=None):
+  """CPC's InfoNCE (eq. 4) in float64: key i is the positive of query i among all keys and the queue."""
+  u, v = _unit(q), _unit(k)
+  w = _unit(negatives) if negatives is not None else np.zeros((0, u.shape[1]))
+  total = 0.0
+  for i in range(len(u)):
+    scores = [u[i] @ v[j] / t for j in range(len(v))] + [u[i] @ w[j] / t for j in range(len(w))]
+    total += -(u[i] @ v[i]) / t + _lse(scores)
+  return total / len(u)
+
+
+def dcl_reference(z1, z2, t, weighted=False, sigma=0.5):
+  """DCL (Yeh et al. eq. 6) in float64; DCLW weight w = 2 - exp(s_i/sigma) / mean_j exp(s_j/sigma)."""
+  u = _unit(np.concatenate([z1, z2]))
+  n = len(u)
+  b = n // 2
+  s = np.array([u[i] @ u[i + b] for i in range(b)])
+  w = 2.0 - np.exp(s / sigma) / np.mean(np.exp(s / sigma)) if weighted else np.ones(b)
+  total = 0.0
+  for i in range(n):
+    p = (i + b) % n
+    negs = [u[i] @ u[k] / t for k in range(n) if k not in (i, p)]
+    total += -w[i % b] * (u[i] @ u[p]) / t + _lse(negs)
+  return total / n
+
+
+def supcon_reference(z, labels, t, base_temperature=None):
+  """SupCon L^sup_out (Khosla et al. eq. 2) in float64, one anchor at a time."""
+  b, views, d = z.shape
+  u = _unit(np.asarray(z).reshape(b * views, d))
+  lab = np.repeat(np.asarray(labels), views)
+  n = len(u)
+  total = 0.0
+  for i in range(n):
+    others = [a for a in range(n) if a != i]
+    log_den = _lse([u[i] @ u[a] / t for a in others])
+    positives = [p for p in others if lab[p] == lab[i]]
+    total += -sum(u[i] @ u[p] / t - log_den for p in positives) / len(positives)
+  scale = 1.0 if base_temperature is None else t / base_temperature
+  return scale * total / n
+
+
+def _views(b=16, v=2, d=8, seed=0):
+  rng = np.random.RandomState(seed)
+  base = rng.randn(b, 1, d)
+  return (base + 0.6 * rng.randn(b, v, d)).astype(np.float32), rng.randint(0, 3, size=b).astype(np.int32)
+
+
+# info_nce -------------------------------------------------------------------------------------------------------
+
+def test_info_nce_hand_case_with_queue():
+  # q = k = I_2, t = 0.5: each query sees its key at cos 1 (logit 2) and the other key at cos 0 (logit 0), so
+  # l = -2 + log(e^2 + 1). A queue row (-1, 0) adds e^{-2} for query 0 (cos -1) and e^0 for query 1 (cos 0).
+  z = jnp.eye(2)
+  np.testing.assert_allclose(C.info_nce(z, z, temperature=0.5), -2 + np.log(np.exp(2) + 1), rtol=1e-6)
+  queue = jnp.array([[-3.0, 0.0]])  # normalised inside
+  expected = (-2 + np.log(np.exp(2) + 1 + np.exp(-2)) - 2 + np.log(np.exp(2) + 2)) / 2
+  np.testing.assert_allclose(C.info_nce(z, z, temperature=0.5, negatives=queue), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("with_queue", [False, True])
+def test_info_nce_matches_reference_and_jit(with_queue):
+  q, k = _pairs(b=16, d=8, seed=4)
+  negs = np.random.RandomState(5).randn(24, 8).astype(np.float32) if with_queue else None
+  got = C.info_nce(q, k, temperature=0.2, negatives=negs)
+  np.testing.assert_allclose(got, info_nce_reference(q, k, 0.2, negs), rtol=1e-5)
+  jitted = jax.jit(lambda a, b, n: C.info_nce(a, b, temperature=0.2, negatives=n))(q, k, negs)
+  np.testing.assert_allclose(jitted, got, rtol=1e-6)
+
+
+def test_info_nce_gradients_float64():
+  q, k = _pairs(b=4, d=3, seed=6)
+  negs = np.random.RandomState(7).randn(5, 3)
+  with jax.enable_x64(True):
+    f = lambda a, b, n: C.info_nce(a, b, temperature=0.3, negatives=n)
+    args = tuple(jnp.asarray(x, jnp.float64) for x in (q, k, negs))
+    check_grads(jax.jit(f), args, order=1, modes=["rev"])
+
+
+def test_info_nce_8_devices_with_replicated_queue(mesh8):
+  q, k = _pairs(b=32, d=8, seed=8)
+  negs = np.random.RandomState(9).randn(16, 8).astype(np.float32)
+  fn = lambda a, b, n, axis_name=None: C.info_nce(a, b, temperature=0.2, negatives=n, axis_name=axis_name)
+  v1, _ = multidevice.assert_1_equals_8(fn, mesh8, (q, k), (negs,), argnums=(0, 1, 2))
+  local_only = np.mean([info_nce_reference(q[i:i + 4], k[i:i + 4], 0.2, negs) for i in range(0, 32, 4)])
+  assert abs(float(v1) - local_only) > 1e-3  # negatives come from the global batch
+
+
+def test_info_nce_bad_inputs_and_bfloat16():
+  with pytest.raises(ValueError, match=r"query and key must have the same shape; got \(4, 3\) and \(4, 2\)"):
+    C.info_nce(jnp.ones((4, 3)), jnp.ones((4, 2)))
+  with pytest.raises(ValueError, match=r"negatives must have shape \[n, 3\].*got shape \(5, 2\)"):
+    C.info_nce(jnp.ones((4, 3)), jnp.ones((4, 3)), negatives=jnp.ones((5, 2)))
+  q, k = _pairs()
+  got = C.info_nce(jnp.asarray(q, jnp.bfloat16), jnp.asarray(k, jnp.bfloat16))
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, info_nce_reference(q, k, 0.1), rtol=2e-2)
+
+
+# dcl ------------------------------------------------------------------------------------------------------------
+
+def test_dcl_hand_cases():
+  # z1 = z2 = I_2, t = 0.5: the positive (logit 2) leaves the denominator, which keeps the two views of the
+  # other example at cos 0: l = -2 + log(2) for all four anchors.
+  z = jnp.eye(2)
+  np.testing.assert_allclose(C.dcl(z, z, temperature=0.5), -2 + np.log(2.0), rtol=1e-6)
+  # DCLW with positive cosines s = (1, 0), sigma = 0.5: w_1 = 2 - 2 e^2 / (e^2 + 1), so 1 - w_1 = tanh(1), and
+  # the pair with s = 0 contributes nothing to the positive term. DCLW - DCL = (1/2B) * 2 * (1 - w_1) * s_1 / t
+  # = tanh(1) / (2 t) with B = 2.
+  z1, z2 = jnp.eye(2), jnp.array([[1.0, 0.0], [1.0, 0.0]])
+  diff = C.dcl(z1, z2, temperature=0.5, weighted=True) - C.dcl(z1, z2, temperature=0.5)
+  np.testing.assert_allclose(diff, np.tanh(1.0) / (2 * 0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_dcl_matches_reference_and_jit(weighted):
+  z1, z2 = _pairs(b=16, d=8, seed=10)
+  got = C.dcl(z1, z2, temperature=0.2, weighted=weighted, sigma=0.5)
+  np.testing.assert_allclose(got, dcl_reference(z1, z2, 0.2, weighted, 0.5), rtol=1e-5)
+  jitted = jax.jit(lambda a, b: C.dcl(a, b, temperature=0.2, weighted=weighted))(z1, z2)
+  np.testing.assert_allclose(jitted, got, rtol=1e-6)
+
+
+def test_dcl_gradients_float64_including_the_weight():
+  z1, z2 = _pairs(b=4, d=3, seed=11)
+  with jax.enable_x64(True):
+    f = lambda a, b: C.dcl(a, b, temperature=0.3, weighted=True, sigma=0.5)
+    check_grads(jax.jit(f), (jnp.asarray(z1, jnp.float64), jnp.asarray(z2, jnp.float64)), order=1, modes=["rev"])
+
+
+def test_dclw_8_devices_equals_1_device(mesh8):
+  z1, z2 = _pairs(b=32, d=8, seed=12)
+  fn = lambda a, b, axis_name=None: C.dcl(a, b, temperature=0.2, weighted=True, axis_name=axis_name)
+  v1, _ = multidevice.assert_1_equals_8(fn, mesh8, (z1, z2))
+  # The DCLW weights are normalised over the global batch, not per device.
+  local_only = np.mean([dcl_reference(z1[i:i + 4], z2[i:i + 4], 0.2, True) for i in range(0, 32, 4)])
+  assert abs(float(v1) - local_only) > 1e-3
+
+
+def test_dcl_bad_inputs_and_bfloat16():
+  with pytest.raises(ValueError, match=r"z1 must have shape \[b, d\]; got shape \(4,\)"):
+    C.dcl(jnp.ones(4), jnp.ones(4))
+  with pytest.raises(ValueError, match="sigma must be > 0; got 0.0"):
+    C.dcl(jnp.ones((2, 2)), jnp.ones((2, 2)), weighted=True, sigma=0.0)
+  z1, z2 = _pairs()
+  got = C.dcl(jnp.asarray(z1, jnp.bfloat16), jnp.asarray(z2, jnp.bfloat16), weighted=True)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, dcl_reference(z1, z2, 0.1, True), rtol=2e-2)
+
+
+# supcon and supcon_simclr ---------------------------------------------------------------------------------------
+
+def test_supcon_hand_cases():
+  # Example 0 has two views at e1, example 1 two views at e2, t = 0.5. Each anchor's denominator holds one view
+  # at cos 1 and two at cos 0: log(e^2 + 2). Distinct labels: one positive (logit 2), l = log(e^2 + 2) - 2.
+  # One shared label: three positives with logits 2, 0, 0, l = log(e^2 + 2) - 2/3.
+  z = jnp.array([[[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]])  # [b=2, views=2, d=2]
+  lse = np.log(np.exp(2) + 2)
+  np.testing.assert_allclose(C.supcon(z, jnp.array([0, 1]), temperature=0.5), lse - 2, rtol=1e-6)
+  np.testing.assert_allclose(C.supcon(z, jnp.array([7, 7]), temperature=0.5), lse - 2 / 3, rtol=1e-6)
+  # base_temperature scales by t / t_b.
+  np.testing.assert_allclose(C.supcon(z, jnp.array([0, 1]), temperature=0.5, base_temperature=0.25),
+                             2 * (lse - 2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("views", [2, 3])
+def test_supcon_matches_reference_and_jit(views):
+  z, y = _views(b=12, v=views, seed=13)
+  got = C.supcon(z, y, temperature=0.2, base_temperature=0.07)
+  np.testing.assert_allclose(got, supcon_reference(z, y, 0.2, 0.07), rtol=1e-5)
+  jitted = jax.jit(lambda a, b: C.supcon(a, b, temperature=0.2, base_temperature=0.07))(z, y)
+  np.testing.assert_allclose(jitted, got, rtol=1e-6)
+
+
+def test_supcon_gradients_float64():
+  z, y = _views(b=4, v=2, d=3, seed=14)
+  with jax.enable_x64(True):
+    check_grads(jax.jit(lambda a: C.supcon(a, jnp.asarray(y), temperature=0.3)), (jnp.asarray(z, jnp.float64),),
+                order=1, modes=["rev"])
+
+
+def test_supcon_8_devices_equals_1_device(mesh8):
+  z, y = _views(b=32, v=2, seed=15)
+  fn = lambda a, lab, axis_name=None: C.supcon(a, lab, temperature=0.2, axis_name=axis_name)
+  v1, _ = multidevice.assert_1_equals_8(fn, mesh8, (z, y), argnums=(0,))
+  local_only = np.mean([supcon_reference(z[i:i + 4], y[i:i + 4], 0.2) for i in range(0, 32, 4)])
+  assert abs(float(v1) - local_only) > 1e-3  # positives and negatives come from every device
+
+
+def test_supcon_bad_inputs_and_bfloat16():
+  with pytest.raises(ValueError, match=r"z must have shape \[b, views, d\]; got shape \(4, 3\)"):
+    C.supcon(jnp.ones((4, 3)), jnp.zeros(4, jnp.int32))
+  with pytest.raises(ValueError, match=r"z must have at least 2 views.*got shape \(4, 1, 3\)"):
+    C.supcon(jnp.ones((4, 1, 3)), jnp.zeros(4, jnp.int32))
+  with pytest.raises(ValueError, match=r"labels must have shape \[4\].*got shape \(5,\)"):
+    C.supcon(jnp.ones((4, 2, 3)), jnp.zeros(5, jnp.int32))
+  with pytest.raises(ValueError, match="labels must be an integer array; got dtype float32"):
+    C.supcon(jnp.ones((4, 2, 3)), jnp.zeros(4, jnp.float32))
+  z, y = _views(seed=16)
+  got = C.supcon(jnp.asarray(z, jnp.bfloat16), y)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, supcon_reference(z, y, 0.1), rtol=2e-2)
+
+
+def test_supcon_simclr_two_views_is_supcon_plus_nt_xent():
+  z, y = _views(b=16, v=2, seed=17)
+  got = C.supcon_simclr(z, y, weight=0.3, temperature=0.2)
+  expected = 0.7 * supcon_reference(z, y, 0.2) + 0.3 * nt_xent_reference(z[:, 0], z[:, 1], 0.2)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  np.testing.assert_allclose(C.supcon_simclr(z, y, weight=1.0, temperature=0.2),
+                             nt_xent_reference(z[:, 0], z[:, 1], 0.2), rtol=1e-5)
+  jitted = jax.jit(lambda a, b: C.supcon_simclr(a, b, weight=0.3, temperature=0.2))(z, y)
+  np.testing.assert_allclose(jitted, got, rtol=1e-6)
+
+
+def test_supcon_simclr_three_views_uses_multi_positive_nt_xent():
+  z, y = _views(b=8, v=3, seed=18)
+  unsup = supcon_reference(z, np.arange(8), 0.2)  # every example its own class
+  expected = 0.6 * supcon_reference(z, y, 0.2) + 0.4 * unsup
+  np.testing.assert_allclose(C.supcon_simclr(z, y, weight=0.4, temperature=0.2), expected, rtol=1e-5)
+
+
+def test_supcon_simclr_gradients_and_8_devices(mesh8):
+  z, y = _views(b=4, v=2, d=3, seed=19)
+  with jax.enable_x64(True):
+    check_grads(jax.jit(lambda a: C.supcon_simclr(a, jnp.asarray(y), weight=0.5, temperature=0.3)),
+                (jnp.asarray(z, jnp.float64),), order=1, modes=["rev"])
+  z, y = _views(b=32, v=2, seed=20)
+  fn = lambda a, lab, w, axis_name=None: C.supcon_simclr(a, lab, weight=w, temperature=0.2, axis_name=axis_name)
+  multidevice.assert_1_equals_8(fn, mesh8, (z, y), (jnp.float32(0.4),), argnums=(0, 2))
+
+
+def test_supcon_simclr_bad_inputs_and_bfloat16():
+  with pytest.raises(ValueError, match=r"weight must be in \[0.0, 1.0\]; got 1.5"):
+    C.supcon_simclr(jnp.ones((4, 2, 3)), jnp.zeros(4, jnp.int32), weight=1.5)
+  z, y = _views(seed=21)
+  got = C.supcon_simclr(jnp.asarray(z, jnp.bfloat16), y)
+  assert got.dtype == jnp.float32
+  expected = 0.5 * supcon_reference(z, y, 0.1) + 0.5 * nt_xent_reference(z[:, 0], z[:, 1], 0.1)
+  np.testing.assert_allclose(got, expected, rtol=2e-2)

@@ -1,0 +1,228 @@
+"""Masked image modelling: patchify/unpatchify, random_masking and the MAE loss."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+from jax.test_util import check_grads
+
+from rl.losses import masked as L
+from tests import multidevice
+
+KEY = jax.random.PRNGKey(0)
+
+
+def official_patchify(images_nhwc, p):
+  """The official MAE patchify (NCHW, 'nchpwq->nhwpqc'), in NumPy, applied to the NCHW version of the images."""
+  x = np.transpose(images_nhwc, (0, 3, 1, 2))
+  n, c, hh, ww = x.shape
+  h, w = hh // p, ww // p
+  x = x.reshape(n, c, h, p, w, p)
+  x = np.einsum("nchpwq->nhwpqc", x)
+  return x.reshape(n, h * w, p * p * c)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# patchify / unpatchify
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_patchify_hand_case_patch_order():
+  # 4 x 4 image, one channel, p = 2: patches in reading order, each flattened row by row.
+  x = jnp.arange(16).reshape(1, 4, 4, 1)
+  np.testing.assert_array_equal(L.patchify(x, patch_size=2)[0],
+                                [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]])
+  # Two channels: inside a patch the channel is the fastest axis, (p, q, c) row-major.
+  x2 = jnp.stack([x, 100 + x], axis=-1)[..., 0, :]  # [1, 4, 4, 2]
+  np.testing.assert_array_equal(L.patchify(x2, patch_size=2)[0, 0], [0, 100, 1, 101, 4, 104, 5, 105])
+
+
+def test_patchify_matches_official_and_round_trips():
+  x = np.random.RandomState(0).rand(3, 8, 12, 3).astype(np.float32)  # non-square is allowed
+  patches = jax.jit(lambda a: L.patchify(a, patch_size=4))(x)
+  assert patches.shape == (3, 6, 48)
+  np.testing.assert_array_equal(patches, official_patchify(x, 4))
+  back = L.unpatchify(patches, patch_size=4, image_size=(8, 12), channels=3)
+  np.testing.assert_array_equal(back, x)
+  sq = np.random.RandomState(1).rand(2, 8, 8, 3).astype(np.float32)  # square: sizes inferred as officially
+  np.testing.assert_array_equal(L.unpatchify(L.patchify(sq, patch_size=4), patch_size=4), sq)
+
+
+def test_patchify_rejects_bad_inputs():
+  with pytest.raises(ValueError, match=r"divisible by patch_size=4; got images of shape \(2, 8, 10, 3\)"):
+    L.patchify(jnp.zeros((2, 8, 10, 3)), patch_size=4)
+  with pytest.raises(ValueError, match=r"\[2, 4, 48\] for \(h, w, c\) = \(8, 8, 3\).*got shape \(2, 5, 48\)"):
+    L.unpatchify(jnp.zeros((2, 5, 48)), patch_size=4, image_size=8, channels=3)
+  with pytest.raises(ValueError, match="cannot infer a square image from L=5"):
+    L.unpatchify(jnp.zeros((2, 5, 48)), patch_size=4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# random_masking
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_random_masking_hand_case_len_keep():
+  # L = 10, ratio 0.75: len_keep = int(10 * 0.25) = int(2.5) = 2 (floor, as in the official code).
+  tokens = jnp.zeros((3, 10, 4))
+  visible, mask, ids_restore = L.random_masking(KEY, tokens, mask_ratio=0.75)
+  assert visible.shape == (3, 2, 4) and mask.shape == (3, 10) and ids_restore.shape == (3, 10)
+  assert mask.dtype == jnp.float32 and ids_restore.dtype == jnp.int32
+  np.testing.assert_array_equal(np.asarray(mask).sum(1), [8, 8, 8])
+
+
+def test_random_masking_restores_order_and_mask_marks_removed_tokens():
+  b, n, d = 16, 12, 5
+  tokens = np.random.RandomState(0).randn(b, n, d).astype(np.float32)
+  visible, mask, ids_restore = map(np.asarray, jax.jit(lambda k, t: L.random_masking(k, t, mask_ratio=0.5))(
+      KEY, tokens))
+  len_keep = 6
+  for i in range(b):
+    assert sorted(ids_restore[i].tolist()) == list(range(n))
+    kept = np.flatnonzero(mask[i] == 0)
+    assert len(kept) == len_keep and set(np.unique(mask[i])) == {0.0, 1.0}
+    # The visible tokens are exactly the unmasked ones (in some order).
+    np.testing.assert_array_equal(np.sort(visible[i], axis=0), np.sort(tokens[i, kept], axis=0))
+    # [visible, mask tokens] gathered with ids_restore is the original sequence, with mask tokens where mask = 1.
+    mask_token = np.full((n - len_keep, d), np.nan, np.float32)
+    full = np.concatenate([visible[i], mask_token])[ids_restore[i]]
+    np.testing.assert_array_equal(full[kept], tokens[i, kept])
+    assert np.isnan(full[mask[i] == 1]).all()
+  # Masks differ between examples and are a deterministic function of the key.
+  assert len({tuple(m) for m in mask}) > 1
+  again = L.random_masking(KEY, jnp.asarray(tokens), mask_ratio=0.5)
+  np.testing.assert_array_equal(again[1], mask)
+  assert not np.array_equal(L.random_masking(jax.random.PRNGKey(1), jnp.asarray(tokens), mask_ratio=0.5)[1], mask)
+
+
+def test_random_masking_gradient_reaches_visible_tokens():
+  tokens = np.random.RandomState(1).randn(2, 8, 3)
+  with jax.enable_x64(True):
+    f = lambda t: jnp.sum(L.random_masking(KEY, t, mask_ratio=0.5)[0] ** 2)
+    check_grads(f, (jnp.asarray(tokens),), order=1, modes=["rev"])
+    _, mask, _ = L.random_masking(KEY, jnp.asarray(tokens), mask_ratio=0.5)
+    g = np.asarray(jax.grad(f)(jnp.asarray(tokens)))
+    np.testing.assert_allclose(g, 2 * tokens * (1 - np.asarray(mask))[..., None])  # masked tokens get zero
+
+
+def test_random_masking_1_equals_8_devices(mesh8):
+  tokens = np.random.RandomState(2).randn(16, 8, 4).astype(np.float32)
+  fn = lambda t, key, axis_name: L.random_masking(key, t, mask_ratio=0.75, axis_name=axis_name)
+  single, sm, pm = multidevice.run_1_and_8(fn, mesh8, (tokens,), (KEY,), out_specs=(P("data"),) * 3)
+  for out in (sm, pm):
+    for a, b in zip(out, single):
+      np.testing.assert_array_equal(a, b)
+  # Examples on different devices get different masks (keys come from the global index, not the row).
+  # (With keys from the local row index, row 0 of every device would get the same mask.)
+  assert len({tuple(np.asarray(single[1][k]).tolist()) for k in range(0, 16, 2)}) > 1
+
+
+def test_random_masking_rejects_bad_inputs():
+  with pytest.raises(ValueError, match=r"mask_ratio must be in \[0.0, 1.0\); got 1.0"):
+    L.random_masking(KEY, jnp.zeros((2, 4, 3)), mask_ratio=1.0)
+  with pytest.raises(ValueError, match=r"keeps int\(L \* \(1 - mask_ratio\)\) = 0 of L=4"):
+    L.random_masking(KEY, jnp.zeros((2, 4, 3)), mask_ratio=0.9)
+  with pytest.raises(ValueError, match=r"tokens must have shape \[b, L, D\]"):
+    L.random_masking(KEY, jnp.zeros((4, 3)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# mae
+# ---------------------------------------------------------------------------------------------------------------
+
+def mae_reference(pred, images, mask, p, norm_pix):
+  """He et al.'s loss in float64, patch by patch, with torch's unbiased per-patch variance."""
+  b, h, w, c = images.shape
+  num = den = 0.0
+  for i in range(b):
+    for l in range(mask.shape[1]):
+      r, s = divmod(l, w // p)
+      t = images[i, r * p:(r + 1) * p, s * p:(s + 1) * p, :].astype(np.float64).reshape(-1)  # (u, v, c) order
+      if norm_pix:
+        t = (t - t.mean()) / np.sqrt(t.var(ddof=1) + 1e-6)
+      num += mask[i, l] * np.mean((pred[i, l].astype(np.float64) - t) ** 2)
+      den += mask[i, l]
+  return num / den
+
+
+def _mae_inputs(b=16, hw=8, c=3, p=4, seed=0):
+  rng = np.random.RandomState(seed)
+  images = rng.rand(b, hw, hw, c).astype(np.float32)
+  n = (hw // p) ** 2
+  pred = rng.randn(b, n, p * p * c).astype(np.float32)
+  mask = (rng.rand(b, n) < 0.6).astype(np.float32)
+  mask[0, 0] = 1.0
+  return pred, images, mask
+
+
+def test_mae_hand_case():
+  # One 2 x 2 image, p = 2, pixels (1, 2, 3, 4): mean 2.5, unbiased var 5/3, so the normalised target is
+  # (-1.5, -0.5, 0.5, 1.5) / sqrt(5/3 + 1e-6); a zero prediction has error mean(t^2) = (4.5 + 0.5) * 0.6 / 4 = 0.75.
+  images = jnp.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 2, 1)
+  mask = jnp.ones((1, 1))
+  t = np.array([-1.5, -0.5, 0.5, 1.5]) / np.sqrt(5 / 3 + 1e-6)
+  np.testing.assert_allclose(L.mae(jnp.zeros((1, 1, 4)), images, mask, patch_size=2), np.mean(t ** 2), rtol=1e-6)
+  np.testing.assert_allclose(np.mean(t ** 2), 0.75, rtol=1e-5)
+  # Without normalisation: mean of (1, 4, 9, 16) = 7.5.
+  np.testing.assert_allclose(L.mae(jnp.zeros((1, 1, 4)), images, mask, patch_size=2, norm_pix=False), 7.5)
+  # Only masked patches count: a second, visible patch with a huge error changes nothing.
+  two = jnp.concatenate([images, 100 * images], axis=2)  # [1, 2, 4, 1]: two patches
+  np.testing.assert_allclose(L.mae(jnp.zeros((1, 2, 4)), two, jnp.array([[1.0, 0.0]]), patch_size=2,
+                                   norm_pix=False), 7.5)
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_mae_matches_float64_reference_and_jit(norm_pix):
+  pred, images, mask = _mae_inputs()
+  ref = mae_reference(pred, images, mask, 4, norm_pix)
+  np.testing.assert_allclose(L.mae(pred, images, mask, patch_size=4, norm_pix=norm_pix), ref, rtol=1e-5)
+  jitted = jax.jit(lambda a, b, m: L.mae(a, b, m, patch_size=4, norm_pix=norm_pix))(pred, images, mask)
+  np.testing.assert_allclose(jitted, ref, rtol=1e-5)
+
+
+def test_mae_uint8_images_and_bfloat16_pred():
+  pred, images, mask = _mae_inputs(seed=1)
+  u8 = (images * 255).astype(np.uint8)
+  ref = mae_reference(pred, u8, mask, 4, True)
+  np.testing.assert_allclose(L.mae(pred, jnp.asarray(u8), mask, patch_size=4), ref, rtol=1e-5)
+  got = L.mae(jnp.asarray(pred, jnp.bfloat16), images, mask, patch_size=4)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, mae_reference(pred, images, mask, 4, True), rtol=2e-2)
+
+
+def test_mae_gradients_with_respect_to_pred_only():
+  pred, images, mask = _mae_inputs(b=2, seed=2)
+  with jax.enable_x64(True):
+    args = tuple(jnp.asarray(a, jnp.float64) for a in (pred, images, mask))
+    f = lambda a: L.mae(a, args[1], args[2], patch_size=4)
+    check_grads(f, (args[0],), order=1, modes=["rev"])
+    # The target is a constant: no gradient reaches the images or the mask.
+    g_img, g_mask = jax.grad(lambda im, m: L.mae(args[0], im, m, patch_size=4), argnums=(0, 1))(args[1], args[2])
+    assert not np.any(g_img) and not np.any(g_mask)
+    # Analytic: d/dpred = 2 (pred - t) m / (P * sum m).
+    target = np.asarray(L.patchify(args[1], patch_size=4))
+    target = (target - target.mean(-1, keepdims=True)) / np.sqrt(target.var(-1, ddof=1, keepdims=True) + 1e-6)
+    expected = 2 * (pred - target) * mask[..., None] / (48 * mask.sum())
+    np.testing.assert_allclose(jax.grad(f)(args[0]), expected, rtol=1e-10)
+
+
+def test_mae_1_equals_8_devices_and_is_not_mean_of_local_losses(mesh8):
+  pred, images, mask = _mae_inputs(b=16)
+  mask[:2] = 1.0  # device 0 has more masked patches than the others: per-device means would weigh it wrongly
+  mask[2:, 1:] = 0.0
+  mask[:, 0] = 1.0  # every device has masked patches, so each local loss is finite
+  pred[:2] *= 3.0  # and device 0's patches have a larger error
+  fn = lambda a, im, m, axis_name: L.mae(a, im, m, patch_size=4, axis_name=axis_name)
+  value, _ = multidevice.assert_1_equals_8(fn, mesh8, sharded=(pred, images, mask), argnums=(0,))
+  ref = mae_reference(pred, images, mask, 4, True)
+  np.testing.assert_allclose(value, ref, rtol=1e-5)
+  local = np.mean([mae_reference(pred[k:k + 2], images[k:k + 2], mask[k:k + 2], 4, True) for k in range(0, 16, 2)])
+  assert abs(local - ref) > 1e-2 * abs(ref)
+
+
+def test_mae_rejects_bad_inputs():
+  pred, images, mask = _mae_inputs(b=2)
+  with pytest.raises(ValueError, match=r"pred must have the shape of patchify\(images\).*\(2, 4, 48\).*\(2, 4, 47\)"):
+    L.mae(pred[..., :47], images, mask, patch_size=4)
+  with pytest.raises(ValueError, match=r"mask must have shape \[b, L\] = \(2, 4\); got mask of shape \(2, 3\)"):
+    L.mae(pred, images, mask[:, :3], patch_size=4)
+  with pytest.raises(ValueError, match="divisible by patch_size=3"):
+    L.mae(pred, images, mask, patch_size=3)
