@@ -1,0 +1,142 @@
+"""Augmentation in feature space: new positives or perturbed features built from embeddings, not from images.
+
+These are not losses but differentiable (or explicitly constant) transformations of a batch of embeddings that a
+method feeds to a loss of `rl.losses` (e.g. `nt_xent`, `moco`, a linear-probe cross-entropy). Each returns arrays
+of the input shape; under `axis_name` the output is this device's shard (rows stay where they are) and equals the
+matching rows of the single-device output on the global batch.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from rl.losses import _checks
+from rl.losses import _collectives
+from rl.losses import _ops
+
+
+def _global_rows(b: int, axis_name: str | None) -> jax.Array:
+  """Global batch index of each local row."""
+  return jnp.arange(b) + _collectives.axis_index(axis_name) * b
+
+
+def hallucinate(key: jax.Array, z1: jax.Array, z2: jax.Array, *, max_ratio: float = 0.1,
+                smoother: Callable[[jax.Array], jax.Array] | None = None,
+                axis_name: str | None = None) -> jax.Array:
+  r"""Hallucinator: an extra positive for each pair by asymmetric feature extrapolation, then optional smoothing.
+
+  For the pair (z1_i, z2_i) of views of example i, the positive is pushed away from its partner by a random ratio:
+
+  .. math::
+      \lambda_i \sim U(0, \lambda_{\max}), \qquad h_i = z^1_i + \lambda_i (z^1_i - z^2_i)
+                                                   = (1 + \lambda_i) z^1_i - \lambda_i z^2_i ,
+
+  and the paper's non-linear smoothing is a small learned MLP g applied to the concatenation,
+  :math:`\tilde h_i = g([z^1_i; h_i])` (`smoother`). The hallucinated sample is used as an extra positive of the
+  key of example i (MoCo, SimCLR) or as an extra prediction (SimSiam), in addition to z1 itself.
+
+  Everything is differentiable: gradients reach z1, z2 (and the smoother's parameters through the closure). In the
+  authors' MoCo code z2 is the momentum key and is already constant; pass `jax.lax.stop_gradient(z2)` when it must
+  not be trained. lambda_i comes from `jax.random.uniform(jax.random.fold_in(key, i))` with i the GLOBAL index of
+  the example, so the draws do not depend on the number of devices. The authors' code draws ONE ratio per batch
+  (`random.uniform(0, 0.1)`); here each example has its own ratio (same distribution, more variety); pass the
+  same key every step only if you want the same ratios (normally: `fold_in(step_key, stream_id)`).
+
+  Args:
+    key: a `jax.random` key for the ratios (typed or raw uint32).
+    z1: [b, d] embeddings to extrapolate from (the query / online view).
+    z2: [b, d] embeddings of the other view; row i pairs with `z1[i]`.
+    max_ratio: lambda_max >= 0 (0.1, the authors' code; 0 returns z1 before smoothing).
+    smoother: optional callable [b, 2d] -> [b, d'] (e.g. `functools.partial(mlp.apply, params)`); the authors use
+      a 3-layer MLP with ReLU (in 2d, hidden 2d, out d). None returns h itself.
+    axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
+      `jax.pmap`, where they are this device's shard (only the global example index depends on it).
+
+  Returns:
+    [b, d] hallucinated embeddings h (or [b, d'] = smoother output), float32 for float32/bfloat16 input
+    (float64 stays float64).
+
+  Example:
+    >>> z1 = jnp.array([[1.0, 0.0]]); z2 = jnp.array([[0.0, 1.0]])
+    >>> h = hallucinate(jax.random.key(0), z1, z2, max_ratio=0.1)
+    >>> lam = float(h[0, 0]) - 1.0  # h = (1 + lam) z1 - lam z2
+    >>> bool(0.0 <= lam <= 0.1 and abs(float(h[0, 1]) + lam) < 1e-6)
+    True
+
+  Wu, Hobbs & Hovakimyan, "Hallucination Improves the Performance of Unsupervised Visual Representation Learning",
+  ICCV 2023, https://arxiv.org/abs/2307.12168 (asymmetric feature extrapolation and non-linear hallucination);
+  defaults from the authors' code (github.com/jingwu6/Hallucination-improves-the-performance-of-unsupervised-
+  visual-representation-learning, models/generator.py).
+  """
+  _checks.check_embeddings(z1=z1, z2=z2)
+  _checks.check_in_range("max_ratio", max_ratio, 0.0, float("inf"))
+  dtype = jnp.promote_types(jnp.promote_types(z1.dtype, z2.dtype), jnp.float32)
+  rows = _global_rows(z1.shape[0], axis_name)
+  lam = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), (), jnp.float32, 0.0, 1.0))(rows)
+  lam = (lam * max_ratio).astype(dtype)[:, None]
+  z1, z2 = z1.astype(dtype), z2.astype(dtype)
+  h = z1 + lam * (z1 - z2)
+  if smoother is None:
+    return h
+  return smoother(jnp.concatenate([z1, h], axis=-1))
+
+
+def semantic_adversarial(features: jax.Array, grads: jax.Array, *, epsilon: float = 0.8, temperature: float = 0.01,
+                         axis_name: str | None = None) -> jax.Array:
+  r"""SeA: perturb each feature along the adversarial direction projected onto the span of OTHER examples.
+
+  With x_i the L2-normalised features and g_i the normalised loss gradient of example i (the adversarial
+  direction), the direction is re-expressed with the features of the other examples of the GLOBAL batch, weighted
+  by a sharp softmax of their agreement with g_i (a soft selection of a few examples, which keeps the perturbation
+  in the semantic subspace they span), and added with size epsilon:
+
+  .. math::
+      p_{ij} = \frac{\exp(\hat g_i^\top x_j / \alpha)}{\sum_{k \ne i} \exp(\hat g_i^\top x_k / \alpha)}\ (j \ne i),
+      \qquad a_i = \frac{\sum_{j \ne i} p_{ij} x_j}{\|\sum_{j \ne i} p_{ij} x_j\|}, \qquad
+      \tilde x_i = \frac{x_i + \epsilon\, a_i}{\|x_i + \epsilon\, a_i\|} .
+
+  The caller trains its classifier on x~ with the usual loss. `grads` is
+  `jax.lax.stop_gradient(jax.grad(lambda f: head_loss(head_params, f, labels))(features))`: the gradient of the
+  last-layer loss w.r.t. the (normalised) features, computed in a first pass with the current head. The direction
+  a is a constant (stop-gradient), as an adversarial perturbation; gradients flow to `features` through x and the
+  final normalisation only. Features of fixed backbones (the paper's setting) get no gradient anyway.
+
+  Args:
+    features: [b, d] last-layer features (normalised here, as the authors do before training the classifier).
+    grads: [b, d] gradient of the loss w.r.t. the features (normalised here; treated as constant).
+    epsilon: eta > 0, the size of the perturbation (0.8, the authors' code).
+    temperature: alpha > 0 of the selection softmax (0.01, the authors' code).
+    axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
+      `jax.pmap`, where they are this device's shard and the other examples come from every device.
+
+  Returns:
+    [b, d] unit-norm augmented features (float32 for float32/bfloat16 input), this device's rows.
+
+  Example:
+    >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> g = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> out = semantic_adversarial(x, g, epsilon=1.0)  # row 0 moves towards x_1 = e2: (1, 1)/sqrt(2)
+    >>> bool(jnp.allclose(out[0], jnp.array([1.0, 1.0]) / jnp.sqrt(2.0), atol=1e-6))
+    True
+
+  Qian, Xu & Hu, "SeA: Semantic Adversarial Augmentation for Last Layer Features from Unsupervised Representation
+  Learning", ECCV 2024, https://arxiv.org/abs/2408.13351; the projection and defaults follow the authors' code
+  (github.com/idstcv/SeA, main.py `get_adv`).
+  """
+  _checks.check_embeddings(features=features, grads=grads)
+  _checks.check_positive("epsilon", epsilon)
+  _checks.check_positive("temperature", temperature)
+  b = features.shape[0]
+  if b * _collectives.axis_size(axis_name) < 2:
+    raise ValueError(f"features must hold at least 2 examples in the global batch (the direction is built from the "
+                     f"other examples); got shape {tuple(features.shape)}.")
+  x = _ops.l2_normalize(_ops.to_float32(features))
+  g = _ops.l2_normalize(_ops.to_float32(jax.lax.stop_gradient(grads)))
+  others = _collectives.all_gather(jax.lax.stop_gradient(x), axis_name)  # [B, d]
+  logits = (g @ others.T) / temperature  # [b, B]
+  is_self = jnp.arange(others.shape[0])[None, :] == _global_rows(b, axis_name)[:, None]
+  p = jax.nn.softmax(jnp.where(is_self, -jnp.inf, logits), axis=1)
+  direction = jax.lax.stop_gradient(_ops.l2_normalize(p @ others))
+  return _ops.l2_normalize(x + epsilon * direction)
