@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "tensorboardx>=2.6,<3",
     "importlib_resources>=6",  # TFDS needs it to build datasets (tensorflow/datasets#11212)
     "etils[epath]>=1.7",
+    "ott-jax>=0.6,<0.7",
 ]
 
 setuptools.setup(
