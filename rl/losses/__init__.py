@@ -18,6 +18,24 @@ from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
 from rl.losses.redundancy import barlow_twins, byol, negative_cosine, vicreg, vicreg_terms, wmse
+from rl.losses.dense import (feature_coordinates, pixcontrast, pixel_positive_mask, pixpro, slot_assignments,
+                             slot_pooling, slotcon_group_loss, slotcon_slot_loss)
+from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, feature_regression,
+                                    mokd_cross_distillation, mokd_self_distillation, simplex_classifier_loss,
+                                    simplex_prototypes)
+from rl.losses.feature_augment import hallucinate, semantic_adversarial
+from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
+from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
+                                regression_bin_centroids, sinkhorn_divergence)
+from rl.losses.graph import node2vec_walks, sample_neighbors, skipgram_negative_sampling, walk_context_pairs
+from rl.losses.kmeans import assign_topk, spherical_kmeans
+from rl.losses.margin import arcface_logit, multilabel_cluster_loss, partial_margin_softmax
+from rl.losses.multitask import esmm
+from rl.losses.neighbors import snn_annealing_schedule, soft_nearest_neighbor
+from rl.losses.nested import matryoshka, nested_cluster_loss
+from rl.losses.temporal import (contrastive_transition_loss, decorrelated_prediction, premier_taco,
+                                premier_taco_negatives, taco)
+from rl.losses.video import bidirectional_prediction, iic, intra_negatives
 
 __all__ = [
     # contrastive
@@ -37,4 +55,25 @@ __all__ = [
     "patchify", "unpatchify", "random_masking", "mae",
     # mutual-information estimators
     "mi_infonce", "mi_nwj", "mi_dv", "mi_jsd",
+    # --- Loss library II: the objectives of the seed papers ---
+    # retrieval, margins and clusters
+    "partial_margin_softmax", "multilabel_cluster_loss", "arcface_logit", "spherical_kmeans", "assign_topk",
+    "soft_nearest_neighbor", "snn_annealing_schedule", "matryoshka", "nested_cluster_loss",
+    # distillation and lifelong representations
+    "csd", "simplex_prototypes", "simplex_classifier_loss", "cl2r_stationarity", "mokd_self_distillation",
+    "mokd_cross_distillation", "feature_regression", "attention_transfer",
+    # feature-space augmentation
+    "hallucinate", "semantic_adversarial",
+    # temporal, video and reinforcement learning
+    "taco", "premier_taco", "premier_taco_negatives", "decorrelated_prediction", "contrastive_transition_loss",
+    "intra_negatives", "iic", "bidirectional_prediction",
+    # dense and object-centric
+    "feature_coordinates", "pixel_positive_mask", "pixcontrast", "pixpro", "slot_assignments", "slot_pooling",
+    "slotcon_group_loss", "slotcon_slot_loss",
+    # geometry and transport
+    "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
+    "homogeneity_loss",
+    # generative, graph and multi-task
+    "bigan_discriminator_loss", "bigan_generator_encoder_loss", "beta_vae", "reparameterize",
+    "node2vec_walks", "walk_context_pairs", "skipgram_negative_sampling", "sample_neighbors", "esmm",
 ]

@@ -16,6 +16,10 @@ import dataclasses
 import flax.linen as nn
 
 from rl.models.conv1d import Conv1DEncoder
+from rl.models.dense import PixelPropagation
+from rl.models.distill import CrossAttentionSearchHead
+from rl.models.distill import FeatureRegressor
+from rl.models.graphsage import SAGEConv
 from rl.models.heads import LinearClassifier
 from rl.models.heads import MLPProjector
 from rl.models.resnet import ResNet
@@ -68,6 +72,10 @@ def get_model(name: str, **kwargs) -> nn.Module:
 
 __all__ = [
     'Conv1DEncoder',
+    'CrossAttentionSearchHead',
+    'FeatureRegressor',
+    'PixelPropagation',
+    'SAGEConv',
     'LinearClassifier',
     'MLPProjector',
     'MODELS',
