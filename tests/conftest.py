@@ -16,3 +16,9 @@ def mesh8():
     raise RuntimeError(
         f"the suite needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8); got {jax.device_count()}")
   return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """One TFDS data dir per test worker, so embedded datasets are built once and shared by end-to-end runs."""
+  return str(tmp_path_factory.mktemp("tfds"))
