@@ -274,13 +274,37 @@ def _example_fn(builder: tfds.core.DatasetBuilder, info: DatasetInfo):
 
 
 def _read(name: str, builder: tfds.core.DatasetBuilder, info: DatasetInfo, split: Any,
-          shuffle_seed: int | None) -> tf.data.Dataset:
+          shuffle_seed: int | None, add_tfds_id: bool = False) -> tf.data.Dataset:
   decoders = {info.input_key: tfds.decode.SkipDecoding()} if info.kind == "image" else None
-  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
+  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False, add_tfds_id=add_tfds_id)
   # Ordered data sets (the embedded ones, one small shard per split) refuse file shuffling; the record
   # shuffle buffer holds all of them anyway.
   shuffle_files = shuffle_seed is not None and not builder.info.disable_shuffling
   return _as_dataset(name, builder, split, shuffle_files=shuffle_files, decoders=decoders, read_config=read_config)
+
+
+def _index_fn(builder: tfds.core.DatasetBuilder, split: str):
+  """Maps a record's `tfds_id` ("<name>-<split>.<format>-<shard>-of-<n>__<record>") to its position in the split.
+
+  The position (shard offset + record number) is the same whatever the read order, so methods that keep a
+  per-example memory (NPID's memory bank, ODC's labels) can index it.
+  """
+  base = str(split).split("[")[0]
+  try:
+    shard_lengths = builder.info.splits[base].shard_lengths
+  except KeyError:  # TFDS mock data (tests) has no split metadata and no record ids: the index is unknown (-1).
+    shard_lengths = []
+  offsets = np.concatenate([[0], np.cumsum(shard_lengths)[:-1]]).astype(np.int64)
+  table = tf.constant(offsets, tf.int64)
+
+  def fn(tfds_id):
+    if tfds_id is None or not shard_lengths:
+      return tf.constant(-1, tf.int32)
+    file_part, record = tf.strings.split(tfds_id, "__")[0], tf.strings.split(tfds_id, "__")[-1]
+    shard = tf.strings.to_number(tf.strings.regex_replace(file_part, r".*-(\d+)-of-\d+$", r"\1"), tf.int64)
+    return tf.cast(tf.gather(table, shard) + tf.strings.to_number(record, tf.int64), tf.int32)
+
+  return fn
 
 
 def _to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
@@ -312,7 +336,8 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
     shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
 
   Yields:
-    {'x': uint8 [b, H, W, C] or float32 [b, L], 'label': int32 [b]}, b = local_batch_size.
+    {'x': uint8 [b, H, W, C] or float32 [b, L], 'label': int32 [b], 'index': int32 [b]}, b = local_batch_size;
+    'index' is each example's position in the split (for per-example memories such as NPID's memory bank).
   """
   info = dataset_info(name, image_size=image_size)
   _check_host_args(local_batch_size, process_index, process_count)
@@ -330,14 +355,16 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
                      f"{min(sizes)} examples of the smallest process slice of {name}:{split}")
   local_split, local_size = process_splits[process_index], sizes[process_index]
   example_fn = _example_fn(builder, info)
+  index_fn = _index_fn(builder, split)
 
   def epoch_dataset(epoch: int, skip_batches: int) -> tf.data.Dataset:
     file_seed, record_seed = _epoch_seeds(seed, epoch, process_index)
-    ds = _read(name, builder, info, local_split, shuffle_seed=file_seed)
+    ds = _read(name, builder, info, local_split, shuffle_seed=file_seed, add_tfds_id=True)
     ds = ds.shuffle(min(local_size, shuffle_buffer_size), seed=record_seed, reshuffle_each_iteration=False)
     # Skipping before the decoding map keeps a resume cheap: skipped records are never decoded.
     ds = ds.skip(skip_batches * local_batch_size)
-    ds = ds.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda ex: {**example_fn(ex), "index": index_fn(ex.get("tfds_id"))},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(local_batch_size, drop_remainder=True)
     # Slices of other processes may be one example shorter: all processes stop after the same batch.
     ds = ds.take(steps_per_epoch - skip_batches)
@@ -375,8 +402,8 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
     shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
 
   Yields:
-    {'x': uint8 [B, H, W, C] (images) or float32 [B, L] (signals), 'label': int32 [B]}, global `jax.Array`s
-    with `sharding`, B = global_batch_size.
+    {'x': uint8 [B, H, W, C] (images) or float32 [B, L] (signals), 'label': int32 [B], 'index': int32 [B]
+    (position in the split)}, global `jax.Array`s with `sharding`, B = global_batch_size.
 
   Raises:
     ValueError: bad batch size (both numbers are named), negative `start_step`, a split smaller than a batch.

@@ -5,8 +5,9 @@
   `params` are what the optimizer updates; `method_state` is everything else kept between steps (BatchNorm
   statistics, EMA targets, queues, memory banks, centres). Both are checkpointed.
 - `loss(params, method_state, batch, key, *, axis_name) -> (loss, (new_method_state, aux))`: `batch` holds
-  `'views'` (a tuple of `num_views` augmented arrays of this device's shard) and `'label'` (only for methods that
-  use labels, and for the online probe). The loss is the global-batch mean (it reduces over `axis_name`), so the
+  `'views'` (a tuple of `num_views` augmented arrays of this device's shard), `'label'` (only for methods that
+  use labels, and for the online probe) and `'index'` (int32 position of each example in the training split, for
+  per-example memories such as NPID's memory bank; -1 when the data source has no record ids). The loss is the global-batch mean (it reduces over `axis_name`), so the
   trainer's gradients are exact. `aux` is a dict with `'metrics'` (scalars, already global) and `'features'`
   (`[b, f]` stop-gradient encoder features of the first view, which the online linear probe trains on).
 - `embed(params, method_state, x) -> [b, f]`: the frozen representation used for evaluation.

@@ -64,6 +64,8 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     method_key = jax.random.fold_in(step_key, STREAM_METHOD)
     views = augment.make_views(aug_key, batch["x"], recipes, out_size=out_size, axis_name=axis)
     inputs = {"views": views, "label": batch["label"]}
+    if "index" in batch:
+      inputs["index"] = batch["index"]
 
     def loss_fn(params):
       return method.loss(params, state.method_state, inputs, method_key, axis_name=axis)

@@ -99,7 +99,8 @@ def test_mock_images_are_sharded_global_arrays(sharding, name, image_size, shape
   with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
     batch = next(rl.data.train_batches(name, global_batch_size=16, seed=0, sharding=sharding,
                                        image_size=image_size))
-    assert set(batch) == {"x", "label"}
+    assert set(batch) == {"x", "label", "index"}
+    np.testing.assert_array_equal(batch["index"], -1)  # mock data carries no record ids
     assert batch["x"].shape == (16,) + shape and batch["x"].dtype == np.uint8
     assert batch["label"].shape == (16,) and batch["label"].dtype == np.int32
     assert np.all((np.asarray(batch["label"]) >= 0) & (np.asarray(batch["label"]) < 10))
@@ -230,3 +231,21 @@ def test_images_resized_and_centre_cropped(data_dir, sharding):
   np.testing.assert_array_equal(pipeline._fixed_size(tf.fill([5, 7, 1], tf.constant(37, tf.uint8)), 12).numpy(), 37)
   same = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
   np.testing.assert_array_equal(pipeline._fixed_size(tf.constant(same), 16).numpy(), same)
+
+
+def test_train_batches_carry_each_examples_position_in_the_split(data_dir, sharding):
+  # The index is the example's position in the split, whatever the shuffled order and the process slice.
+  train = _split("mnist1d", "train", data_dir)
+  batches = _take(rl.data.train_batches("mnist1d", global_batch_size=256, seed=3, sharding=sharding,
+                                        data_dir=data_dir), 16)  # crosses the epoch boundary at 15
+  for b in batches:
+    index, x = np.asarray(b["index"]), np.asarray(b["x"])
+    assert b["index"].dtype == np.int32
+    np.testing.assert_array_equal(x, train["signal"][index])
+    np.testing.assert_array_equal(np.asarray(b["label"]), train["label"][index])
+  assert len(set(np.concatenate([np.asarray(b["index"]) for b in batches[:15]]))) == 15 * 256
+  stream = rl.data.host_train_batches("mnist1d", local_batch_size=100, seed=0, data_dir=data_dir,
+                                      process_index=2, process_count=3)
+  for b in itertools.islice(stream, 3):  # process 2 reads train[2667:4000]: its indices are global positions
+    assert b["index"].min() >= 2667
+    np.testing.assert_array_equal(b["x"], train["signal"][b["index"]])
