@@ -20,8 +20,13 @@ from rl.models.dense import PixelPropagation
 from rl.models.distill import CrossAttentionSearchHead
 from rl.models.distill import FeatureRegressor
 from rl.models.graphsage import SAGEConv
+from rl.models.heads import DINOHead
 from rl.models.heads import LinearClassifier
 from rl.models.heads import MLPProjector
+from rl.models.heads import Predictor
+from rl.models.heads import Prototypes
+from rl.models.heads import WeightNormDense
+from rl.models.heads import normalize_prototypes
 from rl.models.resnet import ResNet
 from rl.models.resnet import ResNet18
 from rl.models.resnet import ResNet50
@@ -32,6 +37,9 @@ MODELS: dict[str, type[nn.Module]] = {
     'resnet50': ResNet50,
     'mlp_projector': MLPProjector,
     'linear': LinearClassifier,
+    'predictor': Predictor,
+    'prototypes': Prototypes,
+    'dino_head': DINOHead,
 }
 
 # Dataclass fields that linen adds to every module and that are not hyper-parameters.
@@ -73,9 +81,13 @@ def get_model(name: str, **kwargs) -> nn.Module:
 __all__ = [
     'Conv1DEncoder',
     'CrossAttentionSearchHead',
+    'DINOHead',
     'FeatureRegressor',
     'PixelPropagation',
+    'Predictor',
+    'Prototypes',
     'SAGEConv',
+    'WeightNormDense',
     'LinearClassifier',
     'MLPProjector',
     'MODELS',
@@ -83,4 +95,5 @@ __all__ = [
     'ResNet18',
     'ResNet50',
     'get_model',
+    'normalize_prototypes',
 ]
