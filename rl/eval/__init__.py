@@ -1,7 +1,9 @@
-"""Evaluation of learned features: kNN and linear probes, geometry diagnostics, plots and tables.
+"""Evaluation of learned features: kNN, linear and few-shot probes, retrieval, geometry diagnostics,
+plots and tables.
 
 Works on arrays only; imports nothing from `rl.train`, `rl.methods` or `rl.data`.
 """
+from rl.eval.fewshot import fewshot_accuracy
 from rl.eval.knn import knn_accuracy
 from rl.eval.knn import knn_predict
 from rl.eval.knn import knn_scores
@@ -17,6 +19,7 @@ from rl.eval.metrics import uniformity
 from rl.eval.plots import markdown_table
 from rl.eval.plots import plot_curves
 from rl.eval.plots import plot_tsne
+from rl.eval.retrieval import retrieval_metrics
 
 __all__ = [
     "DEFAULT_L2_GRID",
@@ -25,6 +28,7 @@ __all__ = [
     "collapse_std",
     "effective_rank",
     "feature_report",
+    "fewshot_accuracy",
     "fit_logistic_regression",
     "knn_accuracy",
     "knn_predict",
@@ -33,5 +37,6 @@ __all__ = [
     "markdown_table",
     "plot_curves",
     "plot_tsne",
+    "retrieval_metrics",
     "uniformity",
 ]

@@ -55,15 +55,41 @@ def knn_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_c
   return {f"knn_{k}_accuracy": float(v) for k, v in accs.items()}
 
 
+DEFAULT_FEWSHOT_SHOTS = (1, 5, 10)
+
+
+def retrieval_eval(test: Split) -> dict:
+  """Recall@1 and mAP of the test set searched against itself, each query left out of its own ranking."""
+  if len(test.labels) < 2 or len(np.unique(test.labels)) == len(test.labels):
+    return {}  # no query has a same-label neighbour: retrieval is undefined
+  out = rl_eval.retrieval_metrics(test.features, test.labels, test.features, test.labels, ks=(1,),
+                                  exclude_self=True)
+  return {"recall_at_1": float(out["recall_at_1"]), "map": float(out["map"])}
+
+
+def fewshot_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  """big_vision's few-shot ridge regression, for the shot counts that every class of `train` can supply."""
+  shots = tuple(config.eval.get("fewshot_shots", DEFAULT_FEWSHOT_SHOTS))
+  fewest = int(np.bincount(train.labels, minlength=num_classes).min())
+  shots = tuple(s for s in shots if s <= fewest)  # a capped train set may lack some classes
+  if not shots:
+    return {}
+  accs = rl_eval.fewshot_accuracy(train.features, train.labels, test.features, test.labels, shots=shots,
+                                  seed=config.seed, num_classes=num_classes)
+  return {f"fewshot_{s}": float(v) for s, v in accs.items()}
+
+
 def full_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int,
               *, view_pair: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-  """kNN, the linear probe and feature metrics of one representation."""
+  """kNN, the linear probe, few-shot accuracy, retrieval and feature metrics of one representation."""
   t0 = time.time()
   row = knn_eval(train, test, config, num_classes)
   probe = rl_eval.linear_probe(train.features, train.labels, test.features, test.labels, num_classes=num_classes,
                                seed=config.seed)
   row["linear_probe_accuracy"] = float(probe["test_accuracy"])
   row["linear_probe_l2"] = float(probe["l2"])
+  row.update(fewshot_eval(train, test, config, num_classes))
+  row.update(retrieval_eval(test))
   if view_pair is not None:
     report = rl_eval.feature_report(*view_pair)
     row.update({k: float(v) for k, v in report.items()})
@@ -78,8 +104,9 @@ def raw_input_baseline(train: Split, test: Split, config: ml_collections.ConfigD
   return full_eval(tr, te, config, num_classes)
 
 
-REPORT_COLUMNS = ("representation", "linear_probe_accuracy", "knn_20_accuracy", "knn_200_accuracy", "alignment",
-                  "uniformity", "effective_rank", "collapse_std")
+REPORT_COLUMNS = ("representation", "linear_probe_accuracy", "knn_20_accuracy", "knn_200_accuracy", "fewshot_1",
+                  "fewshot_5", "fewshot_10", "recall_at_1", "map", "alignment", "uniformity", "effective_rank",
+                  "collapse_std")
 
 
 def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collections.ConfigDict,
@@ -91,9 +118,12 @@ def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collec
           f"{steps} steps at batch {config.batch_size} on {jax.device_count()} device(s) "
           f"({jax.devices()[0].platform}), {train_seconds:.0f} s of training.\n\n{table}\n\n"
           "Accuracies are on the test split: a linear probe (multinomial logistic regression on standardised frozen "
-          "features) and kNN (cosine, temperature-weighted votes). Alignment and uniformity (Wang & Isola 2020) are on "
-          "two augmented views of the test set; effective rank is RankMe; collapse_std is the mean per-dimension std "
-          "of L2-normalised features.\n\n![training loss](loss.png)\n![accuracy](accuracy.png)\n![t-SNE](tsne.png)\n")
+          "features) and kNN (cosine, temperature-weighted votes); fewshot_s is big_vision's few-shot ridge "
+          "regression on s train examples per class (mean of 3 draws); recall_at_1 and map are retrieval of the "
+          "test set against itself (cosine, each query left out; Unicom's protocol). Alignment and uniformity "
+          "(Wang & Isola 2020) are on two augmented views of the test set; effective rank is RankMe; collapse_std is "
+          "the mean per-dimension std of L2-normalised features.\n\n"
+          "![training loss](loss.png)\n![accuracy](accuracy.png)\n![t-SNE](tsne.png)\n")
   (epath.Path(workdir) / "report.md").write_text(text)
   return table
 

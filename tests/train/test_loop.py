@@ -58,6 +58,10 @@ def test_smoke_run_writes_every_artifact(straight_run):
   assert names == ["simclr (trained)", "random encoder (baseline)", "raw inputs (baseline)"]
   for row in results["rows"]:
     assert 0.0 <= row["linear_probe_accuracy"] <= 1.0
+    for key in ("recall_at_1", "map", "fewshot_1"):  # retrieval and few-shot columns of the report
+      assert 0.0 <= row[key] <= 1.0, (row["representation"], key)
+  report = (workdir / "report.md").read_text()
+  assert "recall_at_1" in report and "fewshot_1" in report
   report = (workdir / "report.md").read_text()
   assert "| representation" in report and "raw inputs (baseline)" in report
 
