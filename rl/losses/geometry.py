@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from typing import Sequence
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -49,8 +50,10 @@ def _measure(x, w, axis_name):
 @functools.partial(jax.jit, static_argnames=("threshold", "max_iterations"))
 def _ott_divergence(x, y, a, b, epsilon, threshold, max_iterations):
   # Jitted so that eager calls do not dispatch ott's loops op by op (seconds per call); a no-op under an outer jit.
-  from ott.geometry import pointcloud  # pylint: disable=g-import-not-at-top
-  from ott.tools import sinkhorn_divergence as ott_sd  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():  # ott imports jaxopt, which warns that it is unmaintained; nothing we can act on
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="jaxopt")
+    from ott.geometry import pointcloud  # pylint: disable=g-import-not-at-top
+    from ott.tools import sinkhorn_divergence as ott_sd  # pylint: disable=g-import-not-at-top
   div, _ = ott_sd.sinkhorn_divergence(
       pointcloud.PointCloud, x, y, epsilon=epsilon, a=a, b=b,
       solve_kwargs={"threshold": threshold, "max_iterations": max_iterations})
