@@ -8,11 +8,19 @@ from typing import Callable
 
 import ml_collections
 
+from rl.methods import byol
+from rl.methods import moco_v2
+from rl.methods import moco_v3
 from rl.methods import simclr
+from rl.methods import simsiam
 from rl.methods.base import Method
 
 METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "simclr": simclr.make,
+    "byol": byol.make,
+    "simsiam": simsiam.make,
+    "moco_v2": moco_v2.make,
+    "moco_v3": moco_v3.make,
 }
 
 
