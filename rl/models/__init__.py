@@ -3,7 +3,7 @@
 Every module is called as `module.apply(variables, x, train=...)`; encoders return pooled
 features [b, feature_dim] and expose `feature_dim`. BatchNorm running statistics live in the
 'batch_stats' collection; pass `axis_name` to average batch statistics across devices inside
-`jax.shard_map`. This package imports nothing from the rest of `rl`.
+`jax.shard_map`. This package imports nothing from the rest of `rl` except `rl.losses` (MAE's masking).
 
 Example:
   >>> encoder = get_model('resnet18', stem='cifar')
@@ -27,6 +27,11 @@ from rl.models.heads import Predictor
 from rl.models.heads import Prototypes
 from rl.models.heads import WeightNormDense
 from rl.models.heads import normalize_prototypes
+from rl.models.mae import MAE
+from rl.models.vit import ViT
+from rl.models.vit import ViTBase
+from rl.models.vit import ViTSmall
+from rl.models.vit import ViTTiny
 from rl.models.resnet import ResNet
 from rl.models.resnet import ResNet18
 from rl.models.resnet import ResNet50
@@ -40,6 +45,11 @@ MODELS: dict[str, type[nn.Module]] = {
     'predictor': Predictor,
     'prototypes': Prototypes,
     'dino_head': DINOHead,
+    'vit': ViT,
+    'vit_tiny': ViTTiny,
+    'vit_small': ViTSmall,
+    'vit_base': ViTBase,
+    'mae': MAE,
 }
 
 # Dataclass fields that linen adds to every module and that are not hyper-parameters.
@@ -87,8 +97,13 @@ __all__ = [
     'Predictor',
     'Prototypes',
     'SAGEConv',
+    'ViT',
+    'ViTBase',
+    'ViTSmall',
+    'ViTTiny',
     'WeightNormDense',
     'LinearClassifier',
+    'MAE',
     'MLPProjector',
     'MODELS',
     'ResNet',

@@ -8,6 +8,11 @@ Running BatchNorm statistics live in the 'batch_stats' collection and are not pa
 `stem='cifar'` replaces the 7x7 stride-2 conv and max-pool by one 3x3 stride-1 conv, the
 usual adaptation for 32x32 images (SimCLR, Chen et al., 2020, Appendix B.9;
 https://arxiv.org/abs/2002.05709).
+
+`shortcut_decay=alpha_min` scales the shortcut of the l-th residual block by a fixed weight that
+decreases linearly with depth ("decayed identity shortcuts", Zhang et al., 2024, "Residual
+Connections Harm Generative Representation Learning", https://arxiv.org/abs/2404.10947); see
+`decayed_shortcut_weights`. The default (None) is the standard residual network.
 """
 
 import functools
@@ -28,6 +33,50 @@ _STEMS = ('cifar', 'imagenet')
 _BLOCKS = ('basic', 'bottleneck')
 
 
+def decayed_shortcut_weights(num_blocks: int, alpha_min: float) -> tuple[float, ...]:
+  r"""Weights of the identity shortcuts of "decayed identity shortcuts", one per residual block.
+
+  Block l (0-based) of L computes :math:`x_{l+1} = \alpha_l x_l + f_l(x_l)` with
+
+  .. math::
+      \alpha_l = 1 - \delta_\alpha l, \qquad \delta_\alpha = \frac{1 - \alpha_{\min}}{L - 1},
+
+  so the weight decreases linearly from 1 at the first block to `alpha_min` at the last; the
+  residual branch is not rescaled and no parameter is added. A single block keeps weight 1.
+  The paper states :math:`\alpha_l = 1 - \delta_\alpha l` with the one hyper-parameter
+  :math:`\alpha_{\min}`; pinning the first block at 1 and the last at :math:`\alpha_{\min}` is
+  our reading of it.
+
+  Args:
+    num_blocks: L, the number of residual blocks (>= 1).
+    alpha_min: weight of the deepest shortcut, in [0, 1]; 1 gives the standard residual network.
+
+  Returns:
+    L Python floats, non-increasing.
+
+  Example:
+    >>> decayed_shortcut_weights(5, 0.5)
+    (1.0, 0.875, 0.75, 0.625, 0.5)
+
+  Zhang et al., "Residual Connections Harm Generative Representation Learning", 2024,
+  https://arxiv.org/abs/2404.10947.
+  """
+  if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
+    raise ValueError(f'num_blocks must be a positive int, got {num_blocks!r}.')
+  if not 0.0 <= alpha_min <= 1.0:
+    raise ValueError(f'shortcut_decay (alpha_min) must be in [0, 1], got {alpha_min!r}.')
+  if num_blocks == 1:
+    return (1.0,)
+  delta = (1.0 - alpha_min) / (num_blocks - 1)
+  # The last weight is set exactly, free of rounding in 1 - delta * (L - 1).
+  return tuple(1.0 - delta * l for l in range(num_blocks - 1)) + (float(alpha_min),)
+
+
+def _add_shortcut(y: jax.Array, shortcut: jax.Array, weight: float) -> jax.Array:
+  # weight == 1 skips the multiply, so the standard network computes exactly what it did before.
+  return y + shortcut if weight == 1.0 else y + weight * shortcut
+
+
 def _conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
   # Explicit symmetric padding (kernel // 2), as PyTorch: 'SAME' would pad stride-2 convs on
   # even inputs asymmetrically and make ported weights compute something else.
@@ -44,12 +93,15 @@ class BasicBlock(nn.Module):
     features: channels of the convs (and of the output).
     stride: stride of the first conv and of the shortcut.
     zero_init_residual: initialise the last BN scale to zero, so the block starts as identity.
+    shortcut_weight: fixed factor on the shortcut (identity or projection) before the sum; 1 is
+      the standard block (see `decayed_shortcut_weights`).
     axis_name: mapped axis for cross-device BatchNorm statistics, or None.
     dtype: computation dtype.
   """
   features: int
   stride: int = 1
   zero_init_residual: bool = False
+  shortcut_weight: float = 1.0
   axis_name: str | None = None
   dtype: Any = jnp.float32
   expansion = 1
@@ -63,7 +115,8 @@ class BasicBlock(nn.Module):
     y = nn.relu(bn(name='bn1')(y))
     y = _conv(self.features, 3, 1, self.dtype, 'conv2')(y)
     y = bn(name='bn2', scale_init=last_init)(y)
-    return nn.relu(y + _shortcut(x, self.features, self.stride, bn, self.dtype))
+    shortcut = _shortcut(x, self.features, self.stride, bn, self.dtype)
+    return nn.relu(_add_shortcut(y, shortcut, self.shortcut_weight))
 
 
 class Bottleneck(nn.Module):
@@ -73,12 +126,15 @@ class Bottleneck(nn.Module):
     features: channels of the inner convs; the output has `4 * features`.
     stride: stride of the 3x3 conv and of the shortcut (torchvision's "v1.5").
     zero_init_residual: initialise the last BN scale to zero, so the block starts as identity.
+    shortcut_weight: fixed factor on the shortcut (identity or projection) before the sum; 1 is
+      the standard block (see `decayed_shortcut_weights`).
     axis_name: mapped axis for cross-device BatchNorm statistics, or None.
     dtype: computation dtype.
   """
   features: int
   stride: int = 1
   zero_init_residual: bool = False
+  shortcut_weight: float = 1.0
   axis_name: str | None = None
   dtype: Any = jnp.float32
   expansion = 4
@@ -95,7 +151,8 @@ class Bottleneck(nn.Module):
     y = nn.relu(bn(name='bn2')(y))
     y = _conv(out, 1, 1, self.dtype, 'conv3')(y)
     y = bn(name='bn3', scale_init=last_init)(y)
-    return nn.relu(y + _shortcut(x, out, self.stride, bn, self.dtype))
+    shortcut = _shortcut(x, out, self.stride, bn, self.dtype)
+    return nn.relu(_add_shortcut(y, shortcut, self.shortcut_weight))
 
 
 def _shortcut(x: jax.Array, features: int, stride: int, bn: Callable[..., nn.Module],
@@ -118,6 +175,9 @@ class ResNet(nn.Module):
     width: channels of the first stage; stage i has `width * 2**i` (times the block expansion).
     zero_init_residual: initialise the last BN scale of each residual block to zero (Goyal et
       al., 2017, https://arxiv.org/abs/1706.02677). Default False, as torchvision and solo-learn.
+    shortcut_decay: None for standard residual blocks; a float alpha_min in [0, 1] to scale the
+      shortcut of block l (counted over all stages) by `decayed_shortcut_weights(L, alpha_min)[l]`
+      (Zhang et al., 2024, https://arxiv.org/abs/2404.10947). Adds no parameters.
     axis_name: mapped axis for cross-device ("sync") BatchNorm statistics, or None.
     dtype: computation dtype for mixed precision, e.g. jnp.bfloat16; parameters stay float32
       and BatchNorm statistics are reduced in float32.
@@ -127,6 +187,7 @@ class ResNet(nn.Module):
   stem: str = 'imagenet'
   width: int = 64
   zero_init_residual: bool = False
+  shortcut_decay: float | None = None
   axis_name: str | None = None
   dtype: Any = jnp.float32
 
@@ -162,11 +223,17 @@ class ResNet(nn.Module):
     x = nn.relu(x)
     if self.stem == 'imagenet':
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    total = sum(self.stage_sizes)
+    weights = ((1.0,) * total if self.shortcut_decay is None or total == 0
+               else decayed_shortcut_weights(total, self.shortcut_decay))
+    index = 0
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         x = block_cls(self.width * 2**i, stride=2 if i > 0 and j == 0 else 1,
-                      zero_init_residual=self.zero_init_residual, axis_name=self.axis_name,
+                      zero_init_residual=self.zero_init_residual,
+                      shortcut_weight=weights[index], axis_name=self.axis_name,
                       dtype=self.dtype, name=f'stage{i + 1}_block{j + 1}')(x, train=train)
+        index += 1
     return jnp.mean(x, axis=(1, 2))
 
 

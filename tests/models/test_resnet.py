@@ -13,6 +13,7 @@ from rl.models import ResNet18
 from rl.models import ResNet50
 from rl.models.resnet import BasicBlock
 from rl.models.resnet import Bottleneck
+from rl.models.resnet import decayed_shortcut_weights
 
 
 def _num_params(tree):
@@ -189,3 +190,100 @@ def test_resnet_errors(kwargs, shape, match):
   with pytest.raises(ValueError, match=match):
     ResNet(stage_sizes=(1,), width=4, **kwargs).init(jax.random.key(0), jnp.zeros(shape),
                                                      train=False)
+
+
+# --------------------------------------------------------------------------- decayed shortcuts
+
+
+@pytest.mark.parametrize('num_blocks,alpha_min,expected', [
+    (5, 0.5, (1.0, 0.875, 0.75, 0.625, 0.5)),
+    (3, 0.0, (1.0, 0.5, 0.0)),
+    (4, 1.0, (1.0, 1.0, 1.0, 1.0)),
+    (1, 0.3, (1.0,)),
+])
+def test_decayed_shortcut_weights(num_blocks, alpha_min, expected):
+  weights = decayed_shortcut_weights(num_blocks, alpha_min)
+  np.testing.assert_allclose(weights, expected, atol=1e-12)
+  assert weights[0] == 1.0 and (num_blocks == 1 or weights[-1] == alpha_min)
+  assert all(a >= b for a, b in zip(weights, weights[1:]))
+  # Linear in depth: equal steps.
+  np.testing.assert_allclose(np.diff(weights), -(1.0 - alpha_min) / max(num_blocks - 1, 1))
+
+
+def test_decayed_shortcut_weights_strictly_decrease_for_resnet50():
+  weights = decayed_shortcut_weights(16, 0.6)
+  assert weights[0] == 1.0 and weights[-1] == 0.6
+  assert all(a > b for a, b in zip(weights, weights[1:]))
+
+
+@pytest.mark.parametrize('args,match', [
+    ((4, 1.5), r'shortcut_decay \(alpha_min\) must be in \[0, 1\], got 1.5'),
+    ((4, -0.1), r'must be in \[0, 1\]'),
+    ((0, 0.5), 'num_blocks must be a positive int, got 0'),
+])
+def test_decayed_shortcut_weights_errors(args, match):
+  with pytest.raises(ValueError, match=match):
+    decayed_shortcut_weights(*args)
+
+
+def _np_random_variables(model, x, seed):
+  """As _random_variables, drawn by NumPy on eval_shape'd shapes: no init compilation."""
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x)
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, a.shape) *
+                                            (0.2 if a.ndim == 4 else 1.0), jnp.float32), shapes)
+
+
+def _basic_block_weighted_ref(x, p, s, stride, weight):
+  y = jax.nn.relu(_bn(_conv(x, p['conv1']['kernel'], stride, 1), p['bn1'], s['bn1']))
+  y = _bn(_conv(y, p['conv2']['kernel'], 1, 1), p['bn2'], s['bn2'])
+  if 'downsample_conv' in p:
+    x = _bn(_conv(x, p['downsample_conv']['kernel'], stride, 0), p['downsample_bn'],
+            s['downsample_bn'])
+  return jax.nn.relu(y + weight * x)
+
+
+def test_resnet_decayed_shortcuts_match_reference():
+  """relu(F(x) + alpha_l * shortcut(x)), alpha_l over all blocks of all stages."""
+  model = ResNet(stage_sizes=(2, 1), width=4, stem='cifar', shortcut_decay=0.2)
+  x = jax.random.normal(jax.random.key(10), (2, 8, 8, 3))
+  v = _np_random_variables(model, x, 11)
+  p, s = v['params'], v['batch_stats']
+  h = jax.nn.relu(_bn(_conv(x, p['stem_conv']['kernel'], 1, 1), p['stem_bn'], s['stem_bn']))
+  for name, stride, weight in [('stage1_block1', 1, 1.0), ('stage1_block2', 1, 0.6),
+                               ('stage2_block1', 2, 0.2)]:
+    h = _basic_block_weighted_ref(h, p[name], s[name], stride, weight)
+  np.testing.assert_allclose(model.apply(v, x, train=False), h.mean(axis=(1, 2)),
+                             rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('block', ['basic', 'bottleneck'])
+def test_resnet_default_and_unit_decay_are_the_standard_network(block):
+  """Same variables (no new parameters) and bit-identical outputs and BN updates."""
+  x = jax.random.normal(jax.random.key(12), (2, 8, 8, 3))
+  standard = ResNet(stage_sizes=(1, 1), block=block, width=4, stem='cifar')
+  v = _np_random_variables(standard, x, 13)
+  y, stats = standard.apply(v, x, train=True, mutable=['batch_stats'])
+  # The reference implementation of the unmodified network (for the basic block).
+  if block == 'basic':
+    p, s = v['params'], v['batch_stats']
+    h = jax.nn.relu(_bn(_conv(x, p['stem_conv']['kernel'], 1, 1), p['stem_bn'], s['stem_bn']))
+    h = _basic_block_ref(h, p['stage1_block1'], s['stage1_block1'], 1)
+    h = _basic_block_ref(h, p['stage2_block1'], s['stage2_block1'], 2)
+    np.testing.assert_allclose(standard.apply(v, x, train=False), h.mean(axis=(1, 2)),
+                               rtol=1e-4, atol=1e-4)
+  unit = ResNet(stage_sizes=(1, 1), block=block, width=4, stem='cifar', shortcut_decay=1.0)
+  chex.assert_trees_all_equal_shapes(v, _abstract_variables(unit, x.shape))
+  y1, stats1 = unit.apply(v, x, train=True, mutable=['batch_stats'])
+  chex.assert_trees_all_equal((y, stats), (y1, stats1))
+  decayed = ResNet(stage_sizes=(1, 1), block=block, width=4, stem='cifar', shortcut_decay=0.3)
+  assert not np.allclose(decayed.apply(v, x, train=False), standard.apply(v, x, train=False))
+
+
+def test_bottleneck_shortcut_weight():
+  block = Bottleneck(features=2, shortcut_weight=0.5)
+  x = jax.nn.relu(jax.random.normal(jax.random.key(14), (2, 4, 4, 8)))
+  v = _np_random_variables(block, x, 15)
+  v = {'params': jax.tree.map(jnp.zeros_like, v['params']), 'batch_stats': v['batch_stats']}
+  # Residual branch zero (BN scale and bias zero), identity shortcut: relu(0.5 x) = 0.5 x.
+  np.testing.assert_allclose(block.apply(v, x, train=False), 0.5 * x, atol=1e-6)
