@@ -8,11 +8,14 @@ from typing import Callable
 
 import ml_collections
 
+from rl.methods import barlow_twins
 from rl.methods import byol
 from rl.methods import moco_v2
 from rl.methods import moco_v3
 from rl.methods import simclr
 from rl.methods import simsiam
+from rl.methods import vicreg
+from rl.methods import wmse
 from rl.methods.base import Method
 
 METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
@@ -21,6 +24,9 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "simsiam": simsiam.make,
     "moco_v2": moco_v2.make,
     "moco_v3": moco_v3.make,
+    "barlow_twins": barlow_twins.make,
+    "vicreg": vicreg.make,
+    "wmse": wmse.make,
 }
 
 

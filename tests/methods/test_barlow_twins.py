@@ -1,0 +1,73 @@
+"""Barlow Twins as a `Method`: the loss of per-view forward passes, and 1 device == 8 devices."""
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from configs import barlow_twins as barlow_twins_config
+from rl import losses
+from rl import methods
+from rl.methods import barlow_twins
+from rl.methods.simclr import build_network
+from tests.methods import smoke
+
+
+def _method_and_batch(b=32, **overrides):
+  config = barlow_twins_config.get_config("smoke")
+  config.barlow_twins.update(overrides)
+  method = barlow_twins.make(config)
+  rng = np.random.RandomState(0)
+  v1 = rng.randn(b, 40).astype(np.float32)
+  v2 = (v1 + 0.3 * rng.randn(b, 40)).astype(np.float32)
+  params, state = method.init(jax.random.key(0), v1[:2])
+  return config, method, params, state, v1, v2
+
+
+def test_loss_is_scaled_barlow_twins_of_per_view_projections():
+  config, method, params, state, v1, v2 = _method_and_batch(scale_loss=0.1, lambda_=0.02)
+  value, (new_state, aux) = method.loss(params, state, {"views": (v1, v2)}, jax.random.key(1))
+  # Each view has its own forward pass (its own BatchNorm statistics); the running averages move once per view.
+  net = build_network(config, axis_name=None)
+  (h1, z1), s1 = net.apply({"params": params, **state}, v1, train=True, mutable=["batch_stats"])
+  (_, z2), s2 = net.apply({"params": params, **s1}, v2, train=True, mutable=["batch_stats"])
+  objective = losses.barlow_twins(z1, z2, lambda_=0.02)
+  np.testing.assert_allclose(value, 0.1 * objective, rtol=1e-6)
+  np.testing.assert_allclose(aux["metrics"]["barlow_twins"], objective, rtol=1e-6)
+  np.testing.assert_allclose(aux["features"], h1, rtol=1e-6)
+  assert set(new_state) == {"batch_stats"}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new_state, dict(s2))
+  assert not jax.tree.all(jax.tree.map(np.array_equal, new_state, state))
+  # Matched views correlate better than noisy ones.
+  same, _ = method.loss(params, state, {"views": (v1, v1)}, jax.random.key(1))
+  assert same < value
+
+
+def test_8_devices_equal_1_device(mesh8):
+  _, method, params, state, v1, v2 = _method_and_batch()
+
+  def value_and_grad(axis_name):
+    def f(p, a, b):
+      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
+    return jax.value_and_grad(f, has_aux=True)
+
+  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
+  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
+                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
+  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
+  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
+  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_8, g_1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+
+
+def test_every_variant_builds():
+  for variant in barlow_twins_config.VARIANTS:
+    config = barlow_twins_config.get_config(variant)
+    assert len(config.augment.views) == barlow_twins.make(config).num_views == 2
+
+
+def test_smoke_end_to_end(tmp_path, tfds_dir, monkeypatch):
+  monkeypatch.setitem(methods.METHODS, "barlow_twins", barlow_twins.make)
+  config = barlow_twins_config.get_config("smoke")
+  assert methods.get_method(config).name == "barlow_twins"
+  results = smoke.run(config, tmp_path, data_dir=tfds_dir)
+  assert results
