@@ -8,12 +8,16 @@ from typing import Callable
 
 import ml_collections
 
+from rl.methods import align_uniform
 from rl.methods import barlow_twins
 from rl.methods import byol
+from rl.methods import dcl
 from rl.methods import moco_v2
 from rl.methods import moco_v3
+from rl.methods import nnclr
 from rl.methods import simclr
 from rl.methods import simsiam
+from rl.methods import supcon
 from rl.methods import vicreg
 from rl.methods import wmse
 from rl.methods.base import Method
@@ -27,6 +31,10 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "barlow_twins": barlow_twins.make,
     "vicreg": vicreg.make,
     "wmse": wmse.make,
+    "dcl": dcl.make,
+    "supcon": supcon.make,
+    "align_uniform": align_uniform.make,
+    "nnclr": nnclr.make,
 }
 
 

@@ -1,0 +1,100 @@
+"""NNCLR: InfoNCE where the positive of a view is the nearest neighbour of the other view in a support set.
+
+Dwibedi et al., "With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning of Visual
+Representations", ICCV 2021, https://arxiv.org/abs/2104.14548 (eq. 2, Algorithm 1). The network is an encoder, a
+projector (3 layers with BatchNorm on every layer in the paper) and a predictor (2 layers, BN on the hidden layer);
+both views go through it as one batch. For each view, the nearest neighbour of its L2-normalised projection in the
+support set (a FIFO queue of earlier first-view projections) is the positive of the OTHER view's prediction; the
+neighbours are constants. After the loss, the normalised projections of the first view enter the queue.
+
+`method_state` holds the BatchNorm statistics ('batch_stats') and the support set: 'support' [K, d] (initialised
+with random unit vectors from the init key, as solo-learn does) and 'ptr' (int32, the oldest row). The queue push
+gathers the first-view projections of every device, so the new support set is the same on every device and the
+same as a single-device run on the global batch.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from rl import losses
+from rl import models
+from rl.methods import base
+from rl.methods.simclr import build_network
+
+SUPPORT_KEYS = ("support", "ptr")
+
+
+class EncoderProjectorPredictor(nn.Module):
+  """Encoder, projector and predictor; returns (features h, projections z, predictions p)."""
+  encoder: nn.Module
+  projector: nn.Module
+  predictor: nn.Module
+
+  def __call__(self, x, *, train: bool):
+    h = self.encoder(x, train=train)
+    z = self.projector(h, train=train)
+    return h, z, self.predictor(z, train=train)
+
+  def encode(self, x, *, train: bool = False):
+    return self.encoder(x, train=train)
+
+
+def build_nnclr_network(config: ml_collections.ConfigDict, axis_name: str | None) -> EncoderProjectorPredictor:
+  """SimCLR's encoder and projector plus an `MLPProjector` predictor from `config.nnclr.predictor_kwargs`."""
+  backbone = build_network(config, axis_name=axis_name)
+  predictor = models.get_model("mlp_projector", axis_name=axis_name, **config.nnclr.predictor_kwargs.to_dict())
+  return EncoderProjectorPredictor(encoder=backbone.encoder, projector=backbone.projector, predictor=predictor)
+
+
+def _normalize(z: jax.Array) -> jax.Array:
+  z = z.astype(jnp.float32)
+  return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+
+def _split(state):
+  """(network collections, support-set state) of a method_state."""
+  net_state = {k: v for k, v in state.items() if k not in SUPPORT_KEYS}
+  return net_state, {k: state[k] for k in SUPPORT_KEYS}
+
+
+def make(config: ml_collections.ConfigDict) -> base.Method:
+  """The NNCLR `Method` for a config with `model` and `nnclr.{temperature, support_size, predictor_kwargs}`."""
+  temperature = float(config.nnclr.temperature)
+  support_size = int(config.nnclr.support_size)
+  eval_net = build_nnclr_network(config, axis_name=None)
+
+  def init(key, x):
+    net_key, support_key = jax.random.split(key)
+    variables = eval_net.init(net_key, x, train=False)
+    params = variables.pop("params")
+    _, z, p = jax.eval_shape(lambda v: eval_net.apply({"params": params, **v}, x, train=False), variables)
+    if p.shape[-1] != z.shape[-1]:
+      raise ValueError(f"config.nnclr.predictor_kwargs.out_dim must equal the projector's out_dim {z.shape[-1]}; "
+                       f"got {p.shape[-1]}.")
+    support = _normalize(jax.random.normal(support_key, (support_size, z.shape[-1]), jnp.float32))
+    return params, {**variables, "support": support, "ptr": jnp.zeros((), jnp.int32)}
+
+  def loss(params, state, batch, key, *, axis_name=None):
+    del key  # the objective is deterministic given the views and the support set
+    net_state, support = _split(state)
+    v1, v2 = batch["views"]
+    b = v1.shape[0]
+    net = build_nnclr_network(config, axis_name=axis_name)
+    (h, z, p), new_net_state = net.apply({"params": params, **net_state}, jnp.concatenate([v1, v2]), train=True,
+                                         mutable=list(net_state))
+    value = losses.nnclr(z[:b], z[b:], support["support"], p1=p[:b], p2=p[b:], temperature=temperature,
+                         axis_name=axis_name)
+    new_support, new_ptr = losses.queue_push(support["support"], support["ptr"], _normalize(z[:b]),
+                                             axis_name=axis_name)
+    new_state = {**new_net_state, "support": new_support, "ptr": new_ptr}
+    aux = {"metrics": {"nnclr": value}, "features": jax.lax.stop_gradient(h[:b])}
+    return value, (new_state, aux)
+
+  def embed(params, state, x):
+    net_state, _ = _split(state)
+    return eval_net.apply({"params": params, **net_state}, x, method=EncoderProjectorPredictor.encode)
+
+  return base.Method(name="nnclr", num_views=2, init=init, loss=loss, embed=embed)

@@ -1,0 +1,80 @@
+"""DCL / DCLW as a `Method`: the loss is `rl.losses.dcl` of the projections, and 1 device == 8 devices."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from configs import dcl as dcl_config
+from rl import losses
+from rl import methods
+from rl.methods.simclr import build_network
+from tests.methods import smoke
+
+
+def _method_and_batch(weighted=False, b=32):
+  config = dcl_config.get_config("smoke")
+  config.dcl.weighted = weighted
+  method = methods.get_method(config)
+  rng = np.random.RandomState(0)
+  v1 = rng.randn(b, 40).astype(np.float32)
+  v2 = (v1 + 0.3 * rng.randn(b, 40)).astype(np.float32)
+  params, state = method.init(jax.random.key(0), v1[:2])
+  return config, method, params, state, v1, v2
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loss_is_dcl_of_the_projections(weighted):
+  config, method, params, state, v1, v2 = _method_and_batch(weighted)
+  value, (new_state, aux) = method.loss(params, state, {"views": (v1, v2)}, jax.random.key(1))
+  (h, z), expected_state = build_network(config, None).apply(
+      {"params": params, **state}, jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"])
+  expected = losses.dcl(z[:32], z[32:], temperature=config.dcl.temperature, weighted=weighted,
+                        sigma=config.dcl.sigma)
+  np.testing.assert_allclose(value, expected, rtol=1e-6)
+  np.testing.assert_allclose(aux["metrics"]["dclw" if weighted else "dcl"], value)
+  np.testing.assert_allclose(aux["features"], h[:32], rtol=1e-6)
+  jax.tree.map(np.testing.assert_array_equal, new_state, dict(expected_state))
+  assert not jax.tree.all(jax.tree.map(np.array_equal, new_state, state))  # BN statistics moved
+
+
+def test_dclw_differs_from_dcl_and_matched_views_score_lower():
+  _, dcl_method, params, state, v1, v2 = _method_and_batch(False)
+  _, dclw_method, _, _, _, _ = _method_and_batch(True)
+  batch = {"views": (v1, v2)}
+  dcl_value, _ = dcl_method.loss(params, state, batch, jax.random.key(1))
+  dclw_value, _ = dclw_method.loss(params, state, batch, jax.random.key(1))
+  assert not np.isclose(dcl_value, dclw_value)
+  same, _ = dcl_method.loss(params, state, {"views": (v1, v1)}, jax.random.key(1))
+  assert same < dcl_value
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_8_devices_equal_1_device(mesh8, weighted):
+  _, method, params, state, v1, v2 = _method_and_batch(weighted)
+
+  def value_and_grad(axis_name):
+    def f(p, a, b):
+      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
+    return jax.value_and_grad(f, has_aux=True)
+
+  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
+  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
+                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
+  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
+  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
+  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_8, g_1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+
+
+def test_smoke_run_end_to_end(tmp_path, tfds_dir):
+  config = dcl_config.get_config("smoke")
+  config.dcl.weighted = True
+  results = smoke.run(config, tmp_path, data_dir=tfds_dir)
+  assert results["rows"][0]["representation"] == "dcl (trained)"
+
+
+def test_unknown_variant_lists_known_ones():
+  with pytest.raises(ValueError, match="unknown variant 'mnist'; known variants: mnist1d, digits"):
+    dcl_config.get_config("mnist")
