@@ -55,3 +55,22 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 500
   c.checkpoint.keep = 3
   return c
+
+
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The shared part of every method's `smoke` variant: a tiny conv1d encoder, 6 steps, a quick evaluation.
+
+  Each config calls it in its smoke branch and then shrinks its own heads (projector, predictor, queue).
+  """
+  c.batch_size = 64
+  c.total_steps = 6
+  c.log_every_steps = 2
+  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(8, 16)))
+  c.eval.every_steps = 4
+  c.eval.batch_size = 256
+  c.eval.knn_ks = (5, 20)
+  c.eval.alignment_examples = 200
+  c.eval.tsne_points = 100
+  c.eval.max_train_examples = 512
+  c.checkpoint.every_steps = 3
+  return c

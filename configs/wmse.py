@@ -80,17 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint.every_steps = 2000
 
   if variant == "smoke":
-    c.batch_size = 64
-    c.total_steps = 6
-    c.log_every_steps = 2
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(8, 16)))
+    common.shrink_for_smoke(c)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(16,), out_dim=8))
     c.wmse.whitening_size = 16
-    c.eval.every_steps = 4
-    c.eval.batch_size = 256
-    c.eval.knn_ks = (5, 20)
-    c.eval.alignment_examples = 200
-    c.eval.tsne_points = 100
-    c.eval.max_train_examples = 512
-    c.checkpoint.every_steps = 3
   return c
