@@ -14,6 +14,8 @@ def base() -> ml_collections.ConfigDict:
   c.dataset = ""
   c.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or the TFDS default
   c.image_size = ml_collections.config_dict.placeholder(int)  # host-side fixed size; None: the dataset default
+  # Size of the pretraining split; None: the trainer counts it (per-example memories such as NPID's bank use it).
+  c.num_train_examples = ml_collections.config_dict.placeholder(int)
   c.batch_size = 256
   c.total_steps = 1000
   c.log_every_steps = 50

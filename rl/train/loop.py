@@ -66,6 +66,11 @@ def build(config: ml_collections.ConfigDict):
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the device count "
                      f"{jax.device_count()}.")
   info = data.dataset_info(config.dataset, image_size=config.image_size)
+  data.prepare(config.dataset, data_dir=config.data_dir)
+  if config.num_train_examples is None:
+    # Methods with per-example memory (NPID's bank, ODC's labels) size it from here; batch["index"] indexes it.
+    with config.unlocked():
+      config.num_train_examples = data.num_examples(config.dataset, info.pretrain_split, data_dir=config.data_dir)
   method = methods.get_method(config)
   if len(config.augment.views) != method.num_views:
     raise ValueError(f"config.augment.views has {len(config.augment.views)} recipes; method {method.name!r} needs "
@@ -94,7 +99,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
     workdir = workdir.resolve()  # Orbax wants absolute paths
   workdir.mkdir(parents=True, exist_ok=True)
   mesh, sharding, info, method, recipes, eval_recipe, out_size = build(config)
-  data.prepare(config.dataset, data_dir=config.data_dir)
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
