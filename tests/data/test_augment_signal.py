@@ -57,6 +57,10 @@ def test_recipe_errors():
     augment.get_recipe("mnist1d", noise_p=-0.1)
   with pytest.raises(ValueError, match="stretch_range"):
     augment.get_recipe("mnist1d", stretch_range=(0.0, 1.0))
+  with pytest.raises(ValueError, match="crop_fraction_range"):
+    augment.get_recipe("mnist1d", crop_fraction_range=(0.0, 0.5))
+  with pytest.raises(ValueError, match="crop_p"):
+    augment.get_recipe("mnist1d", crop_p=2.0)
 
 
 def test_bad_inputs_raise():
@@ -66,8 +70,10 @@ def test_bad_inputs_raise():
     augment.augment_batch(key, jnp.zeros((16,)), recipe)
   with pytest.raises(ValueError, match="int32"):
     augment.augment_batch(key, jnp.zeros((4, 8), jnp.int32), recipe)
-  with pytest.raises(ValueError, match="out_size"):
-    augment.augment_batch(key, jnp.zeros((4, 8)), recipe, out_size=8)
+  with pytest.raises(ValueError, match="out_size must be a positive length; got 0"):
+    augment.augment_batch(key, jnp.zeros((4, 8)), recipe, out_size=0)
+  with pytest.raises(ValueError, match="2 sizes for 3 recipes"):
+    augment.make_views(key, jnp.zeros((4, 8)), (recipe,) * 3, out_size=(8, 4))
   with pytest.raises(ValueError, match="out_size"):
     augment.eval_view(jnp.zeros((4, 8)), recipe, out_size=8)
 
@@ -137,6 +143,38 @@ def test_stretch_matches_numpy_interp():
   for f in (0.7, 1.0, 1.3):
     ref = np.interp(c + (t - c) / f, t, x.astype(np.float64), left=0.0, right=0.0)
     np.testing.assert_allclose(np.asarray(aug_signal.stretch(x, f)), ref, atol=1e-5)
+
+
+def test_crop_resample_matches_numpy_interp():
+  x = _signals(b=1)[0]
+  # The whole signal at its own length is the identity.
+  np.testing.assert_allclose(np.asarray(aug_signal.crop_resample(x, 0.0, float(L), L)), x, atol=1e-6)
+  t = np.arange(L, dtype=np.float64)
+  for start, size, out in ((0.0, 40.0, 20), (5.5, 16.0, 12), (30.0, 10.0, 25)):
+    where = start + (np.arange(out) + 0.5) * size / out - 0.5  # centres of `out` equal cells of the segment
+    ref = np.interp(np.clip(where, 0, L - 1), t, x.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(aug_signal.crop_resample(x, start, size, out)), ref, atol=1e-5)
+
+
+def test_random_crop_segment_within_range_and_views_of_another_length():
+  ramp = np.arange(L, dtype=np.float32)  # a cropped ramp keeps slope 1 / (out / size) and starts inside [0, l)
+  out = _per_key(lambda k, s: aug_signal.random_crop(k, s, p=1.0, fraction_range=(0.25, 0.5), out_length=10),
+                 ramp, n=128)
+  sizes = (out[:, -1] - out[:, 0]) * 10 / 9  # the span of 10 cell centres is 9/10 of the segment
+  np.testing.assert_array_less(0.25 * L - 1e-3, sizes)
+  np.testing.assert_array_less(sizes, 0.5 * L + 1e-3)
+  assert sizes.max() - sizes.min() > 0.15 * L  # the fraction is drawn, not fixed
+  assert out.min() >= -1e-5 and out.max() <= L - 1 + 1e-5
+  # p=0: the whole signal, resampled to the output length.
+  whole = _per_key(lambda k, s: aug_signal.random_crop(k, s, p=0.0, fraction_range=(0.25, 0.5), out_length=L), ramp)
+  np.testing.assert_allclose(whole, np.broadcast_to(ramp, whole.shape), atol=1e-5)
+  # Multi-crop views: one size per view; a crop-free recipe at the input length is unchanged by the crop's key.
+  x = _signals()
+  local = augment.get_recipe("mnist1d", crop_p=1.0, crop_fraction_range=(0.3, 0.6))
+  views = augment.make_views(jax.random.key(3), x, (augment.MNIST1D, local, local), out_size=(None, 20, 20))
+  assert [v.shape for v in views] == [(16, L), (16, 20), (16, 20)]
+  alone = augment.make_views(jax.random.key(3), x, (augment.MNIST1D,))
+  np.testing.assert_array_equal(np.asarray(views[0]), np.asarray(alone[0]))
 
 
 def test_random_stretch_factor_within_range():

@@ -23,12 +23,22 @@ from rl.data.augment.signal import MNIST1D, SignalRecipe
 
 Recipe = Union[ImageRecipe, SignalRecipe]
 
+# Multi-crop's small local views (Caron et al. 2020, https://arxiv.org/abs/2006.09882): SwAV's local crops cover
+# 5-14% of the image area (its global crops 14-100%); the signal analogue crops 25-60% of the signal's length
+# (about the side fraction of DINO's (0.05, 0.4) area range) and is resampled to the view's length.
+SIMCLR_LOCAL = dataclasses.replace(SIMCLR, crop_scale=(0.05, 0.14))
+SIMCLR_GLOBAL = dataclasses.replace(SIMCLR, crop_scale=(0.14, 1.0))
+MNIST1D_LOCAL = dataclasses.replace(MNIST1D, crop_p=1.0, crop_fraction_range=(0.25, 0.6))
+
 # 'none' is the image identity (resize + normalise); signals have their own identity, 'none_signal'.
 _RECIPES: dict[str, Recipe] = {
     "simclr": SIMCLR,
+    "simclr_global": SIMCLR_GLOBAL,
+    "simclr_local": SIMCLR_LOCAL,
     "byol_view1": BYOL_VIEW1,
     "byol_view2": BYOL_VIEW2,
     "mnist1d": MNIST1D,
+    "mnist1d_local": MNIST1D_LOCAL,
     "none": image.NONE,
     "none_signal": signal.NONE,
 }
@@ -38,8 +48,9 @@ def get_recipe(name: str, **overrides) -> Recipe:
   """Returns the named preset, with fields replaced by `overrides`.
 
   Args:
-    name: one of 'simclr', 'byol_view1', 'byol_view2' (images), 'mnist1d' (signals), 'none' (images:
-      resize and normalise only) and 'none_signal' (signals: identity).
+    name: one of 'simclr', 'simclr_global', 'simclr_local' (multi-crop), 'byol_view1', 'byol_view2' (images),
+      'mnist1d', 'mnist1d_local' (multi-crop; signals), 'none' (images: resize and normalise only) and
+      'none_signal' (signals: identity).
     **overrides: recipe fields to replace, e.g. `blur_p=0.0` or `mean=(0.5,), std=(0.5,)`.
 
   Returns:
@@ -73,22 +84,23 @@ def augment_batch(key: jax.Array, x: jax.Array, recipe: Recipe, *, out_size: int
     x: images [b, h, w, c] uint8 (or float in [0, 1]) for an `ImageRecipe`; signals [b, l] (or [b, l, c])
       float for a `SignalRecipe`.
     recipe: the view's parameters.
-    out_size: images: side S of the square output (None keeps min(h, w)); signals: must be None.
+    out_size: images: side S of the square output (None keeps min(h, w)); signals: output length (None keeps l).
     axis_name: mesh axis when `x` is this device's shard inside `jax.shard_map`; each example's randomness
       then depends on its global index, as on one device. With None inside shard_map, every shard draws the
       same per-position randomness.
 
   Returns:
-    Images: [b, S, S, c] float32, normalised with the recipe's mean/std. Signals: same shape and dtype as `x`.
+    Images: [b, S, S, c] float32, normalised with the recipe's mean/std. Signals: [b, out_size(, c)], the dtype
+    of `x`.
   """
   _check_recipe(recipe)
   if isinstance(recipe, ImageRecipe):
     return image.augment_images(key, x, recipe, out_size=out_size, axis_name=axis_name)
-  _check_signal_out_size(out_size)
-  return signal.augment_signals(key, x, recipe, axis_name=axis_name)
+  return signal.augment_signals(key, x, recipe, out_size=out_size, axis_name=axis_name)
 
 
-def make_views(key: jax.Array, x: jax.Array, recipes: Sequence[Recipe], *, out_size: int | None = None,
+def make_views(key: jax.Array, x: jax.Array, recipes: Sequence[Recipe],
+               *, out_size: int | None | Sequence[int | None] = None,
                axis_name: str | None = None) -> tuple[jax.Array, ...]:
   """Several views of one batch: view i uses `recipes[i]` and key `jax.random.fold_in(key, i)`.
 
@@ -96,7 +108,8 @@ def make_views(key: jax.Array, x: jax.Array, recipes: Sequence[Recipe], *, out_s
     key: PRNG key.
     x: batch, as for `augment_batch`.
     recipes: one recipe per view (a tuple when passed as a static jit argument).
-    out_size: as for `augment_batch`.
+    out_size: as for `augment_batch`, for every view; or one size per view (multi-crop: e.g. two global views
+      of 224 and six local views of 96, as in SwAV and DINO).
     axis_name: as for `augment_batch`.
 
   Returns:
@@ -104,8 +117,12 @@ def make_views(key: jax.Array, x: jax.Array, recipes: Sequence[Recipe], *, out_s
   """
   if len(recipes) == 0:
     raise ValueError("recipes must hold at least one recipe; got an empty sequence.")
-  return tuple(augment_batch(jax.random.fold_in(key, i), x, recipe, out_size=out_size, axis_name=axis_name)
-               for i, recipe in enumerate(recipes))
+  sizes = tuple(out_size) if isinstance(out_size, (tuple, list)) else (out_size,) * len(recipes)
+  if len(sizes) != len(recipes):
+    raise ValueError(f"out_size must be one size or one per view; got {len(sizes)} sizes for {len(recipes)} "
+                     f"recipes.")
+  return tuple(augment_batch(jax.random.fold_in(key, i), x, recipe, out_size=size, axis_name=axis_name)
+               for i, (recipe, size) in enumerate(zip(recipes, sizes)))
 
 
 def eval_view(x: jax.Array, recipe: Recipe, *, out_size: int | None = None) -> jax.Array:
@@ -114,7 +131,7 @@ def eval_view(x: jax.Array, recipe: Recipe, *, out_size: int | None = None) -> j
   Args:
     x: batch, as for `augment_batch`.
     recipe: images: supplies mean/std; signals: unused.
-    out_size: images: side S (None keeps min(h, w)); signals: must be None.
+    out_size: images: side S (None keeps min(h, w)); signals: must be None (evaluation sees the whole signal).
 
   Returns:
     Images: the central square resized to [b, S, S, c], float32, normalised. Signals: `x` unchanged.

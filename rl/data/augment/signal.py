@@ -1,7 +1,9 @@
 """On-device augmentations of 1-D signals (MNIST-1D), as pure JAX functions of a PRNG key.
 
 Single-example ops take one signal [l, c] (or [l]) and are vmapped over the batch with one key per example.
-`augment_signals` chains them: stretch -> shift -> amplitude scale -> mask -> additive noise. All are
+`augment_signals` chains them: crop-and-resample -> stretch -> shift -> amplitude scale -> mask -> additive noise.
+The crop is the 1-D RandomResizedCrop: it takes a random segment and resamples it to the output length, which may
+differ from the input's (multi-crop's small local views). All are
 elementwise or gathers, so per-example probabilities are plain selects (both branches are cheap).
 Samples that fall outside the signal are zero (stretch, 'zeros' shift), matching the zero-padded templates of
 the MNIST-1D generator; the default shift is circular, as the generator's own translation is.
@@ -14,7 +16,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-_PROBABILITIES = ("shift_p", "stretch_p", "scale_p", "noise_p", "mask_p")
+_PROBABILITIES = ("crop_p", "shift_p", "stretch_p", "scale_p", "noise_p", "mask_p")
 _SHIFT_MODES = ("circular", "zeros")
 
 
@@ -36,6 +38,9 @@ class SignalRecipe:
     noise_std_range: (low, high) range of the noise standard deviation (one draw per example).
     mask_p: probability of zeroing a contiguous segment.
     mask_fraction_range: (low, high) length of the segment as a fraction of the signal length.
+    crop_p: probability of a random crop (a segment resampled to the output length; otherwise the whole signal
+      is resampled to it, which is the identity when the output length is the input's).
+    crop_fraction_range: (low, high) length of the cropped segment as a fraction of the signal length.
   """
   shift_p: float = 0.0
   shift_range: tuple[int, int] = (0, 0)
@@ -48,9 +53,12 @@ class SignalRecipe:
   noise_std_range: tuple[float, float] = (0.0, 0.0)
   mask_p: float = 0.0
   mask_fraction_range: tuple[float, float] = (0.0, 0.0)
+  crop_p: float = 0.0
+  crop_fraction_range: tuple[float, float] = (1.0, 1.0)
 
   def __post_init__(self):
-    for name in ("shift_range", "stretch_range", "scale_range", "noise_std_range", "mask_fraction_range"):
+    for name in ("shift_range", "stretch_range", "scale_range", "noise_std_range", "mask_fraction_range",
+                 "crop_fraction_range"):
       value = getattr(self, name)
       cast = int if name == "shift_range" else float
       try:
@@ -74,6 +82,8 @@ class SignalRecipe:
       raise ValueError(f"noise_std_range must be >= 0; got {self.noise_std_range}.")
     if not (0.0 <= self.mask_fraction_range[0] and self.mask_fraction_range[1] <= 1.0):
       raise ValueError(f"mask_fraction_range must lie in [0, 1]; got {self.mask_fraction_range}.")
+    if not (0.0 < self.crop_fraction_range[0] and self.crop_fraction_range[1] <= 1.0):
+      raise ValueError(f"crop_fraction_range must lie in (0, 1]; got {self.crop_fraction_range}.")
 
 
 # MNIST-1D (Greydanus 2020, https://arxiv.org/abs/2011.14439) builds each example from a digit template by
@@ -150,6 +160,46 @@ def stretch(signal: jax.Array, factor: jax.Array | float) -> jax.Array:
   return out.reshape(signal.shape).astype(signal.dtype)
 
 
+def crop_resample(signal: jax.Array, start: jax.Array | float, size: jax.Array | float, out_length: int
+                  ) -> jax.Array:
+  """Resamples the segment [start, start + size) of `signal` to `out_length` samples, with linear interpolation.
+
+  Samples are taken at the centres of `out_length` equal cells of the segment, out[i] = signal(start + (i + 1/2)
+  size / out_length - 1/2), so the whole signal at its own length (start 0, size l, out_length l) is the identity.
+
+  Args:
+    signal: [l] or [l, c] signal.
+    start: first sample of the segment, in (fractional) samples; may be traced.
+    size: segment length in samples, 0 < size <= l; may be traced.
+    out_length: number of output samples (static).
+
+  Returns:
+    [out_length] or [out_length, c] signal, same dtype.
+  """
+  x = _as_2d(signal)
+  length = x.shape[0]
+  source = start + (jnp.arange(out_length, dtype=jnp.float32) + 0.5) * size / out_length - 0.5
+  source = jnp.clip(source, 0.0, length - 1)
+  lower = jnp.floor(source)
+  weight = (source - lower)[:, None]
+  i0 = lower.astype(jnp.int32)
+  i1 = jnp.minimum(i0 + 1, length - 1)
+  out = (1.0 - weight) * x[i0] + weight * x[i1]
+  return out.reshape((out_length,) + signal.shape[1:]).astype(signal.dtype)
+
+
+def random_crop(key: jax.Array, signal: jax.Array, *, p: float, fraction_range: tuple[float, float],
+                out_length: int) -> jax.Array:
+  """With probability `p`, resamples a random segment of f * l samples, f ~ U[fraction_range], to `out_length`;
+  otherwise resamples the whole signal to `out_length`. The segment's start is uniform where it fits."""
+  k_apply, k_fraction, k_start = jax.random.split(key, 3)
+  length = signal.shape[0]
+  fraction = jax.random.uniform(k_fraction, minval=fraction_range[0], maxval=fraction_range[1])
+  size = jnp.where(_apply(k_apply, p), fraction * length, float(length))
+  start = jax.random.uniform(k_start) * (length - size)
+  return crop_resample(signal, start, size, out_length)
+
+
 def mask_segment(signal: jax.Array, start: jax.Array, size: jax.Array) -> jax.Array:
   """Zeros samples start <= t < start + size of `signal` ([l] or [l, c]); start and size may be traced."""
   x = _as_2d(signal)
@@ -207,9 +257,13 @@ def random_mask(key: jax.Array, signal: jax.Array, *, p: float,
   return jnp.where(_apply(k_apply, p), mask_segment(signal, start, size), signal)
 
 
-def _augment_one(key: jax.Array, signal: jax.Array, recipe: SignalRecipe) -> jax.Array:
+def _augment_one(key: jax.Array, signal: jax.Array, recipe: SignalRecipe, out_length: int) -> jax.Array:
   k_stretch, k_shift, k_scale, k_mask, k_noise = jax.random.split(key, 5)
-  # Ops with probability 0 are dropped at trace time, so the identity recipe costs nothing.
+  # Ops with probability 0 are dropped at trace time, so the identity recipe costs nothing. The crop's key is
+  # folded in separately so that recipes without a crop draw exactly what they drew before it existed.
+  if recipe.crop_p > 0 or out_length != signal.shape[0]:
+    signal = random_crop(jax.random.fold_in(key, 5), signal, p=recipe.crop_p,
+                         fraction_range=recipe.crop_fraction_range, out_length=out_length)
   if recipe.stretch_p > 0:
     signal = random_stretch(k_stretch, signal, p=recipe.stretch_p, stretch_range=recipe.stretch_range)
   if recipe.shift_p > 0:
@@ -231,7 +285,7 @@ def _check_batch(x: jax.Array) -> None:
     raise ValueError(f"x must be floating signals; got dtype {x.dtype}.")
 
 
-def augment_signals(key: jax.Array, x: jax.Array, recipe: SignalRecipe, *,
+def augment_signals(key: jax.Array, x: jax.Array, recipe: SignalRecipe, *, out_size: int | None = None,
                     axis_name: str | None = None) -> jax.Array:
   """One augmented view of a batch of signals, with per-example randomness.
 
@@ -242,16 +296,20 @@ def augment_signals(key: jax.Array, x: jax.Array, recipe: SignalRecipe, *,
     key: PRNG key, the same on every device.
     x: [b, l] or [b, l, c] float signals (channels share one transform per example).
     recipe: the view's parameters.
+    out_size: output length (multi-crop's local views are shorter); None keeps the input length l.
     axis_name: mesh axis when `x` is this device's shard inside `jax.shard_map`, else None.
 
   Returns:
-    Augmented signals, same shape and dtype as `x`.
+    Augmented signals [b, out_size] or [b, out_size, c] (out_size = l when None), dtype of `x`.
   """
   _check_batch(x)
-  batch = x.shape[0]
+  batch, length = x.shape[:2]
+  out_length = length if out_size is None else int(out_size)
+  if out_length < 1:
+    raise ValueError(f"out_size must be a positive length; got {out_size}.")
   shard = lax.axis_index(axis_name) if axis_name is not None else 0
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(shard * batch + jnp.arange(batch))
-  return jax.vmap(lambda k, s: _augment_one(k, s, recipe))(keys, x)
+  return jax.vmap(lambda k, s: _augment_one(k, s, recipe, out_length))(keys, x)
 
 
 def eval_signals(x: jax.Array, recipe: SignalRecipe) -> jax.Array:
