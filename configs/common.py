@@ -4,18 +4,26 @@ Every key exists here (with a placeholder where it has no value), so overrides o
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
+
+from rl.data import augment
 
 
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.method = ""
+  c.uses_labels = False  # True for the supervised references (SupCon, supervised): not self-supervised rows
   c.dataset = ""
   c.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or the TFDS default
   c.image_size = ml_collections.config_dict.placeholder(int)  # host-side fixed size; None: the dataset default
   # Size of the pretraining split; None: the trainer counts it (per-example memories such as NPID's bank use it).
   c.num_train_examples = ml_collections.config_dict.placeholder(int)
+  # Pretrain on these class ids only (e.g. `--config.data_classes='(0,1,2,3,4)'`); None: every class. Only the
+  # training stream is filtered (an epoch is then a pass over those classes); evaluation sees every class.
+  c.data_classes = ml_collections.config_dict.placeholder(tuple)
   c.batch_size = 256
   c.total_steps = 1000
   c.log_every_steps = 50
@@ -29,6 +37,8 @@ def base() -> ml_collections.ConfigDict:
   c.augment.views = ("simclr", "simclr")  # one recipe name per view (rl.data.augment.get_recipe)
   c.augment.overrides = ml_collections.ConfigDict()  # recipe fields applied to every view
   c.augment.out_size = ml_collections.config_dict.placeholder(int)  # crop size for images
+  # Multi-crop (SwAV, DINO): one output size per view (image side / signal length); None: every view out_size.
+  c.augment.view_sizes = ml_collections.config_dict.placeholder(tuple)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"
@@ -51,7 +61,9 @@ def base() -> ml_collections.ConfigDict:
   c.eval.knn_temperature = 0.07
   c.eval.max_train_examples = ml_collections.config_dict.placeholder(int)  # cap on train features (big datasets)
   c.eval.alignment_examples = 1000
-  c.eval.tsne_points = 1000
+  c.eval.tsne_points = 1000  # 0: no t-SNE plot
+  c.eval.baselines = True  # the random-encoder and raw-input rows of the final report
+  c.eval.projection = True  # a report row for the projection head's output (methods that have one)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500
@@ -76,3 +88,70 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.eval.max_train_examples = 512
   c.checkpoint.every_steps = 3
   return c
+
+
+def mnist1d(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `mnist1d` variant's shared part: conv1d encoder, two MNIST-1D views, AdamW 2e-3, 5000 steps of 256."""
+  c.dataset = "mnist1d"
+  c.model.encoder = "conv1d"
+  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
+  c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
+  c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64))
+  c.augment.views = ("mnist1d", "mnist1d")
+  # Every field of the preset except the crop's, so each can be overridden from the command line (the crop
+  # fields stay with the presets: multi-crop's local views differ from the global ones only there).
+  fields = {k: v for k, v in dataclasses.asdict(augment.MNIST1D).items() if not k.startswith("crop_")}
+  c.augment.overrides = ml_collections.ConfigDict(fields)
+  c.batch_size = 256
+  c.total_steps = 5000
+  c.optim.name = "adamw"
+  c.optim.lr = 2e-3
+  c.optim.weight_decay = 1e-4
+  c.optim.warmup_steps = 100
+  c.eval.every_steps = 500
+  c.checkpoint.every_steps = 500
+  return c
+
+
+def digits(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `digits` variant's shared part: ResNet-18 (CIFAR stem) on 8x8 grey digits, two SimCLR views."""
+  c.dataset = "digits"
+  c.model.encoder = "resnet18"
+  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+  c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
+  c.augment.views = ("simclr", "simclr")
+  c.augment.out_size = 8
+  c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
+  c.batch_size = 256
+  c.total_steps = 1000
+  return c
+
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def cifar(c: ml_collections.ConfigDict, variant: str, *, epochs: int = 1000) -> ml_collections.ConfigDict:
+  """The `cifar10`/`cifar100` variants' shared part, after solo-learn's CIFAR recipes (scripts/pretrain/cifar/):
+  ResNet-18 with the CIFAR stem, two SimCLR views of 32x32 without blur, batch 256, LARS with the lr scaled by
+  batch/256, 10 warm-up epochs, `epochs` epochs of 50,000 images. Each method sets its lr, weight decay and heads."""
+  c.dataset = variant
+  c.model.encoder = "resnet18"
+  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+  c.augment.views = ("simclr", "simclr")
+  c.augment.out_size = 32
+  c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, mean=CIFAR_MEAN, std=CIFAR_STD))
+  c.batch_size = 256
+  c.total_steps = epochs * 50000 // 256
+  c.optim.name = "lars"
+  c.optim.scale_by_batch = True
+  c.optim.warmup_steps = 10 * 50000 // 256
+  c.eval.every_steps = 5000
+  c.checkpoint.every_steps = 2000
+  return c
+
+
+def check_variant(path: str, variant: str, variants) -> None:
+  """ValueError naming the config file and the known variants."""
+  if variant not in variants:
+    raise ValueError(f"{path}: unknown variant {variant!r}; known variants: {', '.join(variants)}.")

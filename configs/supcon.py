@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"configs/supcon.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
   c = common.base()
   c.method = "supcon"
-  c.supervised = True  # SUPERVISED (uses batch["label"]): a reference row, not self-supervised
+  c.uses_labels = True  # SUPERVISED (uses batch["label"]): a reference row, not self-supervised
   c.supcon = ml_collections.ConfigDict()
   c.supcon.temperature = 0.1  # the paper's tau
   c.supcon.base_temperature = ml_collections.config_dict.placeholder(float)  # None: no tau/tau_b scaling

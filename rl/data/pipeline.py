@@ -11,9 +11,11 @@ Multi-host: process p reads `tfds.even_splits(split, jax.process_count())[p]`, b
 Training order is a pure function of (seed, step): epoch e (of `steps_per_epoch` full batches; the epoch's
 remainder is dropped) reads the files in an order seeded by (seed, e, process) and shuffles the records with a
 buffer seeded the same way, so a stream started at `start_step=s` skips the first `s mod steps_per_epoch`
-batches of its epoch as undecoded records and is then identical to the stream started at 0. Within an epoch
-the order is a uniform permutation whenever the process's slice fits the shuffle buffer (50k records by
-default: every data set here except imagenet2012). The shuffles use op-level seeds, so a global
+batches of its epoch as undecoded records and is then identical to the stream started at 0. With `classes`,
+the training stream keeps only the examples whose label is in the set (filtered before the shuffle), and an
+epoch is a pass over those examples: `steps_per_epoch` is counted from them, with the same resumable order.
+Within an epoch the order is a uniform permutation whenever the process's slice fits the shuffle buffer (50k
+records by default: every data set here except imagenet2012). The shuffles use op-level seeds, so a global
 `tf.random.set_seed` changes the order (still deterministically).
 
 Images whose size differs from `image_size` are resized (bilinear, anti-aliased) so that the shorter side is
@@ -23,7 +25,7 @@ The host view keeps the whole shorter side (no 256->224 "crop pct"), so the devi
 of the image as possible.
 """
 import dataclasses
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from etils import epath
 import jax
@@ -317,10 +319,40 @@ def _epoch_seeds(seed: int, epoch: int, process_index: int) -> tuple[int, int]:
   return int(file_seed), int(record_seed)
 
 
+def _check_classes(classes: Sequence[int] | None, name: str, num_classes: int) -> tuple[int, ...] | None:
+  """`classes` as a sorted tuple of distinct ints in [0, num_classes), or None (all classes)."""
+  if classes is None:
+    return None
+  if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or not classes:
+    raise ValueError(f"classes: expected None or a non-empty sequence of class ids, got {classes!r}")
+  if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in classes):
+    raise ValueError(f"classes: expected int class ids, got {classes!r}")
+  if len(set(classes)) != len(classes):
+    raise ValueError(f"classes: expected distinct class ids, got {classes!r}")
+  bad = [int(c) for c in classes if not 0 <= c < num_classes]
+  if bad:
+    raise ValueError(f"classes: {name!r} has classes 0..{num_classes - 1}; got out-of-range ids {bad}")
+  return tuple(sorted(int(c) for c in classes))
+
+
+def _label_in(classes: tuple[int, ...]):
+  """A `tf.data` predicate on a raw record (input not yet decoded): its label is one of `classes`."""
+  table = tf.constant(classes, tf.int64)
+  return lambda ex: tf.reduce_any(tf.equal(tf.cast(ex["label"], tf.int64), table))
+
+
+def _count_in_classes(name: str, builder: tfds.core.DatasetBuilder, info: DatasetInfo, split: Any,
+                      classes: tuple[int, ...]) -> int:
+  """Examples of `split` whose label is in `classes` (one pass over the split; images are not decoded)."""
+  labels = _read(name, builder, info, split, shuffle_seed=None).map(lambda ex: ex["label"]).batch(8192)
+  return sum(int(np.isin(batch, classes).sum()) for batch in labels.as_numpy_iterator())
+
+
 def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_step: int = 0,
                        split: str | None = None, data_dir: epath.PathLike | None = None,
                        image_size: int | None = None, process_index: int = 0, process_count: int = 1,
-                       shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE) -> Iterator[dict[str, np.ndarray]]:
+                       shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
+                       classes: Sequence[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of `train_batches`, as NumPy arrays (see `train_batches` for the order).
 
   Args:
@@ -334,6 +366,8 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
     process_index: which slice of the split to read.
     process_count: into how many slices the split is cut.
     shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
+    classes: keep only examples whose label is one of these class ids; None keeps every example. Counting the
+      kept examples costs one pass over the labels of every process slice when the stream is created.
 
   Yields:
     {'x': uint8 [b, H, W, C] or float32 [b, L], 'label': int32 [b], 'index': int32 [b]}, b = local_batch_size;
@@ -345,14 +379,19 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
     raise ValueError(f"start_step: expected a non-negative int, got {start_step!r}")
   if shuffle_buffer_size <= 0:
     raise ValueError(f"shuffle_buffer_size: expected a positive int, got {shuffle_buffer_size!r}")
+  classes = _check_classes(classes, name, info.num_classes)
   split = info.pretrain_split if split is None else split
   builder = _builder(name, data_dir)
   process_splits = _process_splits(split, process_count)
-  sizes = [_split_size(name, builder, s) for s in process_splits]
+  if classes is None:
+    sizes = [_split_size(name, builder, s) for s in process_splits]
+  else:
+    sizes = [_count_in_classes(name, builder, info, s, classes) for s in process_splits]
   steps_per_epoch = min(sizes) // local_batch_size
   if steps_per_epoch == 0:
+    kept = "" if classes is None else f" with a label in classes={classes}"
     raise ValueError(f"local_batch_size: {local_batch_size} (global batch / process count) is more than the "
-                     f"{min(sizes)} examples of the smallest process slice of {name}:{split}")
+                     f"{min(sizes)} examples{kept} of the smallest process slice of {name}:{split}")
   local_split, local_size = process_splits[process_index], sizes[process_index]
   example_fn = _example_fn(builder, info)
   index_fn = _index_fn(builder, split)
@@ -360,6 +399,8 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
   def epoch_dataset(epoch: int, skip_batches: int) -> tf.data.Dataset:
     file_seed, record_seed = _epoch_seeds(seed, epoch, process_index)
     ds = _read(name, builder, info, local_split, shuffle_seed=file_seed, add_tfds_id=True)
+    if classes is not None:
+      ds = ds.filter(_label_in(classes))
     ds = ds.shuffle(min(local_size, shuffle_buffer_size), seed=record_seed, reshuffle_each_iteration=False)
     # Skipping before the decoding map keeps a resume cheap: skipped records are never decoded.
     ds = ds.skip(skip_batches * local_batch_size)
@@ -381,14 +422,16 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
 
 def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax.sharding.Sharding,
                   start_step: int = 0, split: str | None = None, data_dir: epath.PathLike | None = None,
-                  image_size: int | None = None,
-                  shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE) -> Iterator[dict[str, jax.Array]]:
+                  image_size: int | None = None, shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
+                  classes: Sequence[int] | None = None) -> Iterator[dict[str, jax.Array]]:
   """Endless stream of shuffled training batches, resumable at any step.
 
   Batch `s` depends only on (seed, s) (and the process count): `train_batches(..., start_step=s)` yields what
   the stream started at 0 yields from its s-th batch on, so a resumed run sees no repeated or skipped batch.
   An epoch is `smallest process slice // local batch` full batches (one process: `num_examples //
-  global_batch_size`); the remainder of an epoch is dropped and the next epoch is reshuffled.
+  global_batch_size`); the remainder of an epoch is dropped and the next epoch is reshuffled. With `classes`,
+  only examples of those classes are read, and an epoch counts only them (`kept examples // global_batch_size`
+  on one process), so `start_step` still resumes exactly.
 
   Args:
     name: one of `known_datasets()`.
@@ -400,19 +443,22 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
     data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default.
     image_size: host image side; None for the data set's default.
     shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
+    classes: pretrain on these class ids only (e.g. the old classes of a class-incremental split); None: all.
+      Evaluation passes (`eval_batches`) are never filtered.
 
   Yields:
     {'x': uint8 [B, H, W, C] (images) or float32 [B, L] (signals), 'label': int32 [B], 'index': int32 [B]
     (position in the split)}, global `jax.Array`s with `sharding`, B = global_batch_size.
 
   Raises:
-    ValueError: bad batch size (both numbers are named), negative `start_step`, a split smaller than a batch.
+    ValueError: bad batch size (both numbers are named), negative `start_step`, a split (or its examples of
+      `classes`) smaller than a batch, bad `classes`.
     FileNotFoundError: a streamed data set that is not prepared.
   """
   local = host_train_batches(
       name, local_batch_size=_local_batch_size(global_batch_size, sharding), seed=seed, start_step=start_step,
       split=split, data_dir=data_dir, image_size=image_size, process_index=jax.process_index(),
-      process_count=jax.process_count(), shuffle_buffer_size=shuffle_buffer_size)
+      process_count=jax.process_count(), shuffle_buffer_size=shuffle_buffer_size, classes=classes)
   return (_to_global(batch, sharding) for batch in local)
 
 

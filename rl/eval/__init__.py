@@ -4,6 +4,10 @@ plots and tables.
 Works on arrays only; imports nothing from `rl.train`, `rl.methods` or `rl.data`.
 """
 from rl.eval.fewshot import fewshot_accuracy
+from rl.eval.incremental import class_subset_probe
+from rl.eval.incremental import linear_cka
+from rl.eval.incremental import old_new_accuracies
+from rl.eval.incremental import stability_plasticity
 from rl.eval.knn import knn_accuracy
 from rl.eval.knn import knn_predict
 from rl.eval.knn import knn_scores
@@ -25,6 +29,7 @@ __all__ = [
     "DEFAULT_L2_GRID",
     "LogisticRegressionFit",
     "alignment",
+    "class_subset_probe",
     "collapse_std",
     "effective_rank",
     "feature_report",
@@ -33,10 +38,13 @@ __all__ = [
     "knn_accuracy",
     "knn_predict",
     "knn_scores",
+    "linear_cka",
     "linear_probe",
     "markdown_table",
+    "old_new_accuracies",
     "plot_curves",
     "plot_tsne",
     "retrieval_metrics",
+    "stability_plasticity",
     "uniformity",
 ]

@@ -37,6 +37,9 @@ class EncoderProjectorPredictor(nn.Module):
   def encode(self, x, *, train: bool = False):
     return self.encoder(x, train=train)
 
+  def project(self, x, *, train: bool = False):
+    return self.projector(self.encoder(x, train=train), train=train)
+
 
 def build_online(config: ml_collections.ConfigDict, axis_name: str | None,
                  predictor_kwargs: ml_collections.ConfigDict) -> EncoderProjectorPredictor:

@@ -12,6 +12,9 @@
   (`[b, f]` stop-gradient encoder features of the first view, which the online linear probe trains on).
 - `embed(params, method_state, x) -> [b, f]`: the frozen representation used for evaluation.
 - `update_after_step(params, method_state, step) -> method_state`: optional (EMA targets), after the optimizer.
+- `project(params, method_state, x) -> [b, d]`: optional, the projection head's output, evaluated beside `embed`
+  (the pre- vs post-projection comparison of Xue et al., "Investigating the Benefits of Projection Head for
+  Representation Learning", ICLR 2024, https://arxiv.org/abs/2403.11391).
 """
 from __future__ import annotations
 
@@ -36,3 +39,4 @@ class Method:
   loss: LossFn
   embed: EmbedFn
   update_after_step: UpdateFn | None = None
+  project: EmbedFn | None = None

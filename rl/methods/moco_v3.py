@@ -55,8 +55,11 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   def embed(params, state, x):
     return eval_net.apply(_target.variables(params, state), x, method=_target.EncoderProjectorPredictor.encode)
 
+  def project(params, state, x):
+    return eval_net.apply(_target.variables(params, state), x, method=_target.EncoderProjectorPredictor.project)
+
   def update_after_step(params, state, step):
     return _target.update_target(params, state, momentum(step))
 
-  return base.Method(name="moco_v3", num_views=2, init=init, loss=loss, embed=embed,
+  return base.Method(name="moco_v3", num_views=2, init=init, loss=loss, embed=embed, project=project,
                      update_after_step=update_after_step)

@@ -14,39 +14,22 @@ same as a single-device run on the global batch.
 """
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
-from rl import models
+from rl.methods import _target
 from rl.methods import base
-from rl.methods.simclr import build_network
 
 SUPPORT_KEYS = ("support", "ptr")
 
 
-class EncoderProjectorPredictor(nn.Module):
-  """Encoder, projector and predictor; returns (features h, projections z, predictions p)."""
-  encoder: nn.Module
-  projector: nn.Module
-  predictor: nn.Module
-
-  def __call__(self, x, *, train: bool):
-    h = self.encoder(x, train=train)
-    z = self.projector(h, train=train)
-    return h, z, self.predictor(z, train=train)
-
-  def encode(self, x, *, train: bool = False):
-    return self.encoder(x, train=train)
-
-
-def build_nnclr_network(config: ml_collections.ConfigDict, axis_name: str | None) -> EncoderProjectorPredictor:
-  """SimCLR's encoder and projector plus an `MLPProjector` predictor from `config.nnclr.predictor_kwargs`."""
-  backbone = build_network(config, axis_name=axis_name)
-  predictor = models.get_model("mlp_projector", axis_name=axis_name, **config.nnclr.predictor_kwargs.to_dict())
-  return EncoderProjectorPredictor(encoder=backbone.encoder, projector=backbone.projector, predictor=predictor)
+def build_nnclr_network(config: ml_collections.ConfigDict,
+                        axis_name: str | None) -> _target.EncoderProjectorPredictor:
+  """SimCLR's encoder and projector plus an `MLPProjector` predictor from `config.nnclr.predictor_kwargs` (the
+  online network of BYOL, `rl.methods._target`)."""
+  return _target.build_online(config, axis_name, config.nnclr.predictor_kwargs)
 
 
 def _normalize(z: jax.Array) -> jax.Array:
@@ -95,6 +78,10 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   def embed(params, state, x):
     net_state, _ = _split(state)
-    return eval_net.apply({"params": params, **net_state}, x, method=EncoderProjectorPredictor.encode)
+    return eval_net.apply({"params": params, **net_state}, x, method=_target.EncoderProjectorPredictor.encode)
 
-  return base.Method(name="nnclr", num_views=2, init=init, loss=loss, embed=embed)
+  def project(params, state, x):
+    net_state, _ = _split(state)
+    return eval_net.apply({"params": params, **net_state}, x, method=_target.EncoderProjectorPredictor.project)
+
+  return base.Method(name="nnclr", num_views=2, init=init, loss=loss, embed=embed, project=project)

@@ -30,6 +30,9 @@ class EncoderProjector(nn.Module):
   def encode(self, x, *, train: bool = False):
     return self.encoder(x, train=train)
 
+  def project(self, x, *, train: bool = False):
+    return self.projector(self.encoder(x, train=train), train=train)
+
 
 def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> EncoderProjector:
   """Encoder and projector from `config.model` (`encoder`, `encoder_kwargs`, `projector_kwargs`)."""
@@ -67,4 +70,7 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   def embed(params, state, x):
     return eval_net.apply(_variables(params, state), x, method=EncoderProjector.encode)
 
-  return base.Method(name="simclr", num_views=2, init=init, loss=loss, embed=embed)
+  def project(params, state, x):
+    return eval_net.apply(_variables(params, state), x, method=EncoderProjector.project)
+
+  return base.Method(name="simclr", num_views=2, init=init, loss=loss, embed=embed, project=project)

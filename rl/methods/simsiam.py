@@ -49,4 +49,7 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   def embed(params, state, x):
     return eval_net.apply(_target.variables(params, state), x, method=_target.EncoderProjectorPredictor.encode)
 
-  return base.Method(name="simsiam", num_views=2, init=init, loss=loss, embed=embed)
+  def project(params, state, x):
+    return eval_net.apply(_target.variables(params, state), x, method=_target.EncoderProjectorPredictor.project)
+
+  return base.Method(name="simsiam", num_views=2, init=init, loss=loss, embed=embed, project=project)

@@ -52,4 +52,7 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   def embed(params, state, x):
     return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.encode)
 
-  return base.Method(name="supcon", num_views=2, init=init, loss=loss, embed=embed)
+  def project(params, state, x):
+    return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.project)
+
+  return base.Method(name="supcon", num_views=2, init=init, loss=loss, embed=embed, project=project)

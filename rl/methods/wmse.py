@@ -65,4 +65,7 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   def embed(params, state, x):
     return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.encode)
 
-  return base.Method(name="wmse", num_views=num_views, init=init, loss=loss, embed=embed)
+  def project(params, state, x):
+    return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.project)
+
+  return base.Method(name="wmse", num_views=num_views, init=init, loss=loss, embed=embed, project=project)

@@ -21,6 +21,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """Steps of every complete checkpoint, ascending (interrupted saves are not listed)."""
+    return sorted(self._manager.all_steps())
+
   def save(self, state: TrainState, *, force: bool = False) -> bool:
     """Saves the state at its step (asynchronously); returns whether a save was started."""
     step = int(jax.device_get(state.step))
@@ -33,6 +37,25 @@ class Checkpointer:
     step = self._manager.latest_step()
     if step is None:
       return None
+    return self.restore(template, step)
+
+  def restore(self, template: TrainState, step: int) -> TrainState:
+    """Restores the checkpoint of `step` onto the shardings of `template`.
+
+    Args:
+      template: a `TrainState` with the structure, shapes, dtypes and shardings to restore onto.
+      step: one of `all_steps()`.
+
+    Returns:
+      The restored state.
+
+    Raises:
+      ValueError: no complete checkpoint of `step` (the message lists the available steps).
+    """
+    steps = self.all_steps()
+    if step not in steps:
+      raise ValueError(f"step: no checkpoint of step {step} in {self.directory}; available steps: "
+                       f"{', '.join(map(str, steps)) or 'none'}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     logging.info("Restoring checkpoint at step %d from %s", step, self.directory)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))

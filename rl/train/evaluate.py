@@ -123,7 +123,8 @@ def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collec
           "test set against itself (cosine, each query left out; Unicom's protocol). Alignment and uniformity "
           "(Wang & Isola 2020) are on two augmented views of the test set; effective rank is RankMe; collapse_std is "
           "the mean per-dimension std of L2-normalised features.\n\n"
-          "![training loss](loss.png)\n![accuracy](accuracy.png)\n![t-SNE](tsne.png)\n")
+          "![training loss](loss.png)\n![accuracy](accuracy.png)\n"
+          + ("![t-SNE](tsne.png)\n" if config.eval.tsne_points > 0 else ""))
   (epath.Path(workdir) / "report.md").write_text(text)
   return table
 
@@ -147,5 +148,6 @@ def write_plots(workdir: epath.PathLike, metrics: list[dict], test: Split, *, ti
   if series:
     rl_eval.plot_curves(str(workdir / "accuracy.png"), series, title=f"{title}: evaluation accuracy",
                         xlabel="step", ylabel="accuracy")
-  rl_eval.plot_tsne(str(workdir / "tsne.png"), test.features, test.labels, title=f"{title}: t-SNE of test embeddings",
-                    max_points=tsne_points, seed=seed)
+  if tsne_points > 0:
+    rl_eval.plot_tsne(str(workdir / "tsne.png"), test.features, test.labels,
+                      title=f"{title}: t-SNE of test embeddings", max_points=tsne_points, seed=seed)

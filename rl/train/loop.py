@@ -34,6 +34,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _recipes(config, info):
+  """Training recipes, the eval recipe, the eval size and one training size per view (multi-crop)."""
   overrides = config.augment.overrides.to_dict()
   recipes = [augment.get_recipe(name, **overrides) for name in config.augment.views]
   if info.kind == "image":
@@ -41,7 +42,13 @@ def _recipes(config, info):
     out_size = config.augment.out_size
   else:
     eval_recipe, out_size = augment.get_recipe("none_signal"), None
-  return recipes, eval_recipe, out_size
+  view_sizes = config.augment.view_sizes
+  if view_sizes is None:
+    view_sizes = (out_size,) * len(recipes)
+  elif len(view_sizes) != len(recipes):
+    raise ValueError(f"config.augment.view_sizes has {len(view_sizes)} sizes for {len(recipes)} views "
+                     f"(config.augment.views); give one size per view.")
+  return recipes, eval_recipe, out_size, tuple(view_sizes)
 
 
 def _progress(start: int, total: int):
@@ -75,8 +82,8 @@ def build(config: ml_collections.ConfigDict):
   if len(config.augment.views) != method.num_views:
     raise ValueError(f"config.augment.views has {len(config.augment.views)} recipes; method {method.name!r} needs "
                      f"{method.num_views} views.")
-  recipes, eval_recipe, out_size = _recipes(config, info)
-  return mesh, sharding, info, method, recipes, eval_recipe, out_size
+  recipes, eval_recipe, out_size, view_sizes = _recipes(config, info)
+  return mesh, sharding, info, method, recipes, eval_recipe, out_size, view_sizes
 
 
 def init_state(config, method, info, tx, probe_tx, *, eval_recipe, out_size, mesh) -> TrainState:
@@ -98,7 +105,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   if "://" not in str(workdir):
     workdir = workdir.resolve()  # Orbax wants absolute paths
   workdir.mkdir(parents=True, exist_ok=True)
-  mesh, sharding, info, method, recipes, eval_recipe, out_size = build(config)
+  mesh, sharding, info, method, recipes, eval_recipe, out_size, view_sizes = build(config)
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
@@ -119,12 +126,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
 
   writer = writer_lib.MetricWriter(workdir, resume_step=start)
   train_step = step_lib.make_train_step(
-      method, tx, probe_tx, mesh=mesh, seed=config.seed, recipes=recipes, out_size=out_size,
+      method, tx, probe_tx, mesh=mesh, seed=config.seed, recipes=recipes, out_size=view_sizes,
       num_classes=info.num_classes, schedule=optim.learning_rate_schedule(config, total))
   embed = step_lib.make_embed_fn(method, eval_recipe, out_size=out_size)
   batches = data.train_batches(config.dataset, global_batch_size=config.batch_size, seed=config.seed,
                                sharding=sharding, start_step=start, split=info.pretrain_split,
-                               data_dir=config.data_dir, image_size=config.image_size)
+                               data_dir=config.data_dir, image_size=config.image_size,
+                               classes=config.get("data_classes"))
 
   bar = _progress(start, total)
   t_start, t_log, steps_since_log = time.time(), time.time(), 0
@@ -163,38 +171,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   train_seconds = time.time() - t_start
 
   results = final_evaluation(config, workdir, method, state, embed, sharding=sharding, info=info,
-                             recipes=recipes, out_size=out_size, tx=tx, probe_tx=probe_tx, mesh=mesh,
+                             recipes=recipes, out_size=out_size, view_sizes=view_sizes, tx=tx, probe_tx=probe_tx, mesh=mesh,
                              eval_recipe=eval_recipe, train_seconds=train_seconds, writer=writer)
   writer.close()
   ckpt.close()
   return results
 
 
-def final_evaluation(config, workdir, method, state, embed, *, sharding, info, recipes, out_size, tx, probe_tx,
-                     mesh, eval_recipe, train_seconds, writer) -> dict:
-  """The final table: the trained encoder and the two baselines; plots; `report.md`; `results.json`."""
+def final_evaluation(config, workdir, method, state, embed, *, sharding, info, recipes, out_size, view_sizes, tx,
+                     probe_tx, mesh, eval_recipe, train_seconds, writer) -> dict:
+  """The final table: the trained encoder and the two baselines; plots; `report.md`; `results.json`.
+
+  Also called outside the loop (`rl.train.restore.evaluate_checkpoint`): then `writer` is None and no "final"
+  line is appended to `metrics.jsonl`.
+  """
   cap = config.eval.max_train_examples
   train_split = evaluate.extract(embed, state.params, state.method_state, config, info.train_split,
                                  sharding=sharding, keep_inputs=True, max_examples=cap)
   test_split = evaluate.extract(embed, state.params, state.method_state, config, info.test_split,
                                 sharding=sharding, keep_inputs=True)
-  pair = _view_pair(config, method, state, test_split.inputs, recipes, out_size)
+  pair = _view_pair(config, method, state, test_split.inputs, recipes, view_sizes)
   trained = {"representation": f"{config.method} (trained)",
              **evaluate.full_eval(train_split, test_split, config, info.num_classes, view_pair=pair)}
 
-  rand = init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
-  r_train = evaluate.extract(embed, rand.params, rand.method_state, config, info.train_split, sharding=sharding,
-                             max_examples=cap)
-  r_test = evaluate.extract(embed, rand.params, rand.method_state, config, info.test_split, sharding=sharding)
-  r_pair = _view_pair(config, method, rand, test_split.inputs, recipes, out_size)
-  random_row = {"representation": "random encoder (baseline)",
-                **evaluate.full_eval(r_train, r_test, config, info.num_classes, view_pair=r_pair)}
-  raw_row = {"representation": "raw inputs (baseline)",
-             **evaluate.raw_input_baseline(train_split, test_split, config, info.num_classes)}
-
-  rows = [trained, random_row, raw_row]
+  rows = [trained]
+  if method.project is not None and config.eval.projection:
+    # Pre- vs post-projection (Xue et al. 2024, https://arxiv.org/abs/2403.11391): the same evaluation on the
+    # projection head's output.
+    project = step_lib.make_embed_fn(method, eval_recipe, out_size=out_size, projection=True)
+    p_train = evaluate.extract(project, state.params, state.method_state, config, info.train_split,
+                               sharding=sharding, max_examples=cap)
+    p_test = evaluate.extract(project, state.params, state.method_state, config, info.test_split, sharding=sharding)
+    rows.append({"representation": f"{config.method} (projection head output)",
+                 **evaluate.full_eval(p_train, p_test, config, info.num_classes)})
+  if config.eval.baselines:
+    rand = init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
+    r_train = evaluate.extract(embed, rand.params, rand.method_state, config, info.train_split, sharding=sharding,
+                               max_examples=cap)
+    r_test = evaluate.extract(embed, rand.params, rand.method_state, config, info.test_split, sharding=sharding)
+    r_pair = _view_pair(config, method, rand, test_split.inputs, recipes, view_sizes)
+    rows.append({"representation": "random encoder (baseline)",
+                 **evaluate.full_eval(r_train, r_test, config, info.num_classes, view_pair=r_pair)})
+    rows.append({"representation": "raw inputs (baseline)",
+                 **evaluate.raw_input_baseline(train_split, test_split, config, info.num_classes)})
   step = int(jax.device_get(state.step))
-  writer.write(step, "final", {k: v for k, v in trained.items() if k != "representation"})
+  if writer is not None:
+    writer.write(step, "final", {k: v for k, v in trained.items() if k != "representation"})
   if jax.process_index() == 0:
     table = evaluate.write_report(workdir, rows, config=config, train_seconds=train_seconds, steps=step)
     evaluate.write_plots(workdir, writer_lib.read_metrics(workdir), test_split,
@@ -205,14 +227,18 @@ def final_evaluation(config, workdir, method, state, embed, *, sharding, info, r
   return {"rows": rows}
 
 
-def _view_pair(config, method, state, inputs, recipes, out_size):
-  """Features of two augmented views of (a subset of) the test inputs, for alignment and uniformity."""
+def _view_pair(config, method, state, inputs, recipes, view_sizes):
+  """Features of two augmented views of (a subset of) the test inputs, for alignment and uniformity.
+
+  The first two training views (multi-crop: the two global crops); a one-view method uses its view twice.
+  """
   n = min(len(inputs), config.eval.alignment_examples)
   n -= n % jax.device_count()
   x = jax.device_put(inputs[:n], mesh_lib.batch_sharding(mesh_lib.make_mesh()))
   key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 2)
   views = []
-  for i, recipe in enumerate(recipes[:2] if len(recipes) >= 2 else recipes * 2):
-    fn = step_lib.make_view_embed_fn(method, recipe, out_size=out_size)
+  pairs = list(zip(recipes, view_sizes))
+  for i, (recipe, size) in enumerate(pairs[:2] if len(pairs) >= 2 else pairs * 2):
+    fn = step_lib.make_view_embed_fn(method, recipe, out_size=size)
     views.append(np.asarray(jax.device_get(fn(state.params, state.method_state, x, jax.random.fold_in(key, i)))))
   return views[0], views[1]

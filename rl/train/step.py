@@ -48,12 +48,16 @@ def init_probe(feature_dim: int, num_classes: int):
 
 
 def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: optax.GradientTransformation,
-                    *, mesh: Mesh, seed: int, recipes: Sequence, out_size: int | None,
+                    *, mesh: Mesh, seed: int, recipes: Sequence, out_size: int | None | Sequence[int | None],
                     num_classes: int, schedule: Callable[[jax.Array], jax.Array]):
-  """Returns `step(state, batch) -> (state, metrics)`, jitted, with the state donated."""
+  """Returns `step(state, batch) -> (state, metrics)`, jitted, with the state donated.
+
+  `out_size` is one output size for every view or one per view (multi-crop's global and local views).
+  """
   root = jax.random.key(seed)
   axis = mesh_lib.AXIS
   recipes = tuple(recipes)
+  out_size = tuple(out_size) if isinstance(out_size, (tuple, list)) else out_size
 
   def per_device(state: TrainState, batch):
     step_key = jax.random.fold_in(root, state.step)
@@ -95,12 +99,18 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
   return jax.jit(step, donate_argnums=0)
 
 
-def make_embed_fn(method: Method, eval_recipe, *, out_size: int | None):
-  """Returns `embed(params, method_state, x) -> features` on global, batch-sharded arrays (no collectives)."""
+def make_embed_fn(method: Method, eval_recipe, *, out_size: int | None, projection: bool = False):
+  """Returns `embed(params, method_state, x) -> features` on global, batch-sharded arrays (no collectives).
+
+  With `projection`, the features are `method.project`'s (the projection head's output) instead of `method.embed`'s.
+  """
+  fn = method.project if projection else method.embed
+  if fn is None:
+    raise ValueError(f"method {method.name!r} has no projection head (Method.project is None).")
 
   @jax.jit
   def embed(params, method_state, x):
-    return method.embed(params, method_state, augment.eval_view(x, eval_recipe, out_size=out_size))
+    return fn(params, method_state, augment.eval_view(x, eval_recipe, out_size=out_size))
 
   return embed
 

@@ -11,15 +11,19 @@ import numpy as np
 from rl.train import loop
 
 
-def run(config, tmp_path, *, data_dir=None, steps: int = 4) -> dict:
+def run(config, tmp_path, *, data_dir=None, steps: int = 4, baselines: bool = False) -> dict:
   """Trains `steps` steps (checkpoint at step 2, no in-loop kNN) and checks the run's outputs; returns results.
 
-  Pass the session-wide `tfds_dir` fixture as `data_dir` so the embedded datasets are built once per worker.
+  Pass the session-wide `tfds_dir` fixture as `data_dir` so the embedded datasets are built once per worker. The
+  report's baseline rows and t-SNE plot are off unless `baselines` (the trainer's own tests cover them), which
+  keeps one method's smoke run to its training and evaluation.
   """
   config.total_steps = steps
   config.log_every_steps = 1
   config.eval.every_steps = 0
-  config.eval.tsne_points = 50
+  config.eval.baselines = baselines
+  config.eval.projection = baselines
+  config.eval.tsne_points = 50 if baselines else 0
   config.eval.alignment_examples = 100
   config.eval.max_train_examples = 512
   config.checkpoint.every_steps = 2

@@ -34,7 +34,7 @@ def _projections(config, params, state, v1, v2):
 
 def test_config_and_docstring_say_supervised():
   config = supcon_config.get_config()
-  assert config.supervised and config.method == "supcon"
+  assert config.uses_labels and config.method == "supcon"
   assert "SUPERVISED" in supcon_method.__doc__ and "SUPERVISED" in supcon_config.__doc__
 
 

@@ -55,7 +55,8 @@ def test_smoke_run_writes_every_artifact(straight_run):
            if json.loads(l)["kind"] == "eval"]
   assert [e["step"] for e in evals] == [4] and "knn_5_accuracy" in evals[0]
   names = [r["representation"] for r in results["rows"]]
-  assert names == ["simclr (trained)", "random encoder (baseline)", "raw inputs (baseline)"]
+  assert names == ["simclr (trained)", "simclr (projection head output)", "random encoder (baseline)",
+                   "raw inputs (baseline)"]
   for row in results["rows"]:
     assert 0.0 <= row["linear_probe_accuracy"] <= 1.0
     for key in ("recall_at_1", "map", "fewshot_1"):  # retrieval and few-shot columns of the report

@@ -1,0 +1,290 @@
+"""A run's workdir after (or during) training: its config, its checkpoints, a fresh evaluation of a checkpoint,
+and a fork of the run into a new workdir.
+
+* `read_config(workdir)`: the `ConfigDict` the trainer wrote to `workdir/config.json`.
+* `build_run(config)` and `restore_state(run, workdir, step)`: the trainer's objects and a checkpointed state,
+  for evaluations outside the loop.
+* `evaluate_checkpoint(workdir, config)`: `report.md`, `results.json` and the plots again, with the trainer's
+  own final evaluation (`loop.final_evaluation`), e.g. for a run that was interrupted before it ended.
+* `fork_run(src, dst, step)`: copies a checkpoint (and the metrics up to it) into a new workdir, where the
+  trainer resumes from it, e.g. with other data or more steps.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from typing import Any, Callable
+
+from etils import epath
+import jax
+import ml_collections
+import optax
+
+from rl.data.pipeline import DatasetInfo
+from rl.methods.base import Method
+from rl.train import checkpoint as ckpt_lib
+from rl.train import loop
+from rl.train import optim
+from rl.train import step as step_lib
+from rl.train import writer as writer_lib
+from rl.train.state import TrainState
+
+
+def _workdir(workdir: epath.PathLike) -> epath.Path:
+  workdir = epath.Path(workdir)
+  return workdir if "://" in str(workdir) else workdir.resolve()  # Orbax wants absolute paths
+
+
+def _tuples(value: Any) -> Any:
+  """JSON has no tuples: every list of the trainer's config was a tuple (views, view_sizes, knn_ks, ...)."""
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return value
+
+
+def _fill(config: ml_collections.ConfigDict, values: dict) -> None:
+  """Sets `values` on `config` in place, keeping the types of fields that `config` already has."""
+  for key, value in values.items():
+    current = config.get(key)
+    if isinstance(value, dict) and isinstance(current, ml_collections.ConfigDict):
+      _fill(current, value)
+    elif isinstance(value, dict):
+      config[key] = ml_collections.ConfigDict()
+      _fill(config[key], value)
+    elif value is None and key not in config:
+      # A placeholder keeps the key overridable from the command line (a plain None field is not).
+      config[key] = ml_collections.config_dict.placeholder(object)
+    else:
+      try:
+        config[key] = value
+      except TypeError:  # the template's type differs from the run's (e.g. None where it had a value)
+        del config[key]
+        config[key] = value
+
+
+def config_from_json(text: str, template: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+  """Rebuilds a config from the trainer's `config.json` (`ConfigDict.to_json_best_effort`).
+
+  Lists become tuples again. Keys of `template` (e.g. `configs.common.base()`) keep their types, so a None
+  placeholder such as `data_dir` stays overridable as a str; other None values become `placeholder(object)`.
+
+  Args:
+    text: the JSON text.
+    template: a config whose keys and field types seed the result; it is not modified.
+
+  Returns:
+    A new, unlocked `ConfigDict` with the values of `text`.
+
+  Raises:
+    ValueError: if `text` is not a JSON object.
+  """
+  values = json.loads(text)
+  if not isinstance(values, dict):
+    raise ValueError(f"text: expected a JSON object (the trainer's config.json), got {type(values).__name__}")
+  config = ml_collections.ConfigDict() if template is None else copy.deepcopy(template)
+  config.unlock()
+  _fill(config, _tuples(values))
+  return config
+
+
+def read_config(workdir: epath.PathLike,
+                template: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+  """`config_from_json` of `workdir/config.json`.
+
+  Args:
+    workdir: a run's workdir.
+    template: see `config_from_json`.
+
+  Returns:
+    The run's config.
+
+  Raises:
+    FileNotFoundError: `workdir` has no `config.json` (it was not written by the trainer).
+  """
+  path = epath.Path(workdir) / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"workdir: no config.json in {workdir}; is it the workdir of a training run "
+                            f"(experiments/main.py writes it when it starts)?")
+  return config_from_json(path.read_text(), template)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What the trainer builds from a config (`loop.build` and the optimizers), for work outside its loop."""
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  sharding: jax.sharding.Sharding
+  info: DatasetInfo
+  method: Method
+  recipes: list
+  eval_recipe: Any
+  out_size: int | None
+  view_sizes: tuple
+  tx: optax.GradientTransformation
+  probe_tx: optax.GradientTransformation
+  embed: Callable
+
+  def init_state(self) -> TrainState:
+    """The trainer's initial state: the untrained, randomly initialised encoder of the baseline row."""
+    return loop.init_state(self.config, self.method, self.info, self.tx, self.probe_tx,
+                           eval_recipe=self.eval_recipe, out_size=self.out_size, mesh=self.mesh)
+
+
+def build_run(config: ml_collections.ConfigDict) -> Run:
+  """Builds the trainer's objects for `config` as `loop.train_and_evaluate` does.
+
+  Args:
+    config: a training config (e.g. from `read_config`).
+
+  Returns:
+    The `Run`.
+  """
+  mesh, sharding, info, method, recipes, eval_recipe, out_size, view_sizes = loop.build(config)
+  return Run(config=config, mesh=mesh, sharding=sharding, info=info, method=method, recipes=recipes,
+             eval_recipe=eval_recipe, out_size=out_size, view_sizes=view_sizes,
+             tx=optim.make_optimizer(config, config.total_steps), probe_tx=optax.adam(config.online_probe.lr),
+             embed=step_lib.make_embed_fn(method, eval_recipe, out_size=out_size))
+
+
+def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
+  """Steps of the complete checkpoints in `workdir/checkpoints`, ascending ([] if there is none)."""
+  directory = _workdir(workdir) / "checkpoints"
+  if not directory.exists():
+    return []
+  ckpt = ckpt_lib.Checkpointer(directory, max_to_keep=None)
+  try:
+    return ckpt.all_steps()
+  finally:
+    ckpt.close()
+
+
+def _check_step(workdir: epath.Path, step: int | None) -> int:
+  steps = checkpoint_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(f"workdir: no complete checkpoint in {workdir / 'checkpoints'}")
+  if step is None:
+    return steps[-1]
+  if step not in steps:
+    raise ValueError(f"step: no checkpoint of step {step} in {workdir / 'checkpoints'}; available steps: "
+                     f"{', '.join(map(str, steps))}")
+  return step
+
+
+def restore_state(run: Run, workdir: epath.PathLike, step: int | None = None) -> TrainState:
+  """Restores a checkpoint of `workdir` onto the trainer's state template.
+
+  Args:
+    run: from `build_run` with the run's config.
+    workdir: the run's workdir.
+    step: the checkpoint's step; None for the newest.
+
+  Returns:
+    The restored `TrainState`, replicated on `run.mesh`.
+
+  Raises:
+    FileNotFoundError: no complete checkpoint (the message names the directory).
+    ValueError: no checkpoint of `step` (the message lists the available steps).
+  """
+  workdir = _workdir(workdir)
+  step = _check_step(workdir, step)
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=None)
+  try:
+    return ckpt.restore(run.init_state(), step)
+  finally:
+    ckpt.close()
+
+
+def train_seconds_from_metrics(workdir: epath.PathLike, step: int) -> float:
+  """Training time up to `step`, estimated from the `steps_per_second` of the train lines of `metrics.jsonl`.
+
+  Args:
+    workdir: the run's workdir.
+    step: the last step to count.
+
+  Returns:
+    The seconds (including compilation, as the trainer counts them), or NaN without train lines.
+  """
+  lines = [m for m in writer_lib.read_metrics(workdir) if m["kind"] == "train" and m["step"] <= step]
+  if not lines or any(not m.get("steps_per_second") for m in lines):
+    return math.nan
+  seconds, previous = 0.0, 0
+  for m in lines:
+    seconds += (m["step"] - previous) / m["steps_per_second"]
+    previous = m["step"]
+  return seconds
+
+
+def evaluate_checkpoint(workdir: epath.PathLike, config: ml_collections.ConfigDict, *,
+                        step: int | None = None) -> dict:
+  """Re-runs the trainer's final evaluation on a checkpoint: `report.md`, `results.json` and the plots.
+
+  `metrics.jsonl` is left as the trainer wrote it (no "final" line is added); the report's training time is
+  estimated from it (`train_seconds_from_metrics`).
+
+  Args:
+    workdir: the run's workdir.
+    config: the run's config (`read_config(workdir)`, possibly with overrides such as `data_dir`).
+    step: the checkpoint's step; None for the newest.
+
+  Returns:
+    {'rows': the result rows, as in `results.json`}.
+
+  Raises:
+    FileNotFoundError: no complete checkpoint (the message names the directory).
+    ValueError: no checkpoint of `step` (the message lists the available steps).
+  """
+  workdir = _workdir(workdir)
+  step = _check_step(workdir, step)  # before building anything: a wrong workdir fails at once
+  run = build_run(config)
+  state = restore_state(run, workdir, step)
+  print(f"[rl] evaluating the checkpoint of step {step} in {workdir / 'checkpoints'}", flush=True)
+  return loop.final_evaluation(
+      config, workdir, run.method, state, run.embed, sharding=run.sharding, info=run.info, recipes=run.recipes,
+      out_size=run.out_size, view_sizes=run.view_sizes, tx=run.tx, probe_tx=run.probe_tx, mesh=run.mesh,
+      eval_recipe=run.eval_recipe, train_seconds=train_seconds_from_metrics(workdir, step), writer=None)
+
+
+def _copy_tree(src: epath.Path, dst: epath.Path) -> None:
+  dst.mkdir(parents=True, exist_ok=True)
+  for child in src.iterdir():
+    if child.is_dir():
+      _copy_tree(child, dst / child.name)
+    else:
+      child.copy(dst / child.name)
+
+
+def fork_run(src: epath.PathLike, dst: epath.PathLike, *, step: int | None = None) -> int:
+  """Copies the checkpoint of `step` of run `src`, and its metrics up to `step`, into the new workdir `dst`.
+
+  Training in `dst` then resumes at `step` (with whatever config it is given: more steps, other classes), and
+  `dst/metrics.jsonl` continues the log of `src`.
+
+  Args:
+    src: the workdir to fork.
+    dst: the new workdir; it must hold no checkpoint yet.
+    step: the checkpoint's step; None for the newest.
+
+  Returns:
+    The step of the copied checkpoint.
+
+  Raises:
+    FileNotFoundError: `src` has no complete checkpoint.
+    ValueError: `src` has no checkpoint of `step`.
+    FileExistsError: `dst` already holds checkpoints.
+  """
+  src, dst = _workdir(src), _workdir(dst)
+  step = _check_step(src, step)
+  existing = checkpoint_steps(dst)
+  if existing:
+    raise FileExistsError(f"dst: {dst / 'checkpoints'} already holds checkpoints (steps "
+                          f"{', '.join(map(str, existing))}); fork into an empty workdir.")
+  tmp = dst / "checkpoints" / f"{step}.fork-tmp"
+  _copy_tree(src / "checkpoints" / str(step), tmp)
+  tmp.rename(dst / "checkpoints" / str(step))  # Orbax lists the step only once it is complete
+  lines = [m for m in writer_lib.read_metrics(src) if m["step"] <= step and m["kind"] != "final"]
+  (dst / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+  return step
