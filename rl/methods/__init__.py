@@ -12,12 +12,15 @@ from rl.methods import align_uniform
 from rl.methods import barlow_twins
 from rl.methods import byol
 from rl.methods import dcl
+from rl.methods import dino
 from rl.methods import moco_v2
 from rl.methods import moco_v3
 from rl.methods import nnclr
 from rl.methods import simclr
 from rl.methods import simsiam
 from rl.methods import supcon
+from rl.methods import supervised
+from rl.methods import swav
 from rl.methods import vicreg
 from rl.methods import wmse
 from rl.methods.base import Method
@@ -35,6 +38,9 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "supcon": supcon.make,
     "align_uniform": align_uniform.make,
     "nnclr": nnclr.make,
+    "swav": swav.make,
+    "dino": dino.make,
+    "supervised": supervised.make,
 }
 
 

@@ -1,0 +1,60 @@
+"""SwAV (Caron et al. 2020). `--config configs/swav.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
+cifar100, smoke. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20)."""
+from __future__ import annotations
+
+import ml_collections
+
+from configs import common
+
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = arg or "mnist1d"
+  common.check_variant("configs/swav.py", variant, VARIANTS)
+  c = common.base()
+  c.method = "swav"
+  c.swav = ml_collections.ConfigDict()
+  # SwAV's defaults (Sec. 4 and the official main_swav.py): tau 0.1, Sinkhorn epsilon 0.05 with 3 iterations,
+  # codes from the two global crops, prototypes frozen for the first epoch, queue off until it is switched on.
+  c.swav.num_prototypes = 3000
+  c.swav.temperature = 0.1
+  c.swav.epsilon = 0.05
+  c.swav.sinkhorn_iters = 3
+  c.swav.num_global_crops = 2
+  c.swav.crops_for_assign = (0, 1)
+  c.swav.freeze_prototypes_steps = 0
+  c.swav.queue_length = 0
+  c.swav.queue_start_step = 0
+
+  if variant in ("mnist1d", "smoke"):
+    common.mnist1d(c)
+    c.augment.views = ("mnist1d",) * 2 + ("mnist1d_local",) * 4
+    c.augment.view_sizes = (None, None, 20, 20, 20, 20)
+    c.swav.num_prototypes = 50
+    c.swav.freeze_prototypes_steps = 4000 // 256  # one epoch of the 4000 training signals
+  elif variant == "digits":
+    common.digits(c)
+    c.swav.num_prototypes = 50
+    c.swav.freeze_prototypes_steps = 1437 // 256
+  elif variant in ("cifar10", "cifar100"):
+    # solo-learn's SwAV CIFAR recipe (scripts/pretrain/cifar/swav.yaml): projector 2048-128, 3000 prototypes,
+    # tau 0.1, queue 3840 from epoch 50, prototypes frozen for 2 epochs, LARS lr 0.6 * batch/256, wd 1e-6,
+    # 2 crops of 32 (no multi-crop on CIFAR).
+    common.cifar(c, variant)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048,), out_dim=128))
+    c.optim.lr = 0.6
+    c.optim.weight_decay = 1e-6
+    epoch = 50000 // 256
+    c.swav.freeze_prototypes_steps = 2 * epoch
+    c.swav.queue_length = 3840
+    c.swav.queue_start_step = 50 * epoch
+
+  if variant == "smoke":
+    common.shrink_for_smoke(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(16,), out_dim=8))
+    c.swav.num_prototypes = 10
+    c.swav.freeze_prototypes_steps = 1
+    c.swav.queue_length = 128  # the queue is exercised by the smoke run: pushed from step 1, used once full
+    c.swav.queue_start_step = 1
+  return c

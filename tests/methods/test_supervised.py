@@ -1,0 +1,60 @@
+"""The supervised reference: cross-entropy of a linear head on the encoder's features, global-batch mean; 1 device
+== 8 devices; it needs labels; end to end."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from configs import supervised as supervised_config
+from rl import methods
+from rl.methods import supervised
+from tests.methods import smoke
+
+B = 32
+
+
+def _setup():
+  config = supervised_config.get_config("smoke")
+  method = methods.get_method(config)
+  rng = np.random.RandomState(0)
+  x = rng.randn(B, 40).astype(np.float32)
+  labels = rng.randint(0, 10, B).astype(np.int32)
+  params, state = method.init(jax.random.key(0), x[:2])
+  return config, method, params, state, x, labels
+
+
+def test_loss_is_the_cross_entropy_of_the_linear_head():
+  config, method, params, state, x, labels = _setup()
+  value, (_, aux) = method.loss(params, state, {"views": (x,), "label": labels}, jax.random.key(1))
+  (h, logits), _ = supervised.build_network(config, None).apply({"params": params, **state}, x, train=True,
+                                                                  mutable=list(state))
+  z = np.asarray(logits, np.float64)
+  log_p = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+  np.testing.assert_allclose(value, -log_p[np.arange(B), labels].mean(), rtol=1e-5)
+  np.testing.assert_allclose(aux["metrics"]["train_accuracy"], np.mean(z.argmax(1) == labels))
+  np.testing.assert_allclose(aux["features"], h, rtol=1e-6)
+  with pytest.raises(ValueError, match="'label'"):
+    method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+
+
+def test_8_devices_equal_1_device(mesh8):
+  _, method, params, state, x, labels = _setup()
+
+  def value_and_grad(axis_name):
+    def f(p, v, y):
+      return method.loss(p, state, {"views": (v,), "label": y}, jax.random.key(1), axis_name=axis_name)
+    return jax.value_and_grad(f, has_aux=True)
+
+  (v_1, _), g_1 = jax.jit(value_and_grad(None))(params, x, labels)
+  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
+                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
+  put = lambda a: jax.device_put(a, NamedSharding(mesh8, P("data")))
+  (v_8, _), g_8 = jax.jit(fn)(params, put(x), put(labels))
+  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
+
+
+def test_smoke_run_end_to_end(tmp_path, tfds_dir):
+  results = smoke.run(supervised_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  assert results["rows"][0]["representation"] == "supervised (trained)"
