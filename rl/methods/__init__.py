@@ -16,6 +16,8 @@ from rl.methods import dino
 from rl.methods import moco_v2
 from rl.methods import moco_v3
 from rl.methods import nnclr
+from rl.methods import npid
+from rl.methods import odc
 from rl.methods import simclr
 from rl.methods import simsiam
 from rl.methods import supcon
@@ -40,6 +42,8 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "nnclr": nnclr.make,
     "swav": swav.make,
     "dino": dino.make,
+    "npid": npid.make,
+    "odc": odc.make,
     "supervised": supervised.make,
 }
 
