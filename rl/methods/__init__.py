@@ -13,6 +13,7 @@ from rl.methods import barlow_twins
 from rl.methods import byol
 from rl.methods import dcl
 from rl.methods import dino
+from rl.methods import mlcd
 from rl.methods import moco_v2
 from rl.methods import moco_v3
 from rl.methods import nnclr
@@ -23,6 +24,7 @@ from rl.methods import simsiam
 from rl.methods import supcon
 from rl.methods import supervised
 from rl.methods import swav
+from rl.methods import unicom
 from rl.methods import vicreg
 from rl.methods import wmse
 from rl.methods.base import Method
@@ -44,6 +46,8 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "dino": dino.make,
     "npid": npid.make,
     "odc": odc.make,
+    "unicom": unicom.make,
+    "mlcd": mlcd.make,
     "supervised": supervised.make,
 }
 
