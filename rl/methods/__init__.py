@@ -13,6 +13,8 @@ from rl.methods import barlow_twins
 from rl.methods import byol
 from rl.methods import dcl
 from rl.methods import dino
+from rl.methods import hallucinator
+from rl.methods import matryoshka
 from rl.methods import mlcd
 from rl.methods import moco_v2
 from rl.methods import moco_v3
@@ -46,6 +48,8 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "dino": dino.make,
     "npid": npid.make,
     "odc": odc.make,
+    "matryoshka": matryoshka.make,
+    "hallucinator": hallucinator.make,
     "unicom": unicom.make,
     "mlcd": mlcd.make,
     "supervised": supervised.make,
