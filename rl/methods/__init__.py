@@ -14,6 +14,7 @@ from rl.methods import byol
 from rl.methods import dcl
 from rl.methods import dino
 from rl.methods import hallucinator
+from rl.methods import jigsaw
 from rl.methods import matryoshka
 from rl.methods import mlcd
 from rl.methods import moco_v2
@@ -21,6 +22,8 @@ from rl.methods import moco_v3
 from rl.methods import nnclr
 from rl.methods import npid
 from rl.methods import odc
+from rl.methods import relative_location
+from rl.methods import rotnet
 from rl.methods import simclr
 from rl.methods import simsiam
 from rl.methods import supcon
@@ -48,6 +51,9 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "dino": dino.make,
     "npid": npid.make,
     "odc": odc.make,
+    "rotnet": rotnet.make,
+    "relative_location": relative_location.make,
+    "jigsaw": jigsaw.make,
     "matryoshka": matryoshka.make,
     "hallucinator": hallucinator.make,
     "unicom": unicom.make,

@@ -1,0 +1,101 @@
+"""Jigsaw puzzles: classify which permutation of a fixed set shuffled an input's tiles.
+
+Noroozi & Favaro, "Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles", ECCV 2016,
+https://arxiv.org/abs/1603.09246. For images, each example is cut into grid x grid tiles (random offsets inside
+the cells, so gaps hide edge continuation) and shuffled by one of N permutations (`rl.losses.jigsaw_task`); the
+set is the paper's maximal-Hamming-distance set (Algorithm 1, `rl.losses.make_permutations`), computed once at
+`make` time from a fixed key and kept as a constant. As in the paper's context-free network, every tile goes
+through the shared encoder (one batch), the features are concatenated in tile order and an MLP head classifies
+the permutation index (`rl.losses.pretext_cross_entropy`). Each tile is normalised to zero mean and unit variance
+(the paper's per-tile normalisation against low-level shortcuts) when `jigsaw.normalize_tiles`.
+
+Signals ([b, l] or [b, l, c], MNIST-1D) use OUR 1-D analogue, not the paper's task: a row of `tiles` segments
+(`rl.methods._signal_pretext.signal_jigsaw_task`), with the same permutation set over range(tiles). The method
+dispatches on the input rank.
+
+Differences from the paper: an MLP head on pooled encoder features stands for fc6 (per tile) + fc7 + fc8; the
+paper's colour jittering and 30% greyscale tiles are not applied; tile sizes are scaled to the input (config).
+`aux['features']` and `embed` are encoder features of the WHOLE input, from a second, stop-gradient pass in
+training mode; the BatchNorm running statistics in `method_state` are those of this whole-input pass, because
+`embed` sees whole inputs (the tile pass normalises with its own batch statistics, as training always does).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rl import losses
+from rl.methods import _signal_pretext
+from rl.methods import base
+from rl.methods import rotnet
+
+# The permutation set is a constant of the method: the same for every run and every config with the same sizes.
+PERMUTATION_KEY = 0
+
+
+def permutation_set(config: ml_collections.ConfigDict) -> np.ndarray:
+  """[N, tiles] int32: `jigsaw.num_permutations` permutations of range(`jigsaw.tiles`), far apart (Algorithm 1)."""
+  return _signal_pretext.signal_permutations(int(config.jigsaw.num_permutations), tiles=int(config.jigsaw.tiles),
+                                             key=jax.random.key(PERMUTATION_KEY))
+
+
+def normalize_tiles(tiles: jax.Array, *, epsilon: float = 1e-5) -> jax.Array:
+  """Each tile of [b, k, ...] minus its mean, over its standard deviation (all its samples and channels)."""
+  axes = tuple(range(2, tiles.ndim))
+  x = tiles.astype(jnp.float32)
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  var = jnp.var(x, axis=axes, keepdims=True)
+  return ((x - mean) * jax.lax.rsqrt(var + epsilon)).astype(tiles.dtype)
+
+
+def make_task(config: ml_collections.ConfigDict, permutations: np.ndarray):
+  """`task(key, x, axis_name) -> (tiles [b, k, ...], labels [b])` for images or signals."""
+  k = int(config.jigsaw.tiles)
+  tile = int(config.jigsaw.tile)
+  normalize = bool(config.jigsaw.normalize_tiles)
+
+  def task(key, x, axis_name):
+    if rotnet.is_signal(x):
+      tiles, labels = _signal_pretext.signal_jigsaw_task(key, x, permutations=permutations, tiles=k, tile=tile,
+                                                          axis_name=axis_name)
+    else:
+      tiles, labels = losses.jigsaw_task(key, x, permutations=permutations, grid=math.isqrt(k), tile=tile,
+                                         axis_name=axis_name)
+    return (normalize_tiles(tiles) if normalize else tiles), labels
+
+  return task
+
+
+def make(config: ml_collections.ConfigDict) -> base.Method:
+  """The jigsaw `Method` for a config with `model` and
+  `jigsaw.{tiles, tile, num_permutations, normalize_tiles, head_hidden_dims}`."""
+  hidden = tuple(config.jigsaw.head_hidden_dims)
+  permutations = permutation_set(config)
+  task = make_task(config, permutations)
+  eval_net = rotnet.build_pretext_network(config, hidden, len(permutations), axis_name=None)
+
+  def init(key, x):
+    tiles, _ = task(key, x, None)
+    return rotnet.init_on_parts(eval_net, key, tiles)
+
+  def loss(params, state, batch, key, *, axis_name=None):
+    (x,) = batch["views"]
+    tiles, labels = task(key, x, axis_name)
+    net = rotnet.build_pretext_network(config, hidden, len(permutations), axis_name=axis_name)
+    variables = {"params": params, **state}
+    (_, logits), _ = net.apply(variables, tiles, train=True, mutable=list(state))
+    value = losses.pretext_cross_entropy(logits, labels, axis_name=axis_name)
+    h, new_state = net.apply(variables, x, train=True, mutable=list(state), method=rotnet.PretextNet.encode)
+    aux = {"metrics": {"pretext_cross_entropy": value,
+                       "pretext_accuracy": rotnet.accuracy(logits, labels, axis_name)},
+           "features": jax.lax.stop_gradient(h)}
+    return value, (dict(new_state), aux)
+
+  def embed(params, state, x):
+    return eval_net.apply({"params": params, **state}, x, method=rotnet.PretextNet.encode)
+
+  return base.Method(name="jigsaw", num_views=1, init=init, loss=loss, embed=embed)

@@ -1,0 +1,84 @@
+"""Relative patch location (context prediction): classify where a patch lies relative to the centre patch.
+
+Doersch et al., "Unsupervised Visual Representation Learning by Context Prediction", ICCV 2015,
+https://arxiv.org/abs/1505.05192. For images, each example gives the centre patch of a 3 x 3 grid and one of its 8
+neighbours, with a gap between cells and a random jitter of each patch (`rl.losses.relative_location_task`); both
+patches go through the shared encoder (one batch, so BatchNorm statistics cover both), their features are
+concatenated (centre first) and an MLP head classifies the pair into the 8 positions
+(`rl.losses.pretext_cross_entropy`).
+
+Signals ([b, l] or [b, l, c], MNIST-1D) use OUR 1-D analogue, not the paper's task: the centre segment of a row of
+`grid` (odd) segments, with gap and jitter, and one other segment; grid - 1 classes
+(`rl.methods._signal_pretext.signal_relative_location_task`). The method dispatches on the input rank.
+
+Differences from the paper: an MLP head on pooled encoder features stands for the paper's fc6 (per patch) + fc7 +
+fc8 of its AlexNet-style towers; the paper's defences against chromatic aberration (projecting out green-magenta
+or dropping colour channels) are not applied; the patch geometry is scaled to the input size (config).
+`aux['features']` and `embed` are encoder features of the WHOLE input (so the online probe and evaluation see
+whole inputs), from a second, stop-gradient pass in training mode; the BatchNorm running statistics kept in
+`method_state` are those of this whole-input pass, because `embed` sees whole inputs (the patch pass normalises
+with its own batch statistics, as training always does).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from rl import losses
+from rl.methods import _signal_pretext
+from rl.methods import base
+from rl.methods import rotnet
+
+
+def num_classes(config: ml_collections.ConfigDict, signal: bool) -> int:
+  """8 neighbours of a 3 x 3 grid (images), grid - 1 other segments (signals)."""
+  return int(config.relative_location.grid) - 1 if signal else 8
+
+
+def make_task(config: ml_collections.ConfigDict):
+  """`task(key, x, axis_name) -> (pairs [b, 2, ...] (centre, other), labels [b])` for images or signals."""
+  rl_config = config.relative_location
+  geometry = dict(gap=int(rl_config.gap), jitter=int(rl_config.jitter))
+
+  def task(key, x, axis_name):
+    if rotnet.is_signal(x):
+      centre, other, labels = _signal_pretext.signal_relative_location_task(
+          key, x, grid=int(rl_config.grid), segment=int(rl_config.patch), axis_name=axis_name, **geometry)
+    else:
+      centre, other, labels = losses.relative_location_task(
+          key, x, grid=int(rl_config.grid), patch=int(rl_config.patch), axis_name=axis_name, **geometry)
+    return jnp.stack([centre, other], axis=1), labels
+
+  return task
+
+
+def make(config: ml_collections.ConfigDict) -> base.Method:
+  """The relative-location `Method` for a config with `model` and
+  `relative_location.{grid, patch, gap, jitter, head_hidden_dims}`."""
+  hidden = tuple(config.relative_location.head_hidden_dims)
+  task = make_task(config)
+  build = lambda x, axis_name: rotnet.build_pretext_network(
+      config, hidden, num_classes(config, rotnet.is_signal(x)), axis_name=axis_name)
+
+  def init(key, x):
+    pairs, _ = task(key, x, None)
+    return rotnet.init_on_parts(build(x, None), key, pairs)
+
+  def loss(params, state, batch, key, *, axis_name=None):
+    (x,) = batch["views"]
+    pairs, labels = task(key, x, axis_name)
+    net = build(x, axis_name)
+    variables = {"params": params, **state}
+    (_, logits), _ = net.apply(variables, pairs, train=True, mutable=list(state))
+    value = losses.pretext_cross_entropy(logits, labels, axis_name=axis_name)
+    h, new_state = net.apply(variables, x, train=True, mutable=list(state), method=rotnet.PretextNet.encode)
+    aux = {"metrics": {"pretext_cross_entropy": value,
+                       "pretext_accuracy": rotnet.accuracy(logits, labels, axis_name)},
+           "features": jax.lax.stop_gradient(h)}
+    return value, (dict(new_state), aux)
+
+  def embed(params, state, x):
+    return build(x, None).apply({"params": params, **state}, x, method=rotnet.PretextNet.encode)
+
+  return base.Method(name="relative_location", num_views=1, init=init, loss=loss, embed=embed)

@@ -1,0 +1,133 @@
+"""Jigsaw as a `Method`: cross-entropy of the permutation classifier on tiles in shuffled order, a constant
+permutation set, features and BN statistics of the whole input, 1 device == 8 devices; and the 1-D task's tiles
+against the permutation of its label."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from configs import jigsaw as jigsaw_config
+from rl import losses
+from rl import methods
+from rl.methods import _signal_pretext
+from rl.methods import jigsaw
+from rl.methods import rotnet
+from tests.methods import smoke
+
+B = 16
+
+
+def _method_and_batch(config=None, x=None):
+  config = config or jigsaw_config.get_config("smoke")
+  method = jigsaw.make(config)
+  if x is None:
+    x = np.random.RandomState(0).randn(B, 40).astype(np.float32)
+  params, state = method.init(jax.random.key(0), x[:2])
+  return config, method, params, state, x
+
+
+def test_signal_permutations_are_the_image_set_over_range_tiles():
+  perms = _signal_pretext.signal_permutations(24, tiles=4, key=jax.random.key(0))
+  assert sorted(map(tuple, perms.tolist())) == list(itertools.permutations(range(4)))  # all 4! distinct
+  np.testing.assert_array_equal(perms, losses.make_permutations(24, grid=2, key=jax.random.key(0)))
+  with pytest.raises(ValueError, match="perfect square"):
+    _signal_pretext.signal_permutations(10, tiles=5, key=jax.random.key(0))
+
+
+def test_signal_task_tiles_follow_the_labels_permutation():
+  # A ramp makes every tile's first sample its start: tile j must come from cell perms[label][j] (cells of 10).
+  perms = jnp.array([[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2]])
+  x = jnp.tile(jnp.arange(40.0), (64, 1))
+  tiles, labels = _signal_pretext.signal_jigsaw_task(jax.random.key(0), x, permutations=perms, tiles=4, tile=8)
+  assert tiles.shape == (64, 4, 8) and labels.dtype == jnp.int32
+  assert set(np.asarray(labels).tolist()) == {0, 1, 2}
+  np.testing.assert_array_equal(np.diff(tiles, axis=-1), 1.0)
+  cells = np.asarray(tiles[..., 0]) // 10
+  np.testing.assert_array_equal(cells, np.asarray(perms)[labels])
+  offsets = np.asarray(tiles[..., 0]) % 10
+  assert offsets.min() == 0 and offsets.max() == 2  # random offsets inside the cells, 0..10-8
+  # Hand example: label 1 reverses the order of the tiles.
+  tiles1, labels1 = _signal_pretext.signal_jigsaw_task(jax.random.key(0), x[:1], permutations=perms[1:2], tiles=4,
+                                                       tile=10)
+  np.testing.assert_array_equal(tiles1[0, :, 0], [30, 20, 10, 0])
+  assert labels1.tolist() == [0]
+
+
+def test_signal_task_is_the_same_on_8_devices(mesh8):
+  x = np.random.RandomState(0).randn(32, 40).astype(np.float32)
+  perms = jigsaw.permutation_set(jigsaw_config.get_config("smoke"))
+  task = lambda a, axis_name=None: _signal_pretext.signal_jigsaw_task(
+      jax.random.key(3), a, permutations=perms, tiles=4, tile=8, axis_name=axis_name)
+  fn = jax.shard_map(lambda a: task(a, "data"), mesh=mesh8, in_specs=P("data"), out_specs=P("data"))
+  for a, b in zip(jax.jit(fn)(x), task(x)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_normalize_tiles():
+  t = jax.random.normal(jax.random.key(0), (2, 4, 5, 5, 3)) * 3 + 1
+  n = jigsaw.normalize_tiles(t)
+  np.testing.assert_allclose(n.mean(axis=(2, 3, 4)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(n.std(axis=(2, 3, 4)), 1.0, rtol=1e-4)
+
+
+def _expected(config, params, state, x, key):
+  perms = jigsaw.permutation_set(config)
+  tiles, labels = jigsaw.make_task(config, perms)(key, x, None)
+  net = rotnet.build_pretext_network(config, config.jigsaw.head_hidden_dims, len(perms), axis_name=None)
+  (_, logits), _ = net.apply({"params": params, **state}, tiles, train=True, mutable=["batch_stats"])
+  h, bn = net.apply({"params": params, **state}, x, train=True, mutable=["batch_stats"],
+                    method=rotnet.PretextNet.encode)
+  return losses.pretext_cross_entropy(logits, labels), logits, labels, h, dict(bn)
+
+
+def test_loss_is_pretext_cross_entropy_and_features_are_of_the_whole_input():
+  config, method, params, state, x = _method_and_batch()
+  value, (new_state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+  expected, logits, labels, h, bn = _expected(config, params, state, x, jax.random.key(1))
+  assert logits.shape == (B, 24)
+  np.testing.assert_allclose(value, expected, rtol=1e-6)
+  np.testing.assert_allclose(aux["metrics"]["pretext_cross_entropy"], value)
+  np.testing.assert_allclose(aux["metrics"]["pretext_accuracy"], np.mean(np.argmax(logits, -1) == labels))
+  np.testing.assert_allclose(aux["features"], h, rtol=1e-6)
+  jax.tree.map(np.testing.assert_array_equal, new_state, bn)  # running BN statistics of the whole inputs
+
+
+def test_images_use_the_grid_task_with_normalised_tiles():
+  config = jigsaw_config.get_config("digits")
+  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4))
+  config.jigsaw.head_hidden_dims = (16,)
+  assert config.jigsaw.normalize_tiles
+  x = np.random.RandomState(1).rand(4, 8, 8, 1).astype(np.float32)
+  config, method, params, state, x = _method_and_batch(config, x)
+  value, (_, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+  expected, logits, _, h, _ = _expected(config, params, state, x, jax.random.key(1))
+  assert logits.shape == (4, 24)
+  np.testing.assert_allclose(value, expected, rtol=1e-5)
+  np.testing.assert_allclose(aux["features"], h, rtol=1e-5, atol=1e-6)
+
+
+def test_8_devices_equal_1_device(mesh8):
+  _, method, params, state, x = _method_and_batch()
+
+  def value_and_grad(axis_name):
+    def f(p, a):
+      return method.loss(p, state, {"views": (a,)}, jax.random.key(1), axis_name=axis_name)
+    return jax.value_and_grad(f, has_aux=True)
+
+  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, x)
+  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data")),
+                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
+  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, jax.device_put(x, NamedSharding(mesh8, P("data"))))
+  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_8, g_1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+
+
+def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
+  monkeypatch.setitem(methods.METHODS, "jigsaw", jigsaw.make)
+  results = smoke.run(jigsaw_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  assert results["rows"][0]["representation"] == "jigsaw (trained)"

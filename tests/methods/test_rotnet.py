@@ -1,0 +1,96 @@
+"""RotNet as a `Method`: 4-way cross-entropy of the symmetry (signals) or rotation (images) classifier, features of
+the untransformed copy, 1 device == 8 devices; and the 1-D symmetry task on a hand example."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from configs import rotnet as rotnet_config
+from rl import losses
+from rl import methods
+from rl.methods import _signal_pretext
+from rl.methods import rotnet
+from tests.methods import smoke
+
+B = 16
+
+
+def _method_and_batch(config=None, x=None):
+  config = config or rotnet_config.get_config("smoke")
+  method = rotnet.make(config)
+  if x is None:
+    x = np.random.RandomState(0).randn(B, 40).astype(np.float32)
+  params, state = method.init(jax.random.key(0), x[:2])
+  return config, method, params, state, x
+
+
+def _image_config():
+  config = rotnet_config.get_config("smoke")
+  config.model.encoder = "resnet18"
+  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4))
+  return config
+
+
+def test_symmetry_task_hand_example():
+  x = jnp.array([[1.0, 2.0, 3.0], [0.0, 5.0, -1.0]])
+  out, labels = _signal_pretext.signal_symmetry_task(x)
+  np.testing.assert_array_equal(labels, [0, 1, 2, 3, 0, 1, 2, 3])
+  np.testing.assert_array_equal(out[:4], [[1, 2, 3], [3, 2, 1], [-1, -2, -3], [-3, -2, -1]])
+  np.testing.assert_array_equal(out[4:], [[0, 5, -1], [-1, 5, 0], [0, -5, 1], [1, -5, 0]])
+  # Channels ([b, l, c]) follow the time axis: the shape is kept and every channel gets the same transform.
+  out3, _ = _signal_pretext.signal_symmetry_task(jnp.stack([x, 2 * x], axis=-1))
+  assert out3.shape == (8, 3, 2)
+  np.testing.assert_array_equal(out3[..., 1], 2 * out)
+
+
+def test_loss_is_pretext_cross_entropy_of_the_symmetry_classifier():
+  config, method, params, state, x = _method_and_batch()
+  value, (new_state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+  inputs, labels = _signal_pretext.signal_symmetry_task(x)
+  net = rotnet.build_pretext_network(config, config.rotnet.head_hidden_dims, 4, axis_name=None)
+  (h, logits), bn = net.apply({"params": params, **state}, inputs[:, None], train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(value, losses.pretext_cross_entropy(logits, labels), rtol=1e-6)
+  np.testing.assert_allclose(aux["metrics"]["pretext_cross_entropy"], value)
+  np.testing.assert_allclose(aux["metrics"]["pretext_accuracy"], np.mean(np.argmax(logits, -1) == labels))
+  # Features of the identity rows (label 0): the untransformed signals, shape [b, f] for the probe.
+  assert aux["features"].shape == (B, method.embed(params, state, x).shape[1])
+  np.testing.assert_allclose(aux["features"], h[0::4, 0], rtol=1e-6)
+  jax.tree.map(np.testing.assert_array_equal, new_state, dict(bn))
+  assert not jax.tree.all(jax.tree.map(np.array_equal, new_state, state))  # BN statistics moved
+  assert abs(float(value) - np.log(4)) < 0.5  # an untrained classifier is near chance
+
+
+def test_images_use_the_rotation_task():
+  x = np.random.RandomState(1).rand(4, 8, 8, 1).astype(np.float32)
+  config, method, params, state, x = _method_and_batch(_image_config(), x)
+  value, (_, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+  inputs, labels = losses.rotation_task(jax.random.key(1), x)
+  net = rotnet.build_pretext_network(config, config.rotnet.head_hidden_dims, 4, axis_name=None)
+  (h, logits), _ = net.apply({"params": params, **state}, inputs[:, None], train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(value, losses.pretext_cross_entropy(logits, labels), rtol=1e-5)
+  np.testing.assert_allclose(aux["features"], h[0::4, 0], rtol=1e-5, atol=1e-6)
+  assert method.embed(params, state, x).shape == (4, 32)
+
+
+def test_8_devices_equal_1_device(mesh8):
+  _, method, params, state, x = _method_and_batch()
+
+  def value_and_grad(axis_name):
+    def f(p, a):
+      return method.loss(p, state, {"views": (a,)}, jax.random.key(1), axis_name=axis_name)
+    return jax.value_and_grad(f, has_aux=True)
+
+  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, x)
+  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data")),
+                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
+  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, jax.device_put(x, NamedSharding(mesh8, P("data"))))
+  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_8, g_1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+
+
+def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
+  monkeypatch.setitem(methods.METHODS, "rotnet", rotnet.make)
+  results = smoke.run(rotnet_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  assert results["rows"][0]["representation"] == "rotnet (trained)"
