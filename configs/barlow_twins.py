@@ -1,21 +1,17 @@
 """Barlow Twins (Zbontar et al. 2021). `--config configs/barlow_twins.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, smoke."""
+digits, cifar10, cifar100, imagenet, smoke."""
 from __future__ import annotations
-
-import dataclasses
 
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/barlow_twins.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/barlow_twins.py", variant, VARIANTS)
   c = common.base()
   c.method = "barlow_twins"
   c.barlow_twins = ml_collections.ConfigDict()
@@ -23,33 +19,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.barlow_twins.scale_loss = 1.0  # a factor on the whole loss (solo-learn's `scale_loss`); 1 in the paper
 
   if variant in ("mnist1d", "smoke"):
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
+    common.mnist1d(c)
     # A small version of the wide BN projector (the paper: 8192-8192-8192).
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=256))
-    c.augment.views = ("mnist1d", "mnist1d")
-    # Every field of the preset, so each can be overridden from the command line.
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
+    c.model.projector_kwargs.out_dim = 256
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=512))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
+    common.digits(c)
+    c.model.projector_kwargs.out_dim = 512
   elif variant in ("cifar10", "cifar100"):
     # solo-learn's Barlow Twins CIFAR recipe (scripts/pretrain/cifar/barlow.yaml, with augmentations/asymmetric.yaml):
     # projector 2048-2048-2048, scale_loss 0.1, lamb 0.0051 (solo/methods/barlow_twins.py default); LARS, lr 0.3 *
@@ -57,24 +32,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # eta 0.02 and clip_lr (optax.lars uses trust coefficient 1e-3). Asymmetric views: crop 0.08-1, jitter
     # (0.4, 0.4, 0.2, 0.1) p 0.8 (torchvision, multiplicative brightness), grayscale 0.2, no blur, solarisation
     # 0.0 / 0.2, flip 0.5: our BYOL view recipes with blur off and multiplicative brightness.
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048))
     c.augment.views = ("byol_view1", "byol_view2")
-    c.augment.out_size = 32
-    c.augment.overrides = ml_collections.ConfigDict(dict(
-        blur_p=0.0, brightness_mode="multiplicative", mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
+    c.augment.overrides.brightness_mode = "multiplicative"
     c.barlow_twins.scale_loss = 0.1
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.name = "lars"
     c.optim.lr = 0.3
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # solo-learn's Barlow Twins ImageNet recipe (scripts/pretrain/imagenet/barlow.yaml, commit 9187ea3, with
+    # augmentations/asymmetric.yaml): ResNet-50, projector 4096-4096-4096 (Linear-BN-ReLU x2, Linear), lamb 0.0051,
+    # scale_loss 0.048, LARS lr 0.8 * batch/256 (eta 0.001 as optax.lars, no clip_lr, bias and norm excluded), wd
+    # 1.5e-6, batch 64 x 4 devices = 256, warmup-cosine (10 epochs), 100 epochs; asymmetric views: jitter
+    # 0.4/0.4/0.2/0.1 p 0.8 (multiplicative brightness), grey 0.2, blur 1.0 / 0.1, solarisation 0.0 / 0.2, flip.
+    common.imagenet(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096, 4096), out_dim=4096))
+    c.augment.views = ("byol_view1", "byol_view2")
+    c.augment.overrides.brightness_mode = "multiplicative"
+    c.barlow_twins.scale_loss = 0.048
+    c.optim.lr = 0.8
+    c.optim.weight_decay = 1.5e-6
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -1,21 +1,17 @@
 """BYOL (Grill et al. 2020). `--config configs/byol.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, smoke."""
+cifar100, imagenet, smoke."""
 from __future__ import annotations
-
-import dataclasses
 
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/byol.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/byol.py", variant, VARIANTS)
   c = common.base()
   c.method = "byol"
   c.byol = ml_collections.ConfigDict()
@@ -26,35 +22,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.byol.final_momentum = 1.0
 
   if variant in ("mnist1d", "smoke"):
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64))
+    common.mnist1d(c)
     c.byol.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64))
-    c.augment.views = ("mnist1d", "mnist1d")
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
     # A short run: start the target at solo-learn's CIFAR value (0.99) rather than ImageNet's 0.996.
     c.byol.base_momentum = 0.99
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
+    common.digits(c)
     c.byol.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
     c.byol.base_momentum = 0.99
   elif variant in ("cifar10", "cifar100"):
     # solo-learn's BYOL CIFAR recipe (scripts/pretrain/cifar/byol.yaml, commit 9187ea3): ResNet-18, projector
@@ -62,27 +36,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (eta 0.02, clip_lr, bias and norm excluded), wd 1e-5, batch 256, 1000 epochs, warmup-cosine; asymmetric
     # views (augmentations/asymmetric.yaml): jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale 0.2, no blur, solarisation
     # 0.2 on the second view only. Brightness is multiplicative there (torchvision).
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=256))
-    c.byol.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=256))
     c.byol.base_momentum = 0.99
-    c.byol.final_momentum = 1.0
     c.augment.views = ("byol_view1", "byol_view2")
-    c.augment.out_size = 32
-    c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, brightness_mode="multiplicative",
-                                                         mean=(0.4914, 0.4822, 0.4465),
-                                                         std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.name = "lars"
+    c.augment.overrides.brightness_mode = "multiplicative"
     c.optim.lr = 1.0
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-5
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # solo-learn's BYOL ImageNet recipe (scripts/pretrain/imagenet/byol.yaml, commit 9187ea3): ResNet-50, projector
+    # 4096-256, predictor 4096-256, momentum 0.99 -> 1.0 (cosine), LARS lr 0.45 * batch/256 (eta 0.001, no clip_lr,
+    # bias and norm excluded), wd 1e-6, batch 64 x 2 devices x 16 accumulated = 2048 (solo-learn multiplies the lr
+    # by the accumulation too: solo/args/pretrain.py, solo/methods/base.py), warmup-cosine (10 epochs); asymmetric
+    # views (augmentations/asymmetric.yaml): jitter 0.4/0.4/0.2/0.1 p 0.8 with torchvision's multiplicative
+    # brightness, grey 0.2, blur 1.0 / 0.1, solarisation 0.0 / 0.2, flip 0.5.
+    common.imagenet(c, batch_size=2048)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=256))
+    c.byol.base_momentum = 0.99
+    c.augment.views = ("byol_view1", "byol_view2")
+    c.augment.overrides.brightness_mode = "multiplicative"
+    c.optim.lr = 0.45
+    c.optim.weight_decay = 1e-6
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -131,23 +131,64 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
-def cifar(c: ml_collections.ConfigDict, variant: str, *, epochs: int = 1000) -> ml_collections.ConfigDict:
+def cifar(c: ml_collections.ConfigDict, variant: str, *, epochs: int = 1000,
+          batch_size: int = 256) -> ml_collections.ConfigDict:
   """The `cifar10`/`cifar100` variants' shared part, after solo-learn's CIFAR recipes (scripts/pretrain/cifar/):
-  ResNet-18 with the CIFAR stem, two SimCLR views of 32x32 without blur, batch 256, LARS with the lr scaled by
-  batch/256, 10 warm-up epochs, `epochs` epochs of 50,000 images. Each method sets its lr, weight decay and heads."""
+  ResNet-18 with the CIFAR stem, two SimCLR views of 32x32 without blur, batch `batch_size` (256), LARS with the
+  lr scaled by batch/256, 10 warm-up epochs, `epochs` epochs of 50,000 images. Each method sets its lr, weight
+  decay and heads."""
   c.dataset = variant
   c.model.encoder = "resnet18"
   c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
   c.augment.views = ("simclr", "simclr")
   c.augment.out_size = 32
   c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, mean=CIFAR_MEAN, std=CIFAR_STD))
-  c.batch_size = 256
-  c.total_steps = epochs * 50000 // 256
+  c.batch_size = batch_size
+  c.total_steps = epochs * 50000 // batch_size
   c.optim.name = "lars"
   c.optim.scale_by_batch = True
-  c.optim.warmup_steps = 10 * 50000 // 256
+  c.optim.warmup_steps = 10 * 50000 // batch_size
   c.eval.every_steps = 5000
   c.checkpoint.every_steps = 2000
+  return c
+
+
+IMAGENET_TRAIN_EXAMPLES = 1281167  # TFDS 'imagenet2012' (ILSVRC-2012) train split
+
+
+def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, encoder: str = "resnet50",
+             batch_size: int = 256) -> ml_collections.ConfigDict:
+  """The `imagenet` variant's shared part: ImageNet-1k (TFDS 'imagenet2012', 1,281,167 training images).
+
+  `encoder` at its defaults ('resnet50': the ImageNet stem; 'vit_small': ViT-S/16), two SimCLR views of 224 x 224
+  (with blur; ImageNet's mean and std, the recipes' defaults), batch `batch_size`, LARS with the lr scaled by
+  batch/256, 10 warm-up epochs (solo-learn's default, solo/methods/base.py), `epochs` epochs. Each method sets its
+  lr, weight decay, heads and views; a method that changes the batch passes it here, so that the epoch-based
+  counts (total steps, warm-up, evaluation and checkpoint cadence) follow it.
+
+  Evaluation: kNN every 10 epochs, and the final evaluation, on the first 100,000 training images (~100 per
+  class: 0.8 GB of ResNet-50 features, where all 1.28M would take 10 GB and the linear probe ten times longer),
+  against the 50,000 validation images. No baselines: the raw-input probe would flatten 100,000 x 224 x 224 x 3
+  pixels (60 GB as float32). A checkpoint every epoch (~5000 steps at batch 256).
+  """
+  steps_per_epoch = IMAGENET_TRAIN_EXAMPLES // batch_size
+  c.dataset = "imagenet2012"
+  c.image_size = 224
+  c.model.encoder = encoder
+  c.model.encoder_kwargs = ml_collections.ConfigDict()
+  c.augment.views = ("simclr", "simclr")
+  c.augment.out_size = 224
+  c.augment.overrides = ml_collections.ConfigDict()
+  c.batch_size = batch_size
+  c.total_steps = epochs * IMAGENET_TRAIN_EXAMPLES // batch_size
+  c.log_every_steps = 100
+  c.optim.name = "lars"
+  c.optim.scale_by_batch = True
+  c.optim.warmup_steps = 10 * IMAGENET_TRAIN_EXAMPLES // batch_size
+  c.eval.every_steps = 10 * steps_per_epoch
+  c.eval.max_train_examples = 100_000
+  c.eval.baselines = False
+  c.checkpoint.every_steps = steps_per_epoch
   return c
 
 

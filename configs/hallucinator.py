@@ -1,8 +1,8 @@
 """Hallucinator (Wu, Hobbs & Hovakimyan 2023) on top of SimCLR, MoCo v2 or SimSiam.
 
-`--config configs/hallucinator.py:VARIANT[,BASE]`, VARIANT in mnist1d (default), digits, cifar10, cifar100, smoke;
-BASE in simclr (default), moco_v2, simsiam. The config is the base method's own config of that variant
-(`configs/<BASE>.py:get_config(VARIANT)`: model, augmentation, optimiser and the base's section) plus
+`--config configs/hallucinator.py:VARIANT[,BASE]`, VARIANT in mnist1d (default), digits, cifar10, cifar100,
+imagenet, smoke; BASE in simclr (default), moco_v2, simsiam. The config is the base method's own config of that
+variant (`configs/<BASE>.py:get_config(VARIANT)`: model, augmentation, optimiser and the base's section) plus
 `c.hallucinator`, whose defaults are the authors' (github.com/jingwu6/Hallucination-improves-the-performance-of-
 unsupervised-visual-representation-learning: ratio ~ U(0, 0.1), generator 2d -> 2d -> 2d -> d). solo-learn has no
 Hallucinator recipe; the base's recipe is kept as is.
@@ -13,15 +13,16 @@ import importlib
 
 import ml_collections
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+from configs import common
+
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 BASES = ("simclr", "moco_v2", "simsiam")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, _, base = (arg or "mnist1d").partition(",")
   variant, base = variant or "mnist1d", base or "simclr"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/hallucinator.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/hallucinator.py", variant, VARIANTS)
   if base not in BASES:
     raise ValueError(f"configs/hallucinator.py: unknown base {base!r}; known bases: {', '.join(BASES)}.")
   c = importlib.import_module(f"configs.{base}").get_config(variant)

@@ -1,10 +1,10 @@
 """Matryoshka (Kusupati et al. 2022) on top of a two-view base objective.
 
-`--config configs/matryoshka.py:VARIANT[,BASE]`, VARIANT in mnist1d (default), digits, cifar10, cifar100, smoke;
-BASE in simclr (default), barlow_twins, vicreg, dcl, align_uniform. The config is the base method's own config of
-that variant (`configs/<BASE>.py:get_config(VARIANT)`: model, augmentation, optimiser and the base's section with
-its hyper-parameters) plus `c.matryoshka`. MRL adds no hyper-parameter of its own besides the nesting sizes, so the
-base's published recipe is kept as is (no solo-learn recipe exists for MRL).
+`--config configs/matryoshka.py:VARIANT[,BASE]`, VARIANT in mnist1d (default), digits, cifar10, cifar100,
+imagenet, smoke; BASE in simclr (default), barlow_twins, vicreg, dcl, align_uniform. The config is the base
+method's own config of that variant (`configs/<BASE>.py:get_config(VARIANT)`: model, augmentation, optimiser and
+the base's section with its hyper-parameters) plus `c.matryoshka`. MRL adds no hyper-parameter of its own besides
+the nesting sizes, so the base's published recipe is kept as is (no solo-learn recipe exists for MRL).
 """
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import importlib
 
 import ml_collections
 
+from configs import common
 from rl.methods import matryoshka
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 BASES = tuple(matryoshka.BASES)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, _, base = (arg or "mnist1d").partition(",")
   variant, base = variant or "mnist1d", base or "simclr"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/matryoshka.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/matryoshka.py", variant, VARIANTS)
   if base not in BASES:
     raise ValueError(f"configs/matryoshka.py: unknown base {base!r}; known bases: {', '.join(BASES)}.")
   c = importlib.import_module(f"configs.{base}").get_config(variant)

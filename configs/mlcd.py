@@ -1,5 +1,5 @@
 """MLCD (An et al. 2024) with online DeepCluster-style pseudo-labels. `--config configs/mlcd.py:VARIANT`, VARIANT
-in mnist1d (default), digits, cifar10, cifar100, smoke. Network, data and optimizer as configs/unicom.py."""
+in mnist1d (default), digits, cifar10, cifar100, imagenet, smoke. Network, data and optimizer as configs/unicom.py."""
 from __future__ import annotations
 
 import ml_collections
@@ -12,8 +12,7 @@ VARIANTS = unicom_config.VARIANTS
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/mlcd.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/mlcd.py", variant, VARIANTS)
   c = common.base()
   c.method = "mlcd"
   c.mlcd = ml_collections.ConfigDict()

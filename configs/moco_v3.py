@@ -1,21 +1,17 @@
 """MoCo v3 (Chen, Xie & He 2021) with a ResNet. `--config configs/moco_v3.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, smoke."""
+digits, cifar10, cifar100, imagenet, smoke."""
 from __future__ import annotations
-
-import dataclasses
 
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/moco_v3.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/moco_v3.py", variant, VARIANTS)
   c = common.base()
   c.method = "moco_v3"
   c.moco_v3 = ml_collections.ConfigDict()
@@ -28,61 +24,39 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.moco_v3.final_momentum = 1.0
 
   if variant in ("mnist1d", "smoke"):
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64, last_bn=True))
+    common.mnist1d(c)
+    c.model.projector_kwargs.last_bn = True
     c.moco_v3.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64))
-    c.augment.views = ("mnist1d", "mnist1d")
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128, last_bn=True))
+    common.digits(c)
+    c.model.projector_kwargs.last_bn = True
     c.moco_v3.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
   elif variant in ("cifar10", "cifar100"):
     # solo-learn's MoCo V3 CIFAR recipe (scripts/pretrain/cifar/mocov3.yaml, commit 9187ea3): ResNet-18, projector
     # 4096-256 ending in a BN without affine, predictor 4096-256, temperature 0.2, momentum 0.99 -> 1.0 (cosine),
     # LARS lr 0.3 (* batch/256; eta 0.02, clip_lr, bias and norm excluded), wd 1e-6, batch 256, 1000 epochs,
     # warmup-cosine; asymmetric views (augmentations/asymmetric.yaml): jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale
     # 0.2, no blur, solarisation 0.2 on the second view only; brightness multiplicative (torchvision).
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=256, last_bn=True))
-    c.moco_v3.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=256))
-    c.moco_v3.temperature = 0.2
-    c.moco_v3.base_momentum = 0.99
-    c.moco_v3.final_momentum = 1.0
     c.augment.views = ("byol_view1", "byol_view2")
-    c.augment.out_size = 32
-    c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, brightness_mode="multiplicative",
-                                                         mean=(0.4914, 0.4822, 0.4465),
-                                                         std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.name = "lars"
+    c.augment.overrides.brightness_mode = "multiplicative"
     c.optim.lr = 0.3
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-6
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # solo-learn has no ImageNet-1k MoCo v3 script; its ImageNet-100 ResNet one (scripts/pretrain/imagenet-100/
+    # mocov3.yaml, commit 9187ea3, with augmentations/asymmetric.yaml): projector 4096-256 ending in a BN without
+    # affine, predictor 4096-256, temperature 0.2, momentum 0.99 -> 1.0 (cosine), LARS lr 0.3 * batch/256, wd 1e-6,
+    # batch 2 x 128, warmup-cosine (10 epochs); asymmetric views: jitter 0.4/0.4/0.2/0.1 p 0.8 (multiplicative
+    # brightness), grey 0.2, blur 1.0 / 0.1, solarisation 0.0 / 0.2, flip. Not expressible: its LARS eta 0.02
+    # with clip_lr. (The official ResNet-50 100-epoch setup, facebookresearch/moco-v3 CONFIG.md with main_moco.py's
+    # defaults: batch 4096, LARS, wd 1e-6, tau 1.0, momentum 0.99 -> 1, crops of 0.2-1.)
+    common.imagenet(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=256, last_bn=True))
+    c.augment.views = ("byol_view1", "byol_view2")
+    c.augment.overrides.brightness_mode = "multiplicative"
+    c.optim.lr = 0.3
+    c.optim.weight_decay = 1e-6
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -1,21 +1,17 @@
 """NNCLR (Dwibedi et al. 2021). `--config configs/nnclr.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, smoke."""
+cifar100, imagenet, smoke."""
 from __future__ import annotations
-
-import dataclasses
 
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/nnclr.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/nnclr.py", variant, VARIANTS)
   c = common.base()
   c.method = "nnclr"
   c.nnclr = ml_collections.ConfigDict()
@@ -28,60 +24,43 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant in ("mnist1d", "smoke"):
     # The SimCLR mnist1d recipe (configs/simclr.py) with NNCLR's heads; mnist1d has 4000 training examples,
     # so the support set is a quarter of them (the paper's 98304 is 7.7% of ImageNet).
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
+    common.mnist1d(c)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256, 256), out_dim=64, last_bn=True))
     c.nnclr.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=64))
     c.nnclr.support_size = 1024
-    c.augment.views = ("mnist1d", "mnist1d")
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.digits(c)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512, 512), out_dim=128, last_bn=True))
     c.nnclr.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(1024,), out_dim=128))
     c.nnclr.support_size = 512
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
   elif variant in ("cifar10", "cifar100"):
     # solo-learn's NNCLR CIFAR recipe (scripts/pretrain/cifar/nnclr.yaml): LARS (eta 0.02), lr 0.4 * batch/256,
     # wd 1e-5, temperature 0.2, projector 2048-2048-256 with BN on every layer, predictor 4096-256, queue 65536,
     # batch 256, 1000 epochs, warmup-cosine; asymmetric augmentations (augmentations/asymmetric.yaml: BYOL-style
     # jitter 0.4/0.4/0.2/0.1 with torchvision's multiplicative brightness, no blur, solarisation 0.2 on view 2).
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=256, last_bn=True))
-    c.nnclr.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=256))
     c.nnclr.temperature = 0.2
     c.nnclr.support_size = 65536
     c.augment.views = ("byol_view1", "byol_view2")
-    c.augment.out_size = 32
-    c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, brightness_mode="multiplicative",
-                                                         mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.name = "lars"
+    c.augment.overrides.brightness_mode = "multiplicative"
     c.optim.lr = 0.4
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-5
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # solo-learn has no ImageNet-1k NNCLR script; its ImageNet-100 one (scripts/pretrain/imagenet-100/nnclr.yaml,
+    # commit 9187ea3, with augmentations/asymmetric.yaml): LARS lr 0.4 * batch/256, wd 1e-5, temperature 0.2,
+    # projector 2048-2048-256 with BN on every layer, predictor 4096-256, queue 65536, batch 2 x 128,
+    # warmup-cosine (10 epochs); asymmetric views: jitter 0.4/0.4/0.2/0.1 p 0.8 (multiplicative brightness), grey
+    # 0.2, blur 1.0 / 0.1, solarisation 0.0 / 0.2, flip. Not expressible: its LARS eta 0.02 with clip_lr. (The
+    # paper's ImageNet setting: batch 4096, LARS, tau 0.1, a support set of 98304, 1000 epochs.)
+    common.imagenet(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=256, last_bn=True))
+    c.nnclr.temperature = 0.2
+    c.nnclr.support_size = 65536
+    c.augment.views = ("byol_view1", "byol_view2")
+    c.augment.overrides.brightness_mode = "multiplicative"
+    c.optim.lr = 0.4
+    c.optim.weight_decay = 1e-5
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -1,5 +1,5 @@
 """NPID (Wu et al. 2018). `--config configs/npid.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, smoke.
+cifar100, imagenet, smoke.
 
 solo-learn has no NPID recipe. The ImageNet defaults below are the paper's and the authors' code's
 (zhirongw/lemniscate.pytorch README: `--nce-k 4096 --nce-t 0.07 --lr 0.03 --nce-m 0.5 --low-dim 128 -b 256`);
@@ -7,20 +7,16 @@ the CIFAR variants follow the authors' lemniscate.pytorch/cifar.py.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/npid.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/npid.py", variant, VARIANTS)
   c = common.base()
   c.method = "npid"
   c.npid = ml_collections.ConfigDict()
@@ -30,66 +26,51 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # None: the full non-parametric softmax over the whole bank (eq. 2); an int m: NCE with m noise rows (eq. 5-7).
   c.npid.num_negatives = ml_collections.config_dict.placeholder(int)
   c.npid.num_negatives = 4096
-  # NPID uses one augmented view per example; the paper's head is one Linear layer to 128 dims.
-  c.augment.views = ("simclr",)
-  c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(), out_dim=128))
 
   if variant in ("mnist1d", "smoke"):
     # mnist1d has 4000 training examples: the full softmax over the bank is cheap (the paper's NCE is there to
     # avoid the 1.28M-way softmax of ImageNet). tau 0.1 as in the authors' CIFAR script.
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(), out_dim=128))
+    common.mnist1d(c)
     c.npid.temperature = 0.1
     c.npid.num_negatives = None
-    c.augment.views = ("mnist1d",)
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.digits(c)
     c.npid.temperature = 0.1
     c.npid.num_negatives = None  # 1797 digits: the full softmax
-    c.augment.views = ("simclr",)
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
   elif variant in ("cifar10", "cifar100"):
     # zhirongw/lemniscate.pytorch/cifar.py: ResNet-18, low-dim 128, NCE with nce-k 4096, nce-t 0.1, nce-m 0.5;
     # SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, 200 epochs (its step decay is commented out: constant lr;
     # here warm-up + cosine, the trainer's only schedule); augmentation RandomResizedCrop(32, scale (0.2, 1)),
     # grey-scale 0.2, ColorJitter(0.4, 0.4, 0.4, 0.4) always, no flip; its normalisation (CIFAR-10's statistics,
     # used for CIFAR-100 too).
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant, epochs=200, batch_size=128)
     c.npid.temperature = 0.1
-    c.npid.num_negatives = 4096
-    c.augment.views = ("simclr",)
-    c.augment.out_size = 32
     c.augment.overrides = ml_collections.ConfigDict(dict(
         crop_scale=(0.2, 1.0), flip_p=0.0, jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4,
-        grayscale_p=0.2, blur_p=0.0, mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)))
-    c.batch_size = 128
-    c.total_steps = 200 * 50000 // 128
+        grayscale_p=0.2, blur_p=0.0, mean=common.CIFAR_MEAN, std=(0.2023, 0.1994, 0.2010)))
     c.optim.name = "sgd"
     c.optim.lr = 0.1
-    c.optim.momentum = 0.9
+    c.optim.scale_by_batch = False
     c.optim.weight_decay = 5e-4
     c.optim.warmup_steps = 0
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # zhirongw/lemniscate.pytorch main.py with the README's ImageNet command: ResNet-50 with a 128-d linear head,
+    # NCE with nce-k 4096, nce-t 0.07, nce-m 0.5; SGD lr 0.03 (batch 256), momentum 0.9, wd 1e-4, no warm-up
+    # (its 200 epochs with steps at 120 and 160 become a cosine); RandomResizedCrop(224, scale (0.2, 1)), grey
+    # 0.2, ColorJitter(0.4, 0.4, 0.4, 0.4) always, flip. The memory bank holds 1,281,167 x 128 float32
+    # (656 MB, replicated on every device), as the paper's.
+    common.imagenet(c)
+    c.augment.overrides = ml_collections.ConfigDict(dict(
+        crop_scale=(0.2, 1.0), jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4,
+        grayscale_p=0.2, blur_p=0.0))
+    c.optim.name = "sgd"
+    c.optim.lr = 0.03
+    c.optim.weight_decay = 1e-4
+    c.optim.warmup_steps = 0
+
+  # NPID uses one augmented view per example; the paper's head is one Linear layer to 128 dims.
+  c.augment.views = c.augment.views[:1]
+  c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(), out_dim=128))
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

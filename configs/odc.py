@@ -1,5 +1,5 @@
 """ODC (Zhan et al. 2020). `--config configs/odc.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, smoke.
+cifar100, imagenet, smoke.
 
 solo-learn has no ODC recipe. The defaults are mmselfsup's ImageNet recipe (open-mmlab/mmselfsup
 configs/selfsup/_base_/models/odc.py, _base_/datasets/imagenet_odc.py and
@@ -9,20 +9,16 @@ with power 0.5; SGD lr 0.06, momentum 0.9, wd 1e-5, batch 8 x 64 = 512, 440 epoc
 """
 from __future__ import annotations
 
-import dataclasses
-
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/odc.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/odc.py", variant, VARIANTS)
   c = common.base()
   c.method = "odc"
   c.odc = ml_collections.ConfigDict()
@@ -37,67 +33,54 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The initial k-means pass over the training set (rl/methods/odc.py): 0 skips it (random initial labels).
   c.odc.warmup_epochs = 1.0
   c.odc.kmeans_iters = 20  # Lloyd iterations of the initial k-means and of each cluster split (mmselfsup: 20)
-  c.augment.views = ("simclr",)  # ODC trains on one view
 
   if variant in ("mnist1d", "smoke"):
     # mnist1d: 4000 training examples in 10 classes; 30 clusters keep mmselfsup's ImageNet ratio of ~128 samples
     # per cluster (1.28M / 10000), with its min_cluster 20. With 100 clusters (40 samples each, min_cluster 10)
     # the labels churned (~95% of visited samples re-labelled per step) and the probe stayed below the random
     # encoder's after 300 steps; with 30 the change ratio falls below 50% within 300 steps.
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
+    common.mnist1d(c)
     c.odc.num_clusters = 30
-    c.odc.min_cluster = 20
-    c.odc.neck_kwargs = ml_collections.ConfigDict(dict(hidden_dim=512, out_dim=128, dropout=0.5))
-    c.augment.views = ("mnist1d",)
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
+    c.odc.neck_kwargs.out_dim = 128
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.digits(c)
     c.odc.num_clusters = 50  # 1797 digits: ~36 per cluster
     c.odc.min_cluster = 8
-    c.odc.neck_kwargs = ml_collections.ConfigDict(dict(hidden_dim=512, out_dim=128, dropout=0.5))
-    c.augment.views = ("simclr",)
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
+    c.odc.neck_kwargs.out_dim = 128
   elif variant in ("cifar10", "cifar100"):
     # No published CIFAR recipe: mmselfsup's ImageNet one with a CIFAR ResNet-18 (neck 512-512-256), 400 clusters
     # (50000 / 400 = 125 samples per cluster, as 1.28M / 10000 on ImageNet), min_cluster 20, SGD lr 0.06 per
     # 512 (the linear scaling rule) and ImageNet's augmentation (imagenet_odc.py: random-resized crop, flip,
     # ColorJitter(0.4, 0.4, 1.0, 0.5), grey-scale 0.2; its 2-degree rotation is not in our recipes), 440 epochs.
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant, epochs=440)
     c.odc.num_clusters = 400
-    c.odc.neck_kwargs = ml_collections.ConfigDict(dict(hidden_dim=512, out_dim=256, dropout=0.5))
-    c.augment.views = ("simclr",)
-    c.augment.out_size = 32
     c.augment.overrides = ml_collections.ConfigDict(dict(
         jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=1.0, hue=0.5, grayscale_p=0.2, blur_p=0.0,
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 440 * 50000 // 256
+        mean=common.CIFAR_MEAN, std=common.CIFAR_STD))
     c.optim.name = "sgd"
     c.optim.lr = 0.03  # 0.06 * 256 / 512
-    c.optim.scale_by_batch = True
-    c.optim.momentum = 0.9
     c.optim.weight_decay = 1e-5
     c.optim.warmup_steps = 0
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # mmselfsup's ImageNet recipe (see above; odc_resnet50_8xb64-steplr-440e_in1k.py, _base_/datasets/
+    # imagenet_odc.py): ResNet-50, neck 2048-512-256, 10000 clusters, min_cluster 20, SGD lr 0.06 at batch
+    # 8 x 64 = 512 (momentum 0.9), wd 1e-5, no warm-up (its step decay at epoch 400 of 440 becomes a cosine);
+    # RandomResizedCrop(224), flip, ColorJitter(0.4, 0.4, 1.0, 0.5) always, grey 0.2 (its 2-degree rotation is
+    # not in our recipes). Memory: the feature bank is 1,281,167 x 256 float32 (1.3 GB) and the label bank
+    # 5 MB, replicated on every device; the k-means of the warm-up pass and the small-cluster fix compare the
+    # whole bank with the 10000 centroids at once ([N, C] float32: 51 GB), which needs a chunked implementation
+    # (or fewer clusters) on devices with less memory.
+    common.imagenet(c, batch_size=512)
+    c.augment.overrides = ml_collections.ConfigDict(dict(
+        jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=1.0, hue=0.5, grayscale_p=0.2, blur_p=0.0))
+    c.optim.name = "sgd"
+    c.optim.lr = 0.03  # 0.06 * 256 / 512
+    c.optim.weight_decay = 1e-5
+    c.optim.warmup_steps = 0
+
+  # ODC trains on one view; it has no projector (its head is the neck, c.odc.neck_kwargs).
+  c.augment.views = c.augment.views[:1]
+  c.model.projector_kwargs = ml_collections.ConfigDict()
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -1,75 +1,47 @@
 """SimCLR (Chen et al. 2020). `--config configs/simclr.py:VARIANT`, VARIANT in mnist1d (default), digits,
-cifar10, cifar100, smoke."""
+cifar10, cifar100, imagenet, smoke."""
 from __future__ import annotations
-
-import dataclasses
 
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/simclr.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/simclr.py", variant, VARIANTS)
   c = common.base()
   c.method = "simclr"
   c.simclr = ml_collections.ConfigDict()
   c.simclr.temperature = 0.1
 
   if variant in ("mnist1d", "smoke"):
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64))
-    c.augment.views = ("mnist1d", "mnist1d")
-    # Every field of the preset, so each can be overridden from the command line.
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.simclr.temperature = 0.1
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
+    common.mnist1d(c)
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
+    common.digits(c)
   elif variant in ("cifar10", "cifar100"):
     # solo-learn's SimCLR CIFAR recipe (scripts/pretrain/cifar/simclr.yaml): LARS, lr 0.4 * batch/256, wd 1e-5,
     # temperature 0.2, projector 2048-2048-256, batch 256, 1000 epochs; the SimCLR colour recipe without blur.
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048,), out_dim=256))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 32
-    c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, mean=(0.4914, 0.4822, 0.4465),
-                                                         std=(0.2470, 0.2435, 0.2616)))
     c.simclr.temperature = 0.2
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.name = "lars"
     c.optim.lr = 0.4
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-5
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # solo-learn has no ImageNet-1k SimCLR script; its ImageNet-100 one (scripts/pretrain/imagenet-100/simclr.yaml,
+    # commit 9187ea3, with augmentations/symmetric.yaml): LARS lr 0.3 * batch/256, wd 1e-4, temperature 0.2,
+    # projector Linear(4096)-ReLU-Linear(512) without BN (solo/methods/simclr.py), batch 2 x 128, warmup-cosine
+    # (10 epochs); views: the SimCLR recipe (jitter 0.8/0.8/0.8/0.2 p 0.8, grey 0.2, blur 0.5, flip). Not
+    # expressible: its LARS eta 0.02 with clip_lr (optax.lars: trust coefficient 1e-3, no clipping). (The
+    # paper's ImageNet default, Sec. 2.3 "Default setting": batch 4096, LARS lr 0.3 * batch/256, wd 1e-6, a
+    # 128-d projection.)
+    common.imagenet(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(4096,), out_dim=512, use_bn=False))
+    c.simclr.temperature = 0.2
+    c.optim.lr = 0.3
+    c.optim.weight_decay = 1e-4
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -1,21 +1,17 @@
 """SimSiam (Chen & He 2021). `--config configs/simsiam.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, smoke."""
+cifar100, imagenet, smoke."""
 from __future__ import annotations
-
-import dataclasses
 
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/simsiam.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/simsiam.py", variant, VARIANTS)
   c = common.base()
   c.method = "simsiam"
   c.simsiam = ml_collections.ConfigDict()
@@ -24,60 +20,43 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.simsiam.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=2048))
 
   if variant in ("mnist1d", "smoke"):
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
+    common.mnist1d(c)
     # SimSiam's projector ends with a BN without affine parameters.
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=128, last_bn=True))
     c.simsiam.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(64,), out_dim=128))
-    c.augment.views = ("mnist1d", "mnist1d")
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.digits(c)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128, last_bn=True))
     c.simsiam.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(64,), out_dim=128))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
   elif variant in ("cifar10", "cifar100"):
     # solo-learn's SimSiam CIFAR recipe (scripts/pretrain/cifar/simsiam.yaml, commit 9187ea3): ResNet-18, projector
     # 2048-2048-2048 with a last BN (Linear-BN-ReLU x2, Linear, BN without affine), predictor 512-2048, SGD lr 0.5
     # (* batch/256), wd 1e-5, batch 256, 1000 epochs, warmup-cosine; symmetric views
     # (augmentations/symmetric_weak.yaml): jitter 0.4/0.4/0.4/0.1 p 0.8, grayscale 0.2, blur 0.5, flip 0.5.
     # (The paper's own CIFAR setting is SGD lr 0.03 * batch/256, wd 5e-4, 800 epochs, a 2-layer projector.)
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048,
                                                               last_bn=True))
-    c.simsiam.predictor_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=2048))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 32
     c.augment.overrides = ml_collections.ConfigDict(dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
-                                                         blur_p=0.5, mean=(0.4914, 0.4822, 0.4465),
-                                                         std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
+                                                         blur_p=0.5, mean=common.CIFAR_MEAN, std=common.CIFAR_STD))
     c.optim.name = "sgd"
     c.optim.lr = 0.5
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-5
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # solo-learn has no ImageNet-1k SimSiam script; its ImageNet-100 one (scripts/pretrain/imagenet-100/simsiam.yaml,
+    # commit 9187ea3, with augmentations/asymmetric.yaml): projector 2048-2048-2048 with a last BN, predictor
+    # 512-2048, SGD lr 0.5 * batch/256, wd 1e-5, batch 2 x 128, warmup-cosine (10 epochs); asymmetric views:
+    # jitter 0.4/0.4/0.2/0.1 p 0.8 (torchvision: multiplicative brightness), grey 0.2, blur 1.0 / 0.1,
+    # solarisation 0.0 / 0.2, flip 0.5. (The paper's ImageNet setting, Sec. 4: SGD lr 0.05 * batch/256, wd 1e-4,
+    # batch 512, 100 epochs without warm-up, a 3-layer projector of 2048.)
+    common.imagenet(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048,
+                                                              last_bn=True))
+    c.augment.views = ("byol_view1", "byol_view2")
+    c.augment.overrides.brightness_mode = "multiplicative"
+    c.optim.name = "sgd"
+    c.optim.lr = 0.5
+    c.optim.weight_decay = 1e-5
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -1,12 +1,13 @@
 """SwAV (Caron et al. 2020). `--config configs/swav.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, smoke. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20)."""
+cifar100, imagenet, smoke. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20),
+imagenet the paper's (2 global crops of 224, 6 local crops of 96)."""
 from __future__ import annotations
 
 import ml_collections
 
 from configs import common
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -49,6 +50,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.swav.freeze_prototypes_steps = 2 * epoch
     c.swav.queue_length = 3840
     c.swav.queue_start_step = 50 * epoch
+  elif variant == "imagenet":
+    # solo-learn's SwAV scripts have no multi-crop (scripts/pretrain/imagenet-100/swav.yaml: 2 crops; no ImageNet-1k
+    # one), so this is the authors' multi-crop ResNet-50 recipe at batch 256 (facebookresearch/swav
+    # scripts/swav_200ep_bs256_pretrain.sh; main_swav.py defaults: hidden_mlp 2048): 2 x 224 crops of 14-100% of
+    # the image and 6 x 96 crops of 5-14% ('simclr_global', 'simclr_local': SimCLR's colour distortion and blur
+    # on every crop), codes from the two 224 crops, projector 2048-128, 3000 prototypes, tau 0.1, epsilon 0.05,
+    # 3 Sinkhorn iterations, a queue of 3840 from epoch 15, prototypes frozen for 5005 iterations (one epoch),
+    # LARS lr 0.6 * batch/256 (trust coefficient 1e-3, as optax.lars), wd 1e-6, no warm-up, cosine to 0 (theirs:
+    # to 0.0006), 200 epochs there. solo-learn's ImageNet-100 script has the same lr, wd, queue and prototypes.
+    # (The authors' 100-epoch run, scripts/swav_100ep_pretrain.sh, takes batch 4096: lr 0.3 * batch/256, no
+    # queue, 10 warm-up epochs, prototypes frozen for 313 iterations.)
+    common.imagenet(c)
+    c.augment.views = ("simclr_global",) * 2 + ("simclr_local",) * 6
+    c.augment.view_sizes = (224,) * 2 + (96,) * 6
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048,), out_dim=128))
+    c.optim.lr = 0.6
+    c.optim.weight_decay = 1e-6
+    c.optim.warmup_steps = 0
+    epoch = common.IMAGENET_TRAIN_EXAMPLES // c.batch_size
+    c.swav.freeze_prototypes_steps = 5005
+    c.swav.queue_length = 3840
+    c.swav.queue_start_step = 15 * epoch
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

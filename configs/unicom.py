@@ -1,17 +1,14 @@
 """Unicom (An et al. 2023) with online DeepCluster-style pseudo-labels. `--config configs/unicom.py:VARIANT`,
-VARIANT in mnist1d (default), digits, cifar10, cifar100, smoke.
+VARIANT in mnist1d (default), digits, cifar10, cifar100, imagenet, smoke.
 
 `recipe(c, variant, section)` holds the network, data and optimizer settings shared with configs/mlcd.py."""
 from __future__ import annotations
 
-import dataclasses
-
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def recipe(c: ml_collections.ConfigDict, variant: str, section: ml_collections.ConfigDict) -> None:
@@ -29,21 +26,7 @@ def recipe(c: ml_collections.ConfigDict, variant: str, section: ml_collections.C
   if variant in ("mnist1d", "smoke"):
     # The SimCLR mnist1d recipe (configs/simclr.py); 128 clusters for 4000 training examples (~31 per cluster,
     # ~13 per class: the over-clustering of DeepCluster; Unicom has 10^6 clusters for 4 * 10^8 images).
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64))
-    c.augment.views = ("mnist1d", "mnist1d")
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
+    common.mnist1d(c)
     section.num_clusters = 128
     # Tuned on mnist1d (2000 steps, linear probe): with the paper's scale 64 and a re-clustering every epoch
     # (16 steps) the probe stayed at the random encoder's 0.69; re-clustering every 100 steps (~6 epochs, so the
@@ -52,39 +35,37 @@ def recipe(c: ml_collections.ConfigDict, variant: str, section: ml_collections.C
     section.recluster_every = 100
     section.scale = 32.0
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
+    common.digits(c)
     section.num_clusters = 64
   elif variant in ("cifar10", "cifar100"):
     # solo-learn has no Unicom or MLCD recipe. We use its recipe for the closest method, DeepClusterV2
     # (scripts/pretrain/cifar/deepclusterv2.yaml: k-means pseudo-labels re-computed every epoch, prototypes):
     # LARS (eta 0.02), lr 0.6 * batch/256, wd 1e-6, 11 warmup epochs, 1000 epochs, batch 256, projector
     # 2048-128, 3000 prototypes, symmetric augmentations (augmentations/symmetric.yaml, as SimCLR's without blur).
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048,), out_dim=128))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 32
-    c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, mean=(0.4914, 0.4822, 0.4465),
-                                                         std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.name = "lars"
     c.optim.lr = 0.6
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-6
     c.optim.warmup_steps = 11 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
     section.num_clusters = 3000
+  elif variant == "imagenet":
+    # The papers train ViTs on LAION-400M with offline CLIP clusters and give no ImageNet-1k recipe; as for CIFAR,
+    # solo-learn's DeepClusterV2 recipe, which has no ImageNet-1k script: its ImageNet-100 one
+    # (scripts/pretrain/imagenet-100/deepclusterv2.yaml, commit 9187ea3, with augmentations/symmetric.yaml):
+    # ResNet-50, LARS lr 0.6 * batch/256, wd 1e-6, 11 warm-up epochs, batch 2 x 128, projector 2048-128, 3000
+    # prototypes, the SimCLR views with blur 0.5. (The official DeepClusterV2 ImageNet-1k run,
+    # facebookresearch/swav scripts/deepclusterv2_400ep_2x224_pretrain.sh: batch 4096, LARS lr 0.3 * batch/256,
+    # wd 1e-6, 3 x 3000 prototypes.) 3072 clusters: DeepClusterV2's 3000 rounded up to a multiple of 1024, so
+    # that the classes shard over any power-of-two device count up to 1024; ~417 images per cluster, close to
+    # Unicom's 400 (4 * 10^8 / 10^6). Memory, replicated on every device: the bank 1,281,167 x 128 float32
+    # (656 MB) and the labels (5 MB; MLCD: x num_positives); each re-clustering (once per epoch) compares the
+    # whole bank with the 3072 centroids at once ([N, C] float32: 15.7 GB per Lloyd iteration).
+    common.imagenet(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048,), out_dim=128))
+    c.optim.lr = 0.6
+    c.optim.weight_decay = 1e-6
+    c.optim.warmup_steps = 11 * common.IMAGENET_TRAIN_EXAMPLES // c.batch_size
+    section.num_clusters = 3072
 
   if variant == "smoke":
     common.shrink_for_smoke(c)
@@ -96,8 +77,7 @@ def recipe(c: ml_collections.ConfigDict, variant: str, section: ml_collections.C
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/unicom.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/unicom.py", variant, VARIANTS)
   c = common.base()
   c.method = "unicom"
   c.unicom = ml_collections.ConfigDict()

@@ -1,21 +1,17 @@
 """VICReg (Bardes, Ponce & LeCun 2022). `--config configs/vicreg.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, smoke."""
+digits, cifar10, cifar100, imagenet, smoke."""
 from __future__ import annotations
-
-import dataclasses
 
 import ml_collections
 
 from configs import common
-from rl.data import augment
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "smoke")
+VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "mnist1d"
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/vicreg.py: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+  common.check_variant("configs/vicreg.py", variant, VARIANTS)
   c = common.base()
   c.method = "vicreg"
   c.vicreg = ml_collections.ConfigDict()
@@ -25,57 +21,41 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.vicreg.cov_coeff = 1.0
 
   if variant in ("mnist1d", "smoke"):
-    c.dataset = "mnist1d"
-    c.model.encoder = "conv1d"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
-    c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
+    common.mnist1d(c)
     # A small version of the wide BN expander (the paper: 8192-8192-8192).
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=256))
-    c.augment.views = ("mnist1d", "mnist1d")
-    # Every field of the preset, so each can be overridden from the command line.
-    c.augment.overrides = ml_collections.ConfigDict(dataclasses.asdict(augment.MNIST1D))
-    c.batch_size = 256
-    c.total_steps = 5000
-    c.optim.name = "adamw"
-    c.optim.lr = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 100
-    c.eval.every_steps = 500
-    c.checkpoint.every_steps = 500
+    c.model.projector_kwargs.out_dim = 256
   elif variant == "digits":
-    c.dataset = "digits"
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=512))
-    c.augment.views = ("simclr", "simclr")
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
+    common.digits(c)
+    c.model.projector_kwargs.out_dim = 512
   elif variant in ("cifar10", "cifar100"):
     # solo-learn's VICReg CIFAR recipe (scripts/pretrain/cifar/vicreg.yaml): projector 2048-2048-2048, weights
     # 25/25/1; LARS, lr 0.3 * batch/256, wd 1e-4, batch 256, 1000 epochs, warmup_cosine (10 warm-up epochs). Not
     # expressible here: LARS eta 0.02 and clip_lr (optax.lars uses trust coefficient 1e-3). Symmetric views:
     # crop 0.2-1, jitter (0.4, 0.4, 0.2, 0.1) p 0.8 (torchvision, multiplicative brightness), grayscale 0.2, no
     # blur, solarisation 0.1, flip 0.5: our BYOL view-1 recipe with these fields replaced.
-    c.dataset = variant
-    c.model.encoder = "resnet18"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+    common.cifar(c, variant)
     c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048))
     c.augment.views = ("byol_view1", "byol_view1")
-    c.augment.out_size = 32
     c.augment.overrides = ml_collections.ConfigDict(dict(
         crop_scale=(0.2, 1.0), blur_p=0.0, solarize_p=0.1, brightness_mode="multiplicative",
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.name = "lars"
+        mean=common.CIFAR_MEAN, std=common.CIFAR_STD))
     c.optim.lr = 0.3
-    c.optim.scale_by_batch = True
     c.optim.weight_decay = 1e-4
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
+  elif variant == "imagenet":
+    # solo-learn has no ImageNet-1k VICReg script; its ImageNet-100 one (scripts/pretrain/imagenet-100/vicreg.yaml,
+    # commit 9187ea3, with augmentations/vicreg.yaml): projector 2048-2048-2048, weights 25/25/1, LARS lr 0.3 *
+    # batch/256, wd 1e-4, batch 2 x 128, warmup-cosine (10 epochs); symmetric views: crop 0.2-1, jitter
+    # 0.4/0.4/0.2/0.1 p 0.8 (multiplicative brightness), grey 0.2, blur 0.5, solarisation 0.1, flip 0.5: our BYOL
+    # view-1 recipe with these fields replaced. Not expressible: its LARS eta 0.02 with clip_lr. (The authors'
+    # 100-epoch ResNet-50 command, facebookresearch/vicreg README: batch 512, --base-lr 0.3 (* batch/256), LARS,
+    # wd 1e-6, expander 8192-8192-8192.)
+    common.imagenet(c)
+    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048))
+    c.augment.views = ("byol_view1", "byol_view1")
+    c.augment.overrides = ml_collections.ConfigDict(dict(
+        crop_scale=(0.2, 1.0), blur_p=0.5, solarize_p=0.1, brightness_mode="multiplicative"))
+    c.optim.lr = 0.3
+    c.optim.weight_decay = 1e-4
 
   if variant == "smoke":
     common.shrink_for_smoke(c)

@@ -186,8 +186,9 @@ def final_evaluation(config, workdir, method, state, embed, *, sharding, info, r
   line is appended to `metrics.jsonl`.
   """
   cap = config.eval.max_train_examples
+  # The raw training inputs stay in host memory only for the raw-input baseline (ImageNet: tens of GB).
   train_split = evaluate.extract(embed, state.params, state.method_state, config, info.train_split,
-                                 sharding=sharding, keep_inputs=True, max_examples=cap)
+                                 sharding=sharding, keep_inputs=bool(config.eval.baselines), max_examples=cap)
   test_split = evaluate.extract(embed, state.params, state.method_state, config, info.test_split,
                                 sharding=sharding, keep_inputs=True)
   pair = _view_pair(config, method, state, test_split.inputs, recipes, view_sizes)
