@@ -3,6 +3,10 @@
 Patches follow the official MAE code (facebookresearch/mae, models_mae.py): an image is cut into an
 (h / p) x (w / p) grid of p x p patches in reading order, and each patch is flattened as (p, q, c) row-major, i.e.
 the 'nchpwq->nhwpqc' ordering of the official `patchify`, written here for NHWC images.
+
+`patch_size` may also be a pair (ph, pw) for rectangular ph x pw patches, flattened the same way ((u, v, c)
+row-major); an int p is exactly the square (p, p). A 1-D signal [b, l] is the image [b, 1, l, 1] with (1, p)
+patches.
 """
 from __future__ import annotations
 
@@ -13,52 +17,73 @@ from rl.losses import _checks
 from rl.losses import _collectives
 
 
-def _grid(name: str, shape: tuple[int, ...], patch_size: int) -> tuple[int, int]:
+def _patch_hw(patch_size) -> tuple[int, int]:
+  """(ph, pw) of `patch_size`: an int p is the square p x p patch; a pair (ph, pw) a rectangular one."""
+  if isinstance(patch_size, (tuple, list)):
+    if len(patch_size) != 2:
+      raise ValueError(f"patch_size must be an int or a (height, width) pair; got {patch_size!r}.")
+    ph, pw = patch_size
+    _checks.check_positive("patch_size", ph)
+    _checks.check_positive("patch_size", pw)
+    return int(ph), int(pw)
+  _checks.check_positive("patch_size", patch_size)
+  return patch_size, patch_size
+
+
+def _fmt(patch_size) -> str:
+  return str(tuple(patch_size)) if isinstance(patch_size, (tuple, list)) else str(patch_size)
+
+
+def _grid(name: str, shape: tuple[int, ...], patch_size) -> tuple[int, int]:
+  ph, pw = _patch_hw(patch_size)
   h, w = shape[1], shape[2]
-  if h % patch_size or w % patch_size:
-    raise ValueError(f"{name} height and width must be divisible by patch_size={patch_size}; "
+  if h % ph or w % pw:
+    raise ValueError(f"{name} height and width must be divisible by patch_size={_fmt(patch_size)}; "
                      f"got {name} of shape {tuple(shape)}.")
-  return h // patch_size, w // patch_size
+  return h // ph, w // pw
 
 
-def patchify(images: jax.Array, *, patch_size: int = 16) -> jax.Array:
+def patchify(images: jax.Array, *, patch_size: int | tuple[int, int] = 16) -> jax.Array:
   """Cuts [b, h, w, c] images into non-overlapping p x p patches, flattened as in the official MAE code.
 
   Patch l = r * (w / p) + s covers rows r p .. r p + p - 1 and columns s p .. s p + p - 1; inside it, entry
-  (u, v, ch) of the patch sits at position (u p + v) c + ch of the flattened vector.
+  (u, v, ch) of the patch sits at position (u p + v) c + ch of the flattened vector. With rectangular
+  patches (ph, pw), p reads ph for rows and pw for columns: position (u pw + v) c + ch.
 
   Args:
     images: [b, h, w, c] images (NHWC) with h and w divisible by `patch_size`; any dtype (kept).
-    patch_size: p (16 for ViT-B/L in the paper).
+    patch_size: p (16 for ViT-B/L in the paper), or (ph, pw) for ph x pw patches.
 
   Returns:
-    [b, L, p*p*c] with L = (h / p) (w / p).
+    [b, L, ph*pw*c] with L = (h / ph) (w / pw).
 
   Example:
     >>> x = jnp.arange(16).reshape(1, 4, 4, 1)
     >>> patchify(x, patch_size=2)[0].tolist()
     [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+    >>> patchify(jnp.arange(8).reshape(1, 1, 8, 1), patch_size=(1, 4))[0].tolist()  # a 1-D signal
+    [[0, 1, 2, 3], [4, 5, 6, 7]]
 
   He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022, https://arxiv.org/abs/2111.06377.
   """
   _checks.check_array("images", images, ndim=4, floating=False, shape_doc="[b, h, w, c]")
-  _checks.check_positive("patch_size", patch_size)
+  ph, pw = _patch_hw(patch_size)
   b, _, _, c = images.shape
   gh, gw = _grid("images", images.shape, patch_size)
-  p = patch_size
-  x = images.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)  # [b, gh, gw, p, q, c]
-  return x.reshape(b, gh * gw, p * p * c)
+  x = images.reshape(b, gh, ph, gw, pw, c).transpose(0, 1, 3, 2, 4, 5)  # [b, gh, gw, p, q, c]
+  return x.reshape(b, gh * gw, ph * pw * c)
 
 
-def unpatchify(patches: jax.Array, *, patch_size: int = 16, image_size: int | tuple[int, int] | None = None,
-               channels: int | None = None) -> jax.Array:
+def unpatchify(patches: jax.Array, *, patch_size: int | tuple[int, int] = 16,
+               image_size: int | tuple[int, int] | None = None, channels: int | None = None) -> jax.Array:
   """Inverse of `patchify`: [b, L, p*p*c] patches back to [b, h, w, c] images.
 
   Args:
-    patches: [b, L, p*p*c].
-    patch_size: p.
-    image_size: h (square) or (h, w); None for a square image of L = (h / p)^2 patches, as in the official code.
-    channels: c; None to infer it as (p*p*c) / (p*p).
+    patches: [b, L, p*p*c] (rectangular patches: [b, L, ph*pw*c]).
+    patch_size: p, or (ph, pw).
+    image_size: h (square) or (h, w); None for a square grid of L = g^2 patches, as in the official code
+      (h = g ph, w = g pw). Pass it for anything else, e.g. (1, l) for 1-D signals.
+    channels: c; None to infer it as (ph*pw*c) / (ph*pw).
 
   Returns:
     [b, h, w, c] images in the dtype of `patches`.
@@ -71,25 +96,26 @@ def unpatchify(patches: jax.Array, *, patch_size: int = 16, image_size: int | tu
   He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022, https://arxiv.org/abs/2111.06377.
   """
   _checks.check_array("patches", patches, ndim=3, floating=False, shape_doc="[b, L, p*p*c]")
-  _checks.check_positive("patch_size", patch_size)
+  ph, pw = _patch_hw(patch_size)
   b, n, d = patches.shape
-  p = patch_size
   if channels is None:
-    if d % (p * p):
-      raise ValueError(f"patches last axis must be p*p*c = {p}*{p}*c; got patches of shape {tuple(patches.shape)}.")
-    channels = d // (p * p)
+    if d % (ph * pw):
+      raise ValueError(f"patches last axis must be p*p*c = {ph}*{pw}*c; got patches of shape "
+                       f"{tuple(patches.shape)}.")
+    channels = d // (ph * pw)
   if image_size is None:
     side = int(round(n ** 0.5))
     if side * side != n:
       raise ValueError(f"cannot infer a square image from L={n} patches (patches of shape {tuple(patches.shape)}); "
                        f"pass image_size=(h, w).")
-    image_size = (side * p, side * p)
+    image_size = (side * ph, side * pw)
   h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  gh, gw = _grid("image_size", (b, h, w, channels), p)
-  if (n, d) != (gh * gw, p * p * channels):
-    raise ValueError(f"patches must have shape [b, (h/p)*(w/p), p*p*c] = [{b}, {gh * gw}, {p * p * channels}] for "
-                     f"(h, w, c) = ({h}, {w}, {channels}), patch_size={p}; got shape {tuple(patches.shape)}.")
-  x = patches.reshape(b, gh, gw, p, p, channels).transpose(0, 1, 3, 2, 4, 5)  # [b, gh, p, gw, q, c]
+  gh, gw = _grid("image_size", (b, h, w, channels), patch_size)
+  if (n, d) != (gh * gw, ph * pw * channels):
+    raise ValueError(f"patches must have shape [b, (h/p)*(w/p), p*p*c] = [{b}, {gh * gw}, {ph * pw * channels}] "
+                     f"for (h, w, c) = ({h}, {w}, {channels}), patch_size={_fmt(patch_size)}; got shape "
+                     f"{tuple(patches.shape)}.")
+  x = patches.reshape(b, gh, gw, ph, pw, channels).transpose(0, 1, 3, 2, 4, 5)  # [b, gh, p, gw, q, c]
   return x.reshape(b, h, w, channels)
 
 
@@ -140,11 +166,11 @@ def random_masking(key: jax.Array, tokens: jax.Array, *, mask_ratio: float = 0.7
   return visible, mask, ids_restore
 
 
-def mae(pred: jax.Array, images: jax.Array, mask: jax.Array, *, patch_size: int = 16, norm_pix: bool = True,
-        axis_name: str | None = None) -> jax.Array:
+def mae(pred: jax.Array, images: jax.Array, mask: jax.Array, *, patch_size: int | tuple[int, int] = 16,
+        norm_pix: bool = True, axis_name: str | None = None) -> jax.Array:
   r"""MAE reconstruction loss: mean squared error on the masked patches, averaged over the global batch.
 
-  With target t = patchify(images) (per-patch pixel vectors of size P = p*p*c) and, when `norm_pix`, each target
+  With target t = patchify(images) (per-patch pixel vectors of size P = p*p*c, or ph*pw*c) and, when `norm_pix`, each target
   patch normalised by its own mean and UNBIASED variance (torch's `var`, as in the official code):
 
   .. math::
@@ -160,7 +186,7 @@ def mae(pred: jax.Array, images: jax.Array, mask: jax.Array, *, patch_size: int 
     images: [b, h, w, c] the uncorrupted images; any dtype (uint8 is cast to float32; pass the scaling the
       decoder should reproduce, e.g. normalised floats, when `norm_pix=False`).
     mask: [b, L], 1 = masked (loss counted), 0 = visible, e.g. from `random_masking`; treated as a constant.
-    patch_size: p.
+    patch_size: p, or (ph, pw) for rectangular patches (e.g. (1, p) on signals as [b, 1, l, 1] images).
     norm_pix: normalise each target patch (the paper's default setting for its best results, Table 1(c)).
     axis_name: None for the whole batch; the mapped axis inside `jax.shard_map`/`jax.pmap`, where both sums
       are reduced over devices (see `_collectives` for the gradient convention).

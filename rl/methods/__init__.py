@@ -15,6 +15,7 @@ from rl.methods import dcl
 from rl.methods import dino
 from rl.methods import hallucinator
 from rl.methods import jigsaw
+from rl.methods import mae
 from rl.methods import matryoshka
 from rl.methods import mlcd
 from rl.methods import moco_v2
@@ -54,6 +55,7 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "rotnet": rotnet.make,
     "relative_location": relative_location.make,
     "jigsaw": jigsaw.make,
+    "mae": mae.make,
     "matryoshka": matryoshka.make,
     "hallucinator": hallucinator.make,
     "unicom": unicom.make,

@@ -9,6 +9,9 @@ shared learned mask token per removed patch, puts every token back at its place 
 official zero row), runs its blocks and norm, and predicts the p*p*c pixels of each patch in the
 order of `rl.losses.patchify`. The class token is dropped from the prediction.
 
+`patch_size` may be rectangular, (ph, pw): 1-D signals [b, l] are the images [b, 1, l, 1] with
+(1, p) patches, i.e. a 1 x (l / p) token grid (see `rl.models.vit` for its position embedding).
+
 Defaults are `mae_vit_base_patch16` (encoder ViT-B/16, decoder 512 wide, 8 blocks, 16 heads):
 111,655,680 parameters for 224x224 RGB images (the official count, 111,907,840, includes the two
 frozen position embeddings). Train with `rl.losses.mae(pred, images, mask, ...)` or `MAE.loss`.
@@ -29,6 +32,7 @@ from rl.models.vit import _TOKEN_INIT
 from rl.models.vit import _XAVIER
 from rl.models.vit import Transformer
 from rl.models.vit import ViT
+from rl.models.vit import patch_hw
 from rl.models.vit import sincos_2d_posemb
 
 
@@ -57,7 +61,7 @@ class MAEDecoder(nn.Module):
       latent: encoder output, [b, 1 + len_keep, d], the class token first.
       ids_restore: [b, L] from `random_masking`, L = grid[0] * grid[1].
       grid: (h / p, w / p), the patch grid.
-      out_dim: values per patch, p*p*c.
+      out_dim: values per patch, ph*pw*c.
       train: unused (no dropout).
 
     Returns:
@@ -83,7 +87,8 @@ class MAE(nn.Module):
   """Masked autoencoder: `__call__` gives (pred, mask) for the loss, `encode` the features.
 
   Attributes:
-    width, depth, num_heads, mlp_dim, patch_size: the ViT encoder (defaults ViT-B/16).
+    width, depth, num_heads, mlp_dim, patch_size: the ViT encoder (defaults ViT-B/16); patch_size is
+      p or (ph, pw), e.g. (1, 4) for signals [b, l] given as images [b, 1, l, 1].
     decoder_width: decoder token dimension (512 in the paper).
     decoder_depth: decoder blocks (8).
     decoder_heads: decoder attention heads (16).
@@ -105,12 +110,19 @@ class MAE(nn.Module):
     ((2, 16, 48), (2, 16), [12.0, 12.0])
     >>> mae.apply(variables, images, method='encode').shape
     (2, 32)
+    >>> mae1d = MAE(width=32, depth=1, num_heads=2, patch_size=(1, 4), decoder_width=16,
+    ...             decoder_depth=1, decoder_heads=2)
+    >>> signals = jnp.zeros((2, 1, 40, 1))  # [b, l] signals as [b, 1, l, 1] images
+    >>> variables = mae1d.init(jax.random.key(0), signals, key=jax.random.key(1), train=False)
+    >>> pred, mask = mae1d.apply(variables, signals, key=jax.random.key(2), train=True)
+    >>> pred.shape, mask.shape, mask.sum(axis=1).tolist()
+    ((2, 10, 4), (2, 10), [8.0, 8.0])
   """
   width: int = 768
   depth: int = 12
   num_heads: int = 12
   mlp_dim: int | None = None
-  patch_size: int = 16
+  patch_size: int | tuple[int, int] = 16
   decoder_width: int = 512
   decoder_depth: int = 8
   decoder_heads: int = 16
@@ -140,14 +152,14 @@ class MAE(nn.Module):
     """Masks, encodes the visible patches and reconstructs all patches.
 
     Args:
-      images: [b, h, w, c] (NHWC, float), h and w multiples of `patch_size`.
+      images: [b, h, w, c] (NHWC, float), h and w multiples of (ph, pw) = `patch_size`.
       key: PRNG key of the masks; example i of the global batch uses `fold_in(key, i)`.
       train: unused (no dropout or BatchNorm); kept for the uniform model signature.
       axis_name: None, or the mapped axis inside `jax.shard_map`/`jax.pmap`, so that the masks
         do not depend on the sharding.
 
     Returns:
-      (pred, mask): pred [b, L, p*p*c] in `dtype`, one row per patch in `patchify` order;
+      (pred, mask): pred [b, L, ph*pw*c] in `dtype`, one row per patch in `patchify` order;
       mask float32 [b, L], 1 = removed (predicted), 0 = visible.
     """
     check_rank(images, name='images', ranks=(4,), layout='[b, h, w, c]')
@@ -155,9 +167,9 @@ class MAE(nn.Module):
     visible, mask, ids_restore = masked.random_masking(key, tokens, mask_ratio=self.mask_ratio,
                                                        axis_name=axis_name)
     latent = self.encoder.transform(visible, train=train)
-    p = self.patch_size
-    grid = (images.shape[1] // p, images.shape[2] // p)
-    pred = self.decoder(latent, ids_restore, grid=grid, out_dim=p * p * images.shape[3],
+    ph, pw = patch_hw(self.patch_size)
+    grid = (images.shape[1] // ph, images.shape[2] // pw)
+    pred = self.decoder(latent, ids_restore, grid=grid, out_dim=ph * pw * images.shape[3],
                         train=train)
     return pred, mask
 

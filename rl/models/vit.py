@@ -1,6 +1,6 @@
 """Vision Transformer (Dosovitskiy et al., 2021, https://arxiv.org/abs/2010.11929).
 
-Pre-norm transformer blocks on non-overlapping p x p patches of NHWC images:
+Pre-norm transformer blocks on non-overlapping p x p (or rectangular ph x pw) patches of NHWC images:
 `x = x + MHA(LN(x)); x = x + MLP(LN(x))`, with a GELU MLP, a final LayerNorm and either the class
 token ('cls') or the mean of the patch tokens ('mean') as the pooled feature. Layer shapes,
 LayerNorm epsilon (1e-6) and initialisation (Xavier-uniform Linear layers, the patch embedding
@@ -11,6 +11,10 @@ big_vision), an equivalent reparametrisation since both are learned additive vec
 
 `posemb='sincos2d'` uses the fixed 2-D sine-cosine embedding of MAE and MoCo v3, which also works
 for any image size; a learned embedding is created for the grid of the images seen at `init`.
+
+1-D signals [b, l] are the images [b, 1, l, 1] with `patch_size=(1, p)`: a 1 x (l / p) grid of
+tokens. Their sin-cos embedding is the 1-D sin-cos embedding of width / 2 on the column (the first
+half), and the constant row-0 code [0, ..., 0, 1, ..., 1] on the second half (`sincos_2d_posemb`).
 
 `shortcut_decay=alpha_min` scales both shortcuts of block l by the weight of
 `rl.models.resnet.decayed_shortcut_weights` ("decayed identity shortcuts", Zhang et al., 2024,
@@ -38,6 +42,27 @@ _READOUTS = ('cls', 'mean')
 _POSEMBS = ('learn', 'sincos2d')
 
 
+def patch_hw(patch_size: int | tuple[int, int]) -> tuple[int, int]:
+  """(ph, pw) of a `patch_size`: an int p is the square (p, p); a pair is (height, width).
+
+  Raises:
+    ValueError: unless `patch_size` is a positive int or a pair of positive ints.
+  """
+  if isinstance(patch_size, (tuple, list)):
+    if len(patch_size) != 2:
+      raise ValueError(f'patch_size must be an int or a (height, width) pair, got {patch_size!r}.')
+    ph, pw = (int(v) for v in patch_size)
+  else:
+    ph = pw = int(patch_size)
+  if ph < 1 or pw < 1:
+    raise ValueError(f'patch_size must be positive, got {patch_size}.')
+  return ph, pw
+
+
+def _fmt_patch(patch_size) -> str:
+  return str(tuple(patch_size)) if isinstance(patch_size, (tuple, list)) else str(patch_size)
+
+
 def sincos_2d_posemb(grid_h: int, grid_w: int, width: int, *,
                      dtype: Any = jnp.float32) -> jax.Array:
   """Fixed 2-D sine-cosine position embedding of MAE (`get_2d_sincos_pos_embed`), [h*w, width].
@@ -45,7 +70,10 @@ def sincos_2d_posemb(grid_h: int, grid_w: int, width: int, *,
   Token l = r * grid_w + s (reading order) gets `[sin(s w), cos(s w), sin(r w), cos(r w)]` with
   frequencies w_k = 10000^(-k / (width / 4)), k < width / 4: as in the official code, the first
   half encodes the column and the second half the row. It is computed in float64 by NumPy, as
-  there, and is a constant (not a parameter). Non-square grids are a direct generalisation.
+  there, and is a constant (not a parameter). Non-square grids are a direct generalisation; on a
+  1 x n grid (1-D signals) the first half is the 1-D sin-cos embedding of width / 2 of the token
+  index (width / 4 frequencies, distinct for every position) and the second half is the same
+  constant for all tokens, so it only shifts every token alike.
 
   Args:
     grid_h: number of patch rows.
@@ -176,7 +204,8 @@ class ViT(nn.Module):
     depth: number of transformer blocks.
     num_heads: attention heads; must divide `width`.
     mlp_dim: hidden width of the MLPs; None for 4 * width.
-    patch_size: side p of the square patches; image sides must be multiples of it.
+    patch_size: side p of square patches, or (ph, pw) for rectangular ones, e.g. (1, p) for 1-D
+      signals given as [b, 1, l, 1] images; image height and width must be multiples of them.
     readout: 'cls' (the class token) or 'mean' (mean of the patch tokens, after the final norm).
     posemb: 'learn' (N(0, 0.02) init, tied to the init image size) or 'sincos2d' (fixed).
     class_token: prepend a learned class token; None means `readout == 'cls'`. MAE keeps the class
@@ -199,7 +228,7 @@ class ViT(nn.Module):
   depth: int = 12
   num_heads: int = 12
   mlp_dim: int | None = None
-  patch_size: int = 16
+  patch_size: int | tuple[int, int] = 16
   readout: str = 'cls'
   posemb: str = 'learn'
   class_token: bool | None = None
@@ -223,8 +252,7 @@ class ViT(nn.Module):
       raise ValueError(f'posemb must be one of {_POSEMBS}, got {self.posemb!r}.')
     if self.readout == 'cls' and not self.num_prefix_tokens:
       raise ValueError("readout='cls' needs a class token, got class_token=False.")
-    if self.patch_size < 1:
-      raise ValueError(f'patch_size must be positive, got {self.patch_size}.')
+    ph, pw = patch_hw(self.patch_size)
     if self.num_heads < 1 or self.width % self.num_heads:
       raise ValueError(f'num_heads must divide width, got width={self.width}, '
                        f'num_heads={self.num_heads}.')
@@ -232,8 +260,7 @@ class ViT(nn.Module):
       raise ValueError(f"width must be a multiple of 4 for posemb='sincos2d', got {self.width}.")
     if self.depth < 0:
       raise ValueError(f'depth must be non-negative, got {self.depth}.')
-    p = self.patch_size
-    self.patch_embed = nn.Conv(self.width, (p, p), strides=(p, p), padding='VALID',
+    self.patch_embed = nn.Conv(self.width, (ph, pw), strides=(ph, pw), padding='VALID',
                                kernel_init=_PATCH_INIT, dtype=self.dtype)
     if self.posemb == 'learn':
       self.pos_embedding = _LearnedPosEmb()
@@ -243,7 +270,7 @@ class ViT(nn.Module):
                                    shortcut_decay=self.shortcut_decay, dtype=self.dtype)
 
   def embed(self, x: jax.Array) -> jax.Array:
-    """Patch tokens with their position embeddings (no class token), [b, (h/p)*(w/p), width].
+    """Patch tokens with their position embeddings (no class token), [b, (h/ph)*(w/pw), width].
 
     Tokens are in reading order of the patch grid, as `rl.losses.patchify`.
 
@@ -252,11 +279,11 @@ class ViT(nn.Module):
     """
     check_rank(x, name='x', ranks=(4,), layout='[b, h, w, c]')
     b, h, w, _ = x.shape
-    p = self.patch_size
-    if h % p or w % p:
-      raise ValueError(f'x height and width must be multiples of patch_size={p}, got x of shape '
-                       f'{tuple(x.shape)}.')
-    grid = (h // p, w // p)
+    ph, pw = patch_hw(self.patch_size)
+    if h % ph or w % pw:
+      raise ValueError(f'x height and width must be multiples of '
+                       f'patch_size={_fmt_patch(self.patch_size)}, got x of shape {tuple(x.shape)}.')
+    grid = (h // ph, w // pw)
     tokens = self.patch_embed(x.astype(self.dtype)).reshape(b, grid[0] * grid[1], self.width)
     if self.posemb == 'learn':
       return self.pos_embedding(tokens, grid)

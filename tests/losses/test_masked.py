@@ -13,13 +13,17 @@ KEY = jax.random.PRNGKey(0)
 
 
 def official_patchify(images_nhwc, p):
-  """The official MAE patchify (NCHW, 'nchpwq->nhwpqc'), in NumPy, applied to the NCHW version of the images."""
+  """The official MAE patchify (NCHW, 'nchpwq->nhwpqc'), in NumPy, applied to the NCHW version of the images.
+
+  `p` may be a pair (ph, pw): the same einsum with rectangular patches.
+  """
+  ph, pw = (p, p) if isinstance(p, int) else p
   x = np.transpose(images_nhwc, (0, 3, 1, 2))
   n, c, hh, ww = x.shape
-  h, w = hh // p, ww // p
-  x = x.reshape(n, c, h, p, w, p)
+  h, w = hh // ph, ww // pw
+  x = x.reshape(n, c, h, ph, w, pw)
   x = np.einsum("nchpwq->nhwpqc", x)
-  return x.reshape(n, h * w, p * p * c)
+  return x.reshape(n, h * w, ph * pw * c)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -54,6 +58,41 @@ def test_patchify_rejects_bad_inputs():
     L.unpatchify(jnp.zeros((2, 5, 48)), patch_size=4, image_size=8, channels=3)
   with pytest.raises(ValueError, match="cannot infer a square image from L=5"):
     L.unpatchify(jnp.zeros((2, 5, 48)), patch_size=4)
+
+
+def test_rectangular_patches_hand_case_official_order_and_round_trip():
+  # A 2 x 6 image, one channel, (2, 3) patches: two patches, each flattened row by row.
+  x = jnp.arange(12).reshape(1, 2, 6, 1)
+  np.testing.assert_array_equal(L.patchify(x, patch_size=(2, 3))[0], [[0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 10, 11]])
+  # A 1-D signal [b, l] is the image [b, 1, l, 1] with (1, p) patches: consecutive segments of p samples.
+  sig = np.random.RandomState(2).randn(3, 40).astype(np.float32)
+  patches = L.patchify(sig[:, None, :, None], patch_size=(1, 4))
+  np.testing.assert_array_equal(patches, sig.reshape(3, 10, 4))
+  np.testing.assert_array_equal(L.unpatchify(patches, patch_size=(1, 4), image_size=(1, 40))[:, 0, :, 0], sig)
+  # Several channels, non-square image and patches: the official einsum, and back.
+  im = np.random.RandomState(3).rand(2, 6, 12, 3).astype(np.float32)
+  for p in [(2, 3), (3, 2), (1, 4), (6, 1), (3, 3)]:
+    got = jax.jit(lambda a, p=p: L.patchify(a, patch_size=p))(im)
+    np.testing.assert_array_equal(got, official_patchify(im, p))
+    back = L.unpatchify(got, patch_size=p, image_size=(6, 12))
+    np.testing.assert_array_equal(back, im)
+  # An int p is exactly (p, p); a square grid of rectangular patches is inferred as officially.
+  np.testing.assert_array_equal(L.patchify(im, patch_size=3), L.patchify(im, patch_size=(3, 3)))
+  sq = np.random.RandomState(4).rand(2, 4, 8, 1).astype(np.float32)  # 2 x 2 grid of (2, 4) patches
+  np.testing.assert_array_equal(L.unpatchify(L.patchify(sq, patch_size=(2, 4)), patch_size=[2, 4]), sq)
+
+
+def test_rectangular_patches_reject_bad_inputs():
+  with pytest.raises(ValueError, match=r"divisible by patch_size=\(1, 3\); got images of shape \(2, 1, 40, 1\)"):
+    L.patchify(jnp.zeros((2, 1, 40, 1)), patch_size=(1, 3))
+  with pytest.raises(ValueError, match=r"\(height, width\) pair"):
+    L.patchify(jnp.zeros((2, 4, 4, 1)), patch_size=(1, 2, 2))
+  with pytest.raises(ValueError, match="patch_size must be > 0"):
+    L.patchify(jnp.zeros((2, 4, 4, 1)), patch_size=(0, 2))
+  with pytest.raises(ValueError, match=r"\[2, 10, 4\] for \(h, w, c\) = \(1, 40, 1\), patch_size=\(1, 4\)"):
+    L.unpatchify(jnp.zeros((2, 9, 4)), patch_size=(1, 4), image_size=(1, 40))
+  with pytest.raises(ValueError, match=r"p\*p\*c = 2\*3\*c"):
+    L.unpatchify(jnp.zeros((2, 4, 8)), patch_size=(2, 3))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -129,13 +168,14 @@ def test_random_masking_rejects_bad_inputs():
 # ---------------------------------------------------------------------------------------------------------------
 
 def mae_reference(pred, images, mask, p, norm_pix):
-  """He et al.'s loss in float64, patch by patch, with torch's unbiased per-patch variance."""
+  """He et al.'s loss in float64, patch by patch, with torch's unbiased per-patch variance; p or (ph, pw)."""
+  ph, pw = (p, p) if isinstance(p, int) else p
   b, h, w, c = images.shape
   num = den = 0.0
   for i in range(b):
     for l in range(mask.shape[1]):
-      r, s = divmod(l, w // p)
-      t = images[i, r * p:(r + 1) * p, s * p:(s + 1) * p, :].astype(np.float64).reshape(-1)  # (u, v, c) order
+      r, s = divmod(l, w // pw)
+      t = images[i, r * ph:(r + 1) * ph, s * pw:(s + 1) * pw, :].astype(np.float64).reshape(-1)  # (u, v, c)
       if norm_pix:
         t = (t - t.mean()) / np.sqrt(t.var(ddof=1) + 1e-6)
       num += mask[i, l] * np.mean((pred[i, l].astype(np.float64) - t) ** 2)
@@ -176,6 +216,27 @@ def test_mae_matches_float64_reference_and_jit(norm_pix):
   np.testing.assert_allclose(L.mae(pred, images, mask, patch_size=4, norm_pix=norm_pix), ref, rtol=1e-5)
   jitted = jax.jit(lambda a, b, m: L.mae(a, b, m, patch_size=4, norm_pix=norm_pix))(pred, images, mask)
   np.testing.assert_allclose(jitted, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+@pytest.mark.parametrize("shape,p", [((6, 1, 40, 1), (1, 4)), ((4, 6, 12, 3), (2, 3)), ((4, 6, 12, 2), (3, 4))])
+def test_mae_rectangular_patches_match_float64_reference(shape, p, norm_pix):
+  rng = np.random.RandomState(5)
+  images = rng.randn(*shape).astype(np.float32)
+  n = (shape[1] // p[0]) * (shape[2] // p[1])
+  pred = rng.randn(shape[0], n, p[0] * p[1] * shape[3]).astype(np.float32)
+  mask = (rng.rand(shape[0], n) < 0.6).astype(np.float32)
+  mask[0, 0] = 1.0
+  ref = mae_reference(pred, images, mask, p, norm_pix)
+  got = jax.jit(lambda a, b, m: L.mae(a, b, m, patch_size=p, norm_pix=norm_pix))(pred, images, mask)
+  np.testing.assert_allclose(got, ref, rtol=1e-5)
+  if p[0] == 1:  # signals: the target of patch l is samples l p .. l p + p - 1
+    ph, pw = p
+    t = images[:, 0, :, 0].reshape(shape[0], n, pw).astype(np.float64)
+    if norm_pix:
+      t = (t - t.mean(-1, keepdims=True)) / np.sqrt(t.var(-1, ddof=1, keepdims=True) + 1e-6)
+    direct = np.sum(np.mean((pred - t) ** 2, -1) * mask) / mask.sum()
+    np.testing.assert_allclose(got, direct, rtol=1e-5)
 
 
 def test_mae_uint8_images_and_bfloat16_pred():

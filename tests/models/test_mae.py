@@ -68,6 +68,30 @@ def test_shapes_and_mask(shape):
   assert np.isfinite(float(model.loss(pred, x, mask)))
 
 
+@pytest.mark.parametrize('shape,patch', [((3, 1, 40, 1), (1, 4)), ((2, 8, 12, 3), (2, 4))])
+def test_rectangular_patches_shapes_loss_and_encode(shape, patch):
+  """(1, p) patches on signals given as [b, 1, l, 1] images, and (ph, pw) patches on images."""
+  model = MAE(**_TINY | {'patch_size': patch, 'mask_ratio': 0.5})
+  x = _images(shape)
+  v = _random_variables(model, x)
+  assert v['params']['encoder']['patch_embed']['kernel'].shape == (*patch, shape[3], 32)
+  pred, mask = model.apply(v, x, key=jax.random.key(2), train=True)
+  num_patches = shape[1] // patch[0] * shape[2] // patch[1]
+  chex.assert_shape(pred, (shape[0], num_patches, patch[0] * patch[1] * shape[3]))
+  chex.assert_shape(mask, (shape[0], num_patches))
+  np.testing.assert_array_equal(mask.sum(axis=1), num_patches - int(num_patches * 0.5))
+  np.testing.assert_allclose(model.loss(pred, x, mask),
+                             losses.mae(pred, x, mask, patch_size=patch), rtol=1e-6)
+  chex.assert_shape(model.apply(v, x, method='encode'), (shape[0], 32))
+  # Masked samples do not reach the prediction; the unpatchified layout matches the input's.
+  patches = losses.patchify(x, patch_size=patch)
+  noise = _images(patches.shape, seed=5)
+  hidden = losses.unpatchify(patches + noise * mask[..., None], patch_size=patch,
+                             image_size=shape[1:3])
+  np.testing.assert_allclose(model.apply(v, hidden, key=jax.random.key(2), train=True)[0], pred,
+                             rtol=1e-5, atol=1e-5)
+
+
 def test_encoder_sees_only_visible_tokens():
   model = MAE(**_TINY)
   x = _images((2, 16, 16, 3))

@@ -205,6 +205,56 @@ def test_sincos_matches_official_and_non_square_grid():
                              rtol=1e-6)
 
 
+def test_sincos_on_a_1_by_n_grid_is_the_1d_embedding_plus_a_constant():
+  """Signals as [b, 1, l, 1] images: the column half is the 1-D sin-cos of width / 2, distinct for
+  every token; the row half is the same constant (sin 0, cos 0) for all tokens."""
+  n, width = 10, 64
+  emb = np.asarray(sincos_2d_posemb(1, n, width))
+  omega = 1.0 / 10000 ** (np.arange(width // 4) / (width / 4))
+  angles = np.outer(np.arange(n), omega)
+  np.testing.assert_allclose(emb[:, :width // 2], np.concatenate([np.sin(angles), np.cos(angles)], 1),
+                             atol=1e-6)
+  np.testing.assert_allclose(emb[:, width // 2:],
+                             np.tile(np.repeat([0.0, 1.0], width // 4), (n, 1)), atol=1e-7)
+  np.testing.assert_allclose(emb, np.asarray(sincos_2d_posemb(n, 1, width))[:, np.r_[32:64, 0:32]],
+                             atol=1e-7)  # the transposed grid swaps the halves
+  distances = np.linalg.norm(emb[:, None] - emb[None], axis=-1) + np.eye(n) * 1e9
+  assert distances.min() > 0.5  # every position is told apart
+  # Nearby positions are closer than far ones (the embedding is smooth in the position).
+  assert np.all(np.diff(np.linalg.norm(emb - emb[0], axis=-1)[:4]) > 0)
+
+
+@pytest.mark.parametrize('posemb', ['learn', 'sincos2d'])
+def test_rectangular_patches(posemb):
+  """(1, p) patches on [b, 1, l, 1] signals and (ph, pw) patches on images; an int p is (p, p)."""
+  signals = _images((3, 40))
+  x = signals[:, None, :, None]
+  model = ViT(**_TINY | {'patch_size': (1, 4), 'posemb': posemb, 'readout': 'mean'})
+  variables = _random_variables(model, x, train=False)
+  assert variables['params']['patch_embed']['kernel'].shape == (1, 4, 1, 32)
+  tokens = model.apply(variables, x, method='embed')
+  chex.assert_shape(tokens, (3, 10, 32))
+  # Token l is a linear map of samples 4 l .. 4 l + 3 plus its position embedding.
+  kernel = variables['params']['patch_embed']['kernel'].reshape(4, 32)
+  bias = variables['params']['patch_embed']['bias']
+  pos = (variables['params']['pos_embedding']['embedding'][0] if posemb == 'learn'
+         else sincos_2d_posemb(1, 10, 32))
+  np.testing.assert_allclose(tokens, signals.reshape(3, 10, 4) @ kernel + bias + pos, rtol=1e-5,
+                             atol=1e-5)
+  y = jax.jit(functools.partial(model.apply, train=False))(variables, x)
+  chex.assert_shape(y, (3, 32))
+  chex.assert_tree_all_finite(y)
+  # 2-D rectangular patches: a (h / 2) x (w / 4) grid.
+  model2 = ViT(**_TINY | {'patch_size': (2, 4), 'posemb': posemb})
+  images = _images((2, 8, 12, 3))
+  v2 = _random_variables(model2, images, train=False)
+  chex.assert_shape(model2.apply(v2, images, train=False, method='encode_tokens'), (2, 1 + 4 * 3, 32))
+  # An int is the square pair, with the same parameters and outputs.
+  square = _random_variables(ViT(**_TINY), images[:, :, :8], train=False)
+  np.testing.assert_array_equal(ViT(**_TINY | {'patch_size': (4, 4)}).apply(square, images[:, :, :8], train=False),
+                                ViT(**_TINY).apply(square, images[:, :, :8], train=False))
+
+
 def test_bfloat16_compute_keeps_float32_params():
   x = _images((2, 8, 8, 3))
   model = ViT(**_TINY, dtype=jnp.bfloat16)
@@ -218,6 +268,10 @@ def test_bfloat16_compute_keeps_float32_params():
 
 @pytest.mark.parametrize('kwargs,shape,match', [
     ({}, (2, 8, 10, 3), r'multiples of patch_size=4, got x of shape \(2, 8, 10, 3\)'),
+    ({'patch_size': (1, 3)}, (2, 1, 40, 1),
+     r'multiples of patch_size=\(1, 3\), got x of shape \(2, 1, 40, 1\)'),
+    ({'patch_size': (1, 0)}, (2, 1, 40, 1), r'patch_size must be positive, got \(1, 0\)'),
+    ({'patch_size': (1, 2, 3)}, (2, 1, 40, 1), r'\(height, width\) pair'),
     ({}, (8, 8, 3), r'x must have shape \[b, h, w, c\].*\(8, 8, 3\)'),
     ({'readout': 'max'}, (1, 8, 8, 3), r"readout must be one of \('cls', 'mean'\), got 'max'"),
     ({'posemb': 'rope'}, (1, 8, 8, 3), 'posemb must be one of'),
