@@ -63,7 +63,7 @@ def test_step_and_config_overrides(run, tmp_path):
   copy = tmp_path / "copy"
   shutil.copytree(workdir, copy)
   evaluate_script.main(["evaluate.py", "--workdir", str(copy), "--step=2", "--config.eval.baselines=False",
-                        "--config.eval.tsne_points=0"])
+                        "--config.eval.projection=False", "--config.eval.tsne_points=0"])
   rows = _rows(copy)
   assert [r["representation"] for r in rows] == ["simclr (trained)"]
   assert "2 steps at batch 64" in (copy / "report.md").read_text()
