@@ -16,7 +16,10 @@ the training stream keeps only the examples whose label is in the set (filtered 
 epoch is a pass over those examples: `steps_per_epoch` is counted from them, with the same resumable order.
 Within an epoch the order is a uniform permutation whenever the process's slice fits the shuffle buffer (50k
 records by default: every data set here except imagenet2012). The shuffles use op-level seeds, so a global
-`tf.random.set_seed` changes the order (still deterministically).
+`tf.random.set_seed` changes the order (still deterministically). The embedded data sets, whose epochs are a
+few batches long, are decoded once and held in memory instead: epoch e is then the permutation drawn by
+`np.random.default_rng` from the same (seed, e, process) seed, and resuming skips batches of it
+(`in_memory=` chooses either path for any data set).
 
 Images whose size differs from `image_size` are resized (bilinear, anti-aliased) so that the shorter side is
 `image_size`, then centre-cropped to `image_size` x `image_size`. Default sizes: the native 32 for CIFAR,
@@ -352,7 +355,8 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
                        split: str | None = None, data_dir: epath.PathLike | None = None,
                        image_size: int | None = None, process_index: int = 0, process_count: int = 1,
                        shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
-                       classes: Sequence[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
+                       classes: Sequence[int] | None = None,
+                       in_memory: bool | None = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of `train_batches`, as NumPy arrays (see `train_batches` for the order).
 
   Args:
@@ -368,6 +372,10 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
     shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
     classes: keep only examples whose label is one of these class ids; None keeps every example. Counting the
       kept examples costs one pass over the labels of every process slice when the stream is created.
+    in_memory: decode this process's slice once into NumPy arrays and draw each epoch's order with
+      `np.random.default_rng` (seeded like the shuffle buffer), instead of a tf.data pass per epoch; None: only
+      for the embedded data sets ('mnist1d', 'digits'), whose epochs are a few batches long, so that rebuilding
+      a tf.data pipeline every epoch would cost more than the training step.
 
   Yields:
     {'x': uint8 [b, H, W, C] or float32 [b, L], 'label': int32 [b], 'index': int32 [b]}, b = local_batch_size;
@@ -395,6 +403,30 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
   local_split, local_size = process_splits[process_index], sizes[process_index]
   example_fn = _example_fn(builder, info)
   index_fn = _index_fn(builder, split)
+  if in_memory is None:
+    in_memory = _spec(name).tfds_name in builders.EMBEDDED
+
+  def decode(ex):
+    return {**example_fn(ex), "index": index_fn(ex.get("tfds_id"))}
+
+  if in_memory:
+    ds = _read(name, builder, info, local_split, shuffle_seed=None, add_tfds_id=True)
+    if classes is not None:
+      ds = ds.filter(_label_in(classes))
+    parts = list(ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(8192).as_numpy_iterator())
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def memory_stream() -> Iterator[dict[str, np.ndarray]]:
+      epoch, skip_batches = divmod(start_step, steps_per_epoch)
+      while True:
+        _, record_seed = _epoch_seeds(seed, epoch, process_index)
+        order = np.random.default_rng(record_seed).permutation(local_size)
+        for i in range(skip_batches, steps_per_epoch):
+          rows = order[i * local_batch_size:(i + 1) * local_batch_size]
+          yield {k: v[rows] for k, v in arrays.items()}
+        epoch, skip_batches = epoch + 1, 0
+
+    return memory_stream()
 
   def epoch_dataset(epoch: int, skip_batches: int) -> tf.data.Dataset:
     file_seed, record_seed = _epoch_seeds(seed, epoch, process_index)
@@ -404,8 +436,7 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
     ds = ds.shuffle(min(local_size, shuffle_buffer_size), seed=record_seed, reshuffle_each_iteration=False)
     # Skipping before the decoding map keeps a resume cheap: skipped records are never decoded.
     ds = ds.skip(skip_batches * local_batch_size)
-    ds = ds.map(lambda ex: {**example_fn(ex), "index": index_fn(ex.get("tfds_id"))},
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(local_batch_size, drop_remainder=True)
     # Slices of other processes may be one example shorter: all processes stop after the same batch.
     ds = ds.take(steps_per_epoch - skip_batches)
@@ -423,7 +454,8 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
 def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax.sharding.Sharding,
                   start_step: int = 0, split: str | None = None, data_dir: epath.PathLike | None = None,
                   image_size: int | None = None, shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
-                  classes: Sequence[int] | None = None) -> Iterator[dict[str, jax.Array]]:
+                  classes: Sequence[int] | None = None,
+                  in_memory: bool | None = None) -> Iterator[dict[str, jax.Array]]:
   """Endless stream of shuffled training batches, resumable at any step.
 
   Batch `s` depends only on (seed, s) (and the process count): `train_batches(..., start_step=s)` yields what
@@ -445,6 +477,8 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
     shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
     classes: pretrain on these class ids only (e.g. the old classes of a class-incremental split); None: all.
       Evaluation passes (`eval_batches`) are never filtered.
+    in_memory: hold the process's slice in host memory and shuffle it with NumPy (see `host_train_batches`);
+      None: only for the embedded data sets.
 
   Yields:
     {'x': uint8 [B, H, W, C] (images) or float32 [B, L] (signals), 'label': int32 [B], 'index': int32 [B]
@@ -458,7 +492,8 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
   local = host_train_batches(
       name, local_batch_size=_local_batch_size(global_batch_size, sharding), seed=seed, start_step=start_step,
       split=split, data_dir=data_dir, image_size=image_size, process_index=jax.process_index(),
-      process_count=jax.process_count(), shuffle_buffer_size=shuffle_buffer_size, classes=classes)
+      process_count=jax.process_count(), shuffle_buffer_size=shuffle_buffer_size, classes=classes,
+      in_memory=in_memory)
   return (_to_global(batch, sharding) for batch in local)
 
 

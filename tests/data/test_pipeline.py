@@ -127,11 +127,15 @@ def test_signal_batches(data_dir, sharding):
     assert rows[x.tobytes()] == y  # Real training examples with their own labels.
 
 
-def test_resume_equals_the_stream_from_zero(data_dir, sharding):
+IN_MEMORY = pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "tf_data"])
+
+
+@IN_MEMORY
+def test_resume_equals_the_stream_from_zero(data_dir, sharding, in_memory):
   # 4000 // 256 = 15 batches per epoch: the checks below cross the epoch boundaries at 15 and 30.
   def stream(seed, start_step=0):
     return rl.data.train_batches("mnist1d", global_batch_size=256, seed=seed, sharding=sharding,
-                                 start_step=start_step, data_dir=data_dir)
+                                 start_step=start_step, data_dir=data_dir, in_memory=in_memory)
 
   reference = _take(stream(0), 34)
   for start in (12, 33):
@@ -152,8 +156,14 @@ def test_resume_equals_the_stream_from_zero(data_dir, sharding):
   assert not np.array_equal(other[0]["x"], reference[0]["x"])
   assert not np.array_equal(other[1]["x"], reference[1]["x"])
 
+  # The embedded data sets take the in-memory path by default.
+  default = _take(rl.data.train_batches("mnist1d", global_batch_size=256, seed=0, sharding=sharding,
+                                        data_dir=data_dir), 1)
+  assert np.array_equal(default[0]["x"], reference[0]["x"]) == in_memory
 
-def test_processes_read_disjoint_slices(data_dir):
+
+@IN_MEMORY
+def test_processes_read_disjoint_slices(data_dir, in_memory):
   # 4000 examples over 3 processes: slices [0, 1334), [1334, 2667), [2667, 4000); 1333 // 100 = 13 batches per
   # epoch for every process, so the largest slice drops one more example per epoch.
   bounds = [(0, 1334), (1334, 2667), (2667, 4000)]
@@ -161,7 +171,7 @@ def test_processes_read_disjoint_slices(data_dir):
   for index, (start, stop) in enumerate(bounds):
     own = {r.tobytes() for r in _split("mnist1d", f"train[{start}:{stop}]", data_dir)["signal"]}
     stream = rl.data.host_train_batches("mnist1d", local_batch_size=100, seed=0, data_dir=data_dir,
-                                        process_index=index, process_count=3)
+                                        process_index=index, process_count=3, in_memory=in_memory)
     batches = list(itertools.islice(stream, 14))
     assert all(b["x"].shape == (100, 40) for b in batches)
     rows = [r.tobytes() for b in batches for r in b["x"]]
@@ -233,11 +243,12 @@ def test_images_resized_and_centre_cropped(data_dir, sharding):
   np.testing.assert_array_equal(pipeline._fixed_size(tf.constant(same), 16).numpy(), same)
 
 
-def test_train_batches_carry_each_examples_position_in_the_split(data_dir, sharding):
+@IN_MEMORY
+def test_train_batches_carry_each_examples_position_in_the_split(data_dir, sharding, in_memory):
   # The index is the example's position in the split, whatever the shuffled order and the process slice.
   train = _split("mnist1d", "train", data_dir)
   batches = _take(rl.data.train_batches("mnist1d", global_batch_size=256, seed=3, sharding=sharding,
-                                        data_dir=data_dir), 16)  # crosses the epoch boundary at 15
+                                        data_dir=data_dir, in_memory=in_memory), 16)  # crosses the epoch boundary at 15
   for b in batches:
     index, x = np.asarray(b["index"]), np.asarray(b["x"])
     assert b["index"].dtype == np.int32
@@ -245,7 +256,7 @@ def test_train_batches_carry_each_examples_position_in_the_split(data_dir, shard
     np.testing.assert_array_equal(np.asarray(b["label"]), train["label"][index])
   assert len(set(np.concatenate([np.asarray(b["index"]) for b in batches[:15]]))) == 15 * 256
   stream = rl.data.host_train_batches("mnist1d", local_batch_size=100, seed=0, data_dir=data_dir,
-                                      process_index=2, process_count=3)
+                                      process_index=2, process_count=3, in_memory=in_memory)
   for b in itertools.islice(stream, 3):  # process 2 reads train[2667:4000]: its indices are global positions
     assert b["index"].min() >= 2667
     np.testing.assert_array_equal(b["x"], train["signal"][b["index"]])
