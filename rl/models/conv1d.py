@@ -17,6 +17,34 @@ from rl.models.heads import batch_norm
 from rl.models.heads import check_rank
 
 
+class Conv1D(nn.Module):
+  """Bias-free 1-D convolution with 'SAME' padding; the parameters of `nn.Conv(features, (kernel_size,))`.
+
+  When the output is shorter than the kernel (e.g. the last layer on a short multi-crop view: 5 -> 3 samples),
+  the convolution is computed as a matmul over stacked shifted slices (im2col) instead of
+  `lax.conv_general_dilated`: on CPU, XLA's gradient of such a strided convolution is 10-20x slower than the
+  matmul (measured: 200-300 ms against 10-25 ms at batch 1024, 128 -> 256 channels), and it made multi-crop
+  training 10x slower than two-view training. Both forms give the same values (up to float rounding).
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s, length = self.kernel_size, self.stride, x.shape[1]
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, x.shape[-1], self.features))
+    kernel = kernel.astype(self.dtype)
+    out = -(-length // s)
+    if out >= k:
+      return jax.lax.conv_general_dilated(x, kernel, (s,), 'SAME', dimension_numbers=('NWC', 'WIO', 'NWC'))
+    total = max((out - 1) * s + k - length, 0)  # 'SAME' padding, as lax computes it
+    padded = jnp.pad(x, ((0, 0), (total // 2, total - total // 2), (0, 0)))
+    cols = jnp.stack([padded[:, j:j + (out - 1) * s + 1:s] for j in range(k)], axis=2)  # [b, out, k, c]
+    return jnp.einsum('bokc,kcd->bod', cols, kernel)
+
+
 class Conv1DEncoder(nn.Module):
   """Conv-BN-ReLU stack with global average pooling, for signals [b, L] or [b, L, C].
 
@@ -72,8 +100,7 @@ class Conv1DEncoder(nn.Module):
     x = x.astype(self.dtype)
     for i, (width, stride) in enumerate(zip(self.widths, strides)):
       # The conv bias is redundant before BN (its mean subtraction cancels it).
-      x = nn.Conv(width, (self.kernel_size,), strides=(stride,), padding='SAME', use_bias=False,
-                  dtype=self.dtype, name=f'conv{i}')(x)
+      x = Conv1D(width, self.kernel_size, stride, dtype=self.dtype, name=f'conv{i}')(x)
       x = batch_norm(train=train, axis_name=self.axis_name, dtype=self.dtype, name=f'bn{i}')(x)
       x = nn.relu(x)
     x = jnp.mean(x, axis=1)

@@ -4,6 +4,7 @@ import functools
 import zlib
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,6 +77,21 @@ def test_conv1d_2d_input_equals_single_channel():
   variables = _init(model, x)
   chex.assert_trees_all_close(model.apply(variables, x, train=False),
                               model.apply(variables, x[..., None], train=False))
+
+
+@pytest.mark.parametrize('length,stride', [(40, 2), (8, 2), (5, 2), (3, 1), (7, 3)])
+def test_conv1d_layer_equals_flax_conv(length, stride):
+  # Conv1D computes short outputs (fewer samples than the kernel) as an im2col matmul: it must keep nn.Conv's
+  # parameters, initial values, 'SAME' padding, outputs and gradients.
+  x = jax.random.normal(jax.random.key(3), (6, length, 4))
+  ours = models.conv1d.Conv1D(7, 5, stride)
+  flax_conv = nn.Conv(7, (5,), strides=(stride,), padding='SAME', use_bias=False)
+  params = ours.init(jax.random.key(1), x)
+  chex.assert_trees_all_close(params, flax_conv.init(jax.random.key(1), x))
+  chex.assert_trees_all_close(ours.apply(params, x), flax_conv.apply(params, x), rtol=1e-5, atol=1e-5)
+  def grads(model):
+    return jax.grad(lambda p, x: jnp.sum(jnp.sin(model.apply(p, x))), argnums=(0, 1))(params, x)
+  chex.assert_trees_all_close(grads(ours), grads(flax_conv), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('kwargs,x_shape,match', [
