@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                         num_layers=3, use_bn=False, norm_last_layer=True))
     c.dino.base_momentum = 0.99  # a short run (solo-learn's CIFAR runs start at 0.99 to 0.9995)
     c.dino.warmup_teacher_temp_steps = 1000
-    c.dino.freeze_last_layer_steps = 4000 // 256  # one epoch of the 4000 training signals
+    c.dino.freeze_last_layer_steps = 4000 // c.batch_size  # one epoch of the 4000 training signals
   elif variant == "digits":
     common.digits(c)
     c.dino.head_kwargs = ml_collections.ConfigDict(dict(out_dim=1024, hidden_dim=512, bottleneck_dim=128,

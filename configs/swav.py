@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.augment.views = ("mnist1d",) * 2 + ("mnist1d_local",) * 4
     c.augment.view_sizes = (None, None, 20, 20, 20, 20)
     c.swav.num_prototypes = 50
-    c.swav.freeze_prototypes_steps = 4000 // 256  # one epoch of the 4000 training signals
+    c.swav.freeze_prototypes_steps = 4000 // c.batch_size  # one epoch of the 4000 training signals
   elif variant == "digits":
     common.digits(c)
     c.swav.num_prototypes = 50
