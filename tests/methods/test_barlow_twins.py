@@ -1,13 +1,13 @@
 """Barlow Twins as a `Method`: the loss of per-view forward passes, and 1 device == 8 devices."""
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import barlow_twins as barlow_twins_config
 from rl import losses
 from rl import methods
 from rl.methods import barlow_twins
 from rl.methods.simclr import build_network
+from tests.methods import devices
 from tests.methods import smoke
 
 
@@ -44,19 +44,8 @@ def test_loss_is_scaled_barlow_twins_of_per_view_projections():
 def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, v1, v2 = _method_and_batch()
 
-  def value_and_grad(axis_name):
-    def f(p, a, b):
-      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_8, g_1)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
+  devices.assert_1_and_8_devices_equal(one, eight)
 
 
 def test_every_variant_builds():

@@ -6,13 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import hallucinator as hallucinator_config
 from rl import losses
 from rl import methods
 from rl import models
 from rl.methods import hallucinator
+from tests.methods import devices
 from tests.methods import smoke
 
 BASES = ("simclr", "moco_v2", "simsiam")
@@ -100,16 +100,8 @@ def test_moco_v2_keeps_the_base_state_and_ema():
 def test_8_devices_equal_1_device(mesh8, base):
   _, method, params, state, v1, v2 = _setup(base)
 
-  def value_and_grad(axis_name):
-    def f(p, a, b):
-      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
+  (v_1, s_1, g_1), (v_8, s_8, g_8) = one, eight
   np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
   # float32 sums in another order: tolerances relative to each leaf's largest entry.
   close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(b).max())))

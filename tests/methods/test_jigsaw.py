@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
 from configs import jigsaw as jigsaw_config
 from rl import losses
@@ -16,6 +16,7 @@ from rl import methods
 from rl.methods import _signal_pretext
 from rl.methods import jigsaw
 from rl.methods import rotnet
+from tests.methods import devices
 from tests.methods import smoke
 
 B = 16
@@ -113,18 +114,8 @@ def test_images_use_the_grid_task_with_normalised_tiles():
 def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, x = _method_and_batch()
 
-  def value_and_grad(axis_name):
-    def f(p, a):
-      return method.loss(p, state, {"views": (a,)}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, x)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, jax.device_put(x, NamedSharding(mesh8, P("data"))))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_8, g_1)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (x,)}, mesh8)
+  devices.assert_1_and_8_devices_equal(one, eight)
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):

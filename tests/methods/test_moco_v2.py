@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import moco_v2 as moco_config
 from rl import losses
@@ -12,6 +11,7 @@ from rl import methods
 from rl.methods import moco_v2
 from rl.methods import simclr
 from rl.models import ema
+from tests.methods import devices
 from tests.methods import smoke
 
 
@@ -93,21 +93,11 @@ def test_update_after_step_follows_the_momentum_schedule():
 def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, v1, v2 = _setup()
 
-  def value_and_grad(axis_name):
-    def f(p, a, b):
-      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
   # The new queue, ptr, BatchNorm statistics and target: the same on 8 devices as on 1.
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5)
+  (_, s_1, _), (_, s_8, _) = one, eight
   assert int(s_8["queue_ptr"]) == int(s_1["queue_ptr"]) == 22
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
 
 
 def test_smoke_end_to_end(tmp_path, tfds_dir):

@@ -3,12 +3,12 @@ the support set is a FIFO of normalised first-view projections, and 1 device == 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import nnclr as nnclr_config
 from rl import losses
 from rl import methods
 from rl.methods import nnclr
+from tests.methods import devices
 from tests.methods import smoke
 
 B = 32
@@ -73,19 +73,10 @@ def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, v1, v2 = _method_and_batch()
   state = {**state, "ptr": jnp.int32(112)}
 
-  def value_and_grad(axis_name):
-    def f(p, a, b):
-      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
   # atol 1e-5: gradients of order 1 (temperature 0.1, three BN layers) carry the BN psum's rounding.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5, check_state=False)
+  (_, s_1, _), (_, s_8, _) = one, eight
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8["batch_stats"],
                s_1["batch_stats"])
   # The support set (same rows, in global batch order) and the pointer are the same on 1 and 8 devices; the pushed

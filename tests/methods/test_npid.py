@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import npid as npid_config
 from rl import losses
 from rl import methods
 from rl.methods import npid
 from rl.methods import simclr
+from tests.methods import devices
 from tests.methods import smoke
 
 B = 32
@@ -105,20 +105,10 @@ def test_the_bank_gets_no_gradient():
 def test_8_devices_equal_1_device(mesh8, num_negatives):
   _, method, params, state, x, idx = _setup(num_negatives)
 
-  def value_and_grad(axis_name):
-    def f(p, a, i):
-      return method.loss(p, state, {"views": (a,), "index": i}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, x, idx)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda a: jax.device_put(a, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(x), put(idx))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (x,), "index": idx}, mesh8)
   # The bank rows differ only by the float rounding of the cross-device BatchNorm statistics.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s_8, s_1)
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5, state_rtol=1e-4, state_atol=1e-5)
+  _, s_8, _ = eight
   others = np.setdiff1d(np.arange(N), idx)
   np.testing.assert_array_equal(s_8["memory_bank"][others], state["memory_bank"][others])
 

@@ -3,13 +3,13 @@ no target network, 1 device == 8 devices, and a smoke run end to end."""
 import jax
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import simsiam as simsiam_config
 from rl import losses
 from rl import methods
 from rl.methods import _target
 from rl.methods import simsiam
+from tests.methods import devices
 from tests.methods import smoke
 
 
@@ -72,16 +72,9 @@ def test_stop_gradient_on_the_projections():
 def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, v1, v2 = _setup()
 
-  def value_and_grad(axis_name):
-    def f(p, a, b):
-      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
+  # Own assertions: the value's atol=1e-6 has no keyword in devices.assert_1_and_8_devices_equal.
+  (v_1, s_1, g_1), (v_8, s_8, g_8) = one, eight
   np.testing.assert_allclose(v_8, v_1, rtol=1e-5, atol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)

@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import supervised as supervised_config
 from rl import methods
 from rl.methods import supervised
+from tests.methods import devices
 from tests.methods import smoke
 
 B = 32
@@ -41,18 +41,8 @@ def test_loss_is_the_cross_entropy_of_the_linear_head():
 def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, x, labels = _setup()
 
-  def value_and_grad(axis_name):
-    def f(p, v, y):
-      return method.loss(p, state, {"views": (v,), "label": y}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, _), g_1 = jax.jit(value_and_grad(None))(params, x, labels)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda a: jax.device_put(a, NamedSharding(mesh8, P("data")))
-  (v_8, _), g_8 = jax.jit(fn)(params, put(x), put(labels))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (x,), "label": labels}, mesh8)
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5, check_state=False)
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):

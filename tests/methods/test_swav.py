@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import swav as swav_config
 from rl import losses
 from rl import methods
 from rl.methods import _multicrop
 from rl.methods import swav
+from tests.methods import devices
 from tests.methods import smoke
 
 B = 32
@@ -98,18 +98,9 @@ def test_8_devices_equal_1_device(mesh8):
   queue = jnp.asarray(np.random.RandomState(1).randn(2, 128, 8), jnp.float32)
   state = {**state, "step": jnp.int32(4), "queue": queue, "queue_count": jnp.int32(128), "queue_ptr": jnp.int32(112)}
 
-  def value_and_grad(axis_name):
-    def f(p, *vs):
-      return method.loss(p, state, {"views": vs}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, *views)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(),) + (P("data"),) * 6,
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, *map(put, views))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": views}, mesh8)
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5, check_state=False)
+  (_, s_1, _), (_, s_8, _) = one, eight
   np.testing.assert_allclose(s_8["queue"], s_1["queue"], rtol=1e-4, atol=1e-5)
   assert int(s_8["queue_ptr"]) == int(s_1["queue_ptr"]) == (112 + B) % 128
 

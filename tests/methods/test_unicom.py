@@ -4,7 +4,6 @@ prototypes and labels each row with its nearest centroid, and 1 device == 8 devi
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import unicom as unicom_config
 from rl import losses
@@ -12,6 +11,7 @@ from rl import methods
 from rl.methods import _cluster_discrimination as cd
 from rl.methods import unicom
 from rl.methods.simclr import build_network
+from tests.methods import devices
 from tests.methods import smoke
 
 B = 32
@@ -163,21 +163,12 @@ def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, v1, v2, index = _setup(bank_momentum=0.5)
   state = _clustered(state)
 
-  def value_and_grad(axis_name):
-    def f(p, a, b, i):
-      return method.loss(p, state, {"views": (a, b), "index": i}, jax.random.key(3), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2, index)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2), put(index))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2), "index": index}, mesh8,
+                                               key=jax.random.key(3))
+  _, _, g_1 = one
   assert float(jnp.abs(g_1["prototypes"]).max()) > 0
   # Scale 64 makes gradients of order 10-100: relative tolerance on the BN psum's rounding.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), g_8, g_1)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-4)
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):

@@ -3,13 +3,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import wmse as wmse_config
 from rl import losses
 from rl import methods
 from rl.methods import wmse
 from rl.methods.simclr import EncoderProjector, build_network
+from tests.methods import devices
 from tests.methods import smoke
 
 
@@ -76,20 +76,9 @@ def test_whitening_size_must_exceed_the_embedding_dimension():
 def test_8_devices_equal_1_device(mesh8):
   _, method, params, state, (v1, v2) = _method_and_batch()
 
-  def value_and_grad(axis_name):
-    def f(p, a, b):
-      return method.loss(p, state, {"views": (a, b)}, jax.random.key(1), axis_name=axis_name)
-    return jax.value_and_grad(f, has_aux=True)
-
-  (v_1, (s_1, _)), g_1 = jax.jit(value_and_grad(None))(params, v1, v2)
-  fn = jax.shard_map(value_and_grad("data"), mesh=mesh8, in_specs=(P(), P("data"), P("data")),
-                     out_specs=((P(), (P(), {"metrics": P(), "features": P("data")})), P()))
-  put = lambda x: jax.device_put(x, NamedSharding(mesh8, P("data")))
-  (v_8, (s_8, _)), g_8 = jax.jit(fn)(params, put(v1), put(v2))
-  np.testing.assert_allclose(v_8, v_1, rtol=1e-5)
+  one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
   # Cholesky and triangular solves in float32 on sums taken in another order: ~1e-6 on gradients of ~0.1.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5)
 
 
 def test_smoke_end_to_end(tmp_path, tfds_dir, monkeypatch):
