@@ -73,7 +73,7 @@ def test_loss_is_odc_and_the_memory_moves_for_the_batch_only():
   np.testing.assert_allclose(aux["metrics"]["odc"], value)
   np.testing.assert_allclose(aux["features"], h, rtol=1e-6)
   jax.tree.map(np.testing.assert_array_equal, new_state["batch_stats"], new_bn["batch_stats"])
-  want, upd = losses.odc_update(_memory(state), z, idx, momentum=0.5, update_centroids=False)
+  want, upd = losses.odc_update(_memory(state), z, idx, momentum=config.odc.momentum, update_centroids=False)
   np.testing.assert_allclose(new_state["feature_bank"], want.feature_bank, rtol=1e-5, atol=1e-7)
   np.testing.assert_array_equal(new_state["label_bank"], want.label_bank)
   np.testing.assert_array_equal(new_state["centroids"], state["centroids"])  # recomputed after the step only
