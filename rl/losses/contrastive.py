@@ -7,10 +7,11 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses import _tiled
 
 
-def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1,
-            axis_name: str | None = None) -> jax.Array:
+def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1, axis_name: str | None = None,
+            impl: str = "auto", tile_size: int = _tiled.DEFAULT_TILE) -> jax.Array:
   r"""NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR.
 
   The two views of a batch of b examples give 2b embeddings, L2-normalised to u. Each of the 2b views is an
@@ -30,6 +31,12 @@ def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1,
     axis_name: None when `z1, z2` are the whole batch; the mapped axis name inside `jax.shard_map` or `jax.pmap`,
       where `z1, z2` are this device's shard and negatives come from every device (see `_collectives` for the
       gradient convention under each).
+    impl: "plain" forms the [2b, 2B] logits after an all-gather; "tiled" streams [tile_size, tile_size] tiles
+      with an online log-sum-exp under a custom VJP that recomputes them, and with `axis_name` passes the key
+      blocks around a ring of `ppermute`s instead of gathering them (memory O(b d + tile_size^2) per device;
+      see `rl.losses._tiled`); "auto" (default) is tiled when the [2b, 2B] block has more than 2^26 entries.
+      Both give the same value and gradients; the tiled form runs its matmuls in bfloat16 for bfloat16 input.
+    tile_size: side of the logits tiles of the tiled form.
 
   Returns:
     The scalar mean loss over the 2B anchors of the global batch (float32), the same on every device.
@@ -44,8 +51,16 @@ def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1,
   """
   _checks.check_embeddings(z1=z1, z2=z2)
   _checks.check_positive("temperature", temperature)
+  _tiled.check_tile(tile_size)
   b = z1.shape[0]
   u = _ops.l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))  # local anchors [2b, d]
+  if _tiled.choose(impl, 2 * b, 2 * b * _collectives.axis_size(axis_name)):
+    # Every anchor's positive is the other view of its example, on the same device.
+    pos = jnp.sum(u[:b] * u[b:], axis=1) / temperature
+    dt = _tiled.matmul_dtype(z1, z2)
+    lse = _tiled.row_logsumexp((u / temperature).astype(dt), u.astype(dt), exclude_self=True,
+                               axis_name=axis_name, tile_size=tile_size)
+    return _collectives.global_mean(jnp.sum(lse) - 2 * jnp.sum(pos), 2 * b, axis_name)
   u1_all = _collectives.all_gather(u[:b], axis_name)  # [B, d]
   u2_all = _collectives.all_gather(u[b:], axis_name)  # [B, d]
   keys = jnp.concatenate([u1_all, u2_all], axis=0)  # [2B, d]: view-1 block, then view-2 block
@@ -71,7 +86,7 @@ def _check_features(name: str, x: jax.Array, d: int) -> None:
 
 
 def info_nce(query: jax.Array, key: jax.Array, *, temperature: float = 0.1, negatives: jax.Array | None = None,
-             axis_name: str | None = None) -> jax.Array:
+             axis_name: str | None = None, impl: str = "auto", tile_size: int = _tiled.DEFAULT_TILE) -> jax.Array:
   r"""InfoNCE in one direction: each query must pick its own key out of all keys of the global batch.
 
   Queries q and keys k are L2-normalised to u and v. Row i's positive is key i; its negatives are the other B-1
@@ -94,6 +109,9 @@ def info_nce(query: jax.Array, key: jax.Array, *, temperature: float = 0.1, nega
       and updates that state.
     axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
       `jax.pmap`, where `query, key` are this device's shard and keys are gathered from every device.
+    impl: "plain", "tiled" or "auto" (default): as in `nt_xent`; the tiled form streams the keys (around a ring
+      of devices with `axis_name`) and the negatives in tiles. "auto" is tiled above 2^26 logits per device.
+    tile_size: side of the logits tiles of the tiled form.
 
   Returns:
     The scalar mean loss over the B queries of the global batch (float32 for float32/bfloat16 input).
@@ -112,8 +130,22 @@ def info_nce(query: jax.Array, key: jax.Array, *, temperature: float = 0.1, nega
   _checks.check_positive("temperature", temperature)
   if negatives is not None:
     _check_features("negatives", negatives, query.shape[1])
+  _tiled.check_tile(tile_size)
   b = query.shape[0]
   u = _ops.l2_normalize(_ops.to_float32(query))
+  n_neg = 0 if negatives is None else negatives.shape[0]
+  if _tiled.choose(impl, b, b * _collectives.axis_size(axis_name) + n_neg):
+    v = _ops.l2_normalize(_ops.to_float32(key))
+    dt = _tiled.matmul_dtype(query, key)
+    a = (u / temperature).astype(dt)
+    lse = _tiled.row_logsumexp(a, v.astype(dt), axis_name=axis_name, tile_size=tile_size)
+    if negatives is not None:
+      w = _ops.l2_normalize(_ops.to_float32(negatives)).astype(dt)
+      if axis_name is not None:
+        w = _tiled.varying(w, axis_name)  # replicated queue, per-device rows: its gradient sums over devices
+      lse = jnp.logaddexp(lse, _tiled.row_logsumexp(a, w, tile_size=tile_size))
+    pos = jnp.sum(u * v, axis=1) / temperature
+    return _collectives.global_mean(jnp.sum(lse - pos), b, axis_name)
   keys = _collectives.all_gather(_ops.l2_normalize(_ops.to_float32(key)), axis_name)  # [B, d]
   logits = (u @ keys.T) / temperature  # [b, B]
   pos_col = jnp.arange(b) + _collectives.axis_index(axis_name) * b

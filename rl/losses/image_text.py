@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses import _tiled
 
 
 def _normalized(x: jax.Array, y: jax.Array, logit_scale) -> tuple[jax.Array, jax.Array]:
@@ -15,7 +16,8 @@ def _normalized(x: jax.Array, y: jax.Array, logit_scale) -> tuple[jax.Array, jax
   return _ops.l2_normalize(_ops.to_float32(x)), _ops.l2_normalize(_ops.to_float32(y))
 
 
-def clip(x: jax.Array, y: jax.Array, *, logit_scale, axis_name: str | None = None) -> jax.Array:
+def clip(x: jax.Array, y: jax.Array, *, logit_scale, axis_name: str | None = None, impl: str = "auto",
+         tile_size: int = _tiled.DEFAULT_TILE) -> jax.Array:
   r"""CLIP's symmetric InfoNCE: each image must pick its text among all texts, and each text its image.
 
   With L2-normalised image embeddings u and text embeddings v of the GLOBAL batch of B pairs and
@@ -36,6 +38,10 @@ def clip(x: jax.Array, y: jax.Array, *, logit_scale, axis_name: str | None = Non
       parameter and the clipping).
     axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
       `jax.pmap`, where `x, y` are this device's shard and the other modality is gathered from every device.
+    impl: "plain", "tiled" or "auto" (default), as in `rl.losses.nt_xent`: the tiled form streams the other
+      modality in [tile_size, tile_size] tiles (around a ring of devices with `axis_name`), for the rows and
+      for the columns; "auto" is tiled above 2^26 logits per device.
+    tile_size: side of the logits tiles of the tiled form.
 
   Returns:
     The scalar loss over the global batch (float32 for float32/bfloat16 input).
@@ -49,7 +55,15 @@ def clip(x: jax.Array, y: jax.Array, *, logit_scale, axis_name: str | None = Non
   https://arxiv.org/abs/2103.00020 (Figure 3).
   """
   u, v = _normalized(x, y, logit_scale)
+  _tiled.check_tile(tile_size)
   b = u.shape[0]
+  if _tiled.choose(impl, b, b * _collectives.axis_size(axis_name)):
+    dt = _tiled.matmul_dtype(x, y)
+    total = -2.0 * logit_scale * jnp.sum(u * v)  # the positives s_ii, once as a row and once as a column term
+    for anchors, others in ((u, v), (v, u)):
+      total = total + jnp.sum(_tiled.row_logsumexp((logit_scale * anchors).astype(dt), others.astype(dt),
+                                                   axis_name=axis_name, tile_size=tile_size))
+    return _collectives.global_mean(total, 2 * b, axis_name)
   diag = jnp.arange(b) + _collectives.axis_index(axis_name) * b  # global column of each local pair
   total = 0.0
   # Local image rows against all texts give the row terms; local text rows against all images give the column

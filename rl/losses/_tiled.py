@@ -1,0 +1,248 @@
+"""Row-wise log-sum-exp of a similarity matrix that is never materialised (the tiled contrastive losses).
+
+`row_logsumexp(a, k)` is `logsumexp(a @ k.T, axis=1)` computed tile by tile with an online (streaming) log-sum-exp,
+as in FlashAttention (Dao et al. 2022, https://arxiv.org/abs/2205.14135) and in the tiled InfoNCE of Inf-CL
+(Cheng et al. 2024, https://arxiv.org/abs/2410.17243). A `jax.custom_vjp` saves only the inputs and the per-row
+result; the backward pass recomputes each tile, so memory is O((n + m) d + tile^2) instead of O(n m).
+
+With `axis_name` (inside `jax.shard_map` or `jax.pmap`) the columns are the union of every device's `k` block:
+the blocks travel around a ring with `lax.ppermute` (D - 1 hops forward), so no device ever holds all of them.
+In the backward pass the blocks travel the same ring again, each with an accumulator of its gradient that every
+device adds its rows' contribution to; one last hop brings the accumulator home to the block's owner.
+
+The similarity is a plain dot product: callers fold the temperature or logit scale into `a` (autodiff carries
+the gradient to it). Matmuls run in the operands' dtype (bfloat16 in, bfloat16 matmul) with float32 accumulation
+and float32 statistics.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+# `impl="auto"` picks the tiled form when a device's logits block would have more entries than this
+# (2^26 float32 entries = 256 MiB; SimCLR at 4096 pairs on one device, 8192 x 8192, stays plain).
+AUTO_MIN_ENTRIES = 2 ** 26
+DEFAULT_TILE = 4096
+IMPLS = ("plain", "tiled", "auto")
+
+
+def choose(impl: str, rows: int, cols: int) -> bool:
+  """True when `impl` ("plain", "tiled" or "auto") means the tiled form for a [rows, cols] logits block."""
+  if impl not in IMPLS:
+    raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}.")
+  return impl == "tiled" or (impl == "auto" and rows * cols > AUTO_MIN_ENTRIES)
+
+
+def check_tile(tile_size) -> int:
+  if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+    raise ValueError(f"tile_size must be a positive int; got {tile_size!r}.")
+  return tile_size
+
+
+def matmul_dtype(*xs: jax.Array):
+  """bfloat16 when any input is bfloat16 (mixed precision), else float32."""
+  return jnp.bfloat16 if any(x.dtype == jnp.bfloat16 for x in xs) else jnp.float32
+
+
+def _varying_axes(x) -> frozenset:
+  """The mesh axes over which `x` is typed as varying inside `jax.shard_map` (empty elsewhere).
+
+  jax 0.10 spells it `typeof(x).manual_axis_type.varying`, earlier releases `typeof(x).vma`."""
+  aval = jax.typeof(x)
+  manual = getattr(aval, "manual_axis_type", None)
+  if manual is not None:
+    return frozenset(manual.varying)
+  return frozenset(getattr(aval, "vma", None) or ())
+
+
+def _match_vma(x, ref):
+  """`x` typed as varying over the same mesh axes as `ref` under `jax.shard_map(check_vma=True)` (scan carries
+  built from constants must match the varying values they are updated with); a no-op elsewhere."""
+  missing = tuple(sorted(_varying_axes(ref) - _varying_axes(x)))
+  return lax.pcast(x, missing, to="varying") if missing else x
+
+
+def _pad_rows(x: jax.Array, multiple: int) -> jax.Array:
+  extra = -x.shape[0] % multiple
+  return jnp.pad(x, ((0, extra), (0, 0))) if extra else x
+
+
+def _tiles(n: int, m: int, tile: int) -> tuple[int, int]:
+  return min(tile, n), min(tile, m)
+
+
+def _logits(a_blk, k_blk, row0, col0, m, exclude_diag):
+  """[tr, tc] float32 logits of one tile, with padded columns (and the diagonal, if asked) set to -inf."""
+  s = lax.dot_general(a_blk, k_blk, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+  col = col0 + jnp.arange(k_blk.shape[0])
+  invalid = (col >= m)[None, :]
+  if exclude_diag is not None:
+    row = row0 + jnp.arange(a_blk.shape[0])
+    invalid = invalid | (exclude_diag & (col[None, :] == row[:, None]))
+  return jnp.where(invalid, -jnp.inf, s)
+
+
+def _block_stats(a, k, exclude_diag, tile):
+  """Per-row (max, sum of exp(s - max)) of a @ k.T over one key block, streamed over [tile, tile] tiles.
+
+  `exclude_diag`: None, or a traced bool: when true, entry (i, i) is left out (the anchor itself).
+  """
+  n, d = a.shape
+  m = k.shape[0]
+  tr, tc = _tiles(n, m, tile)
+  a_t = _pad_rows(a, tr).reshape(-1, tr, d)
+  k_t = _pad_rows(k, tc).reshape(-1, tc, d)
+
+  def row_block(args):
+    i, a_blk = args
+
+    def col_step(carry, args):
+      mx, se = carry
+      j, k_blk = args
+      s = _logits(a_blk, k_blk, i * tr, j * tc, m, exclude_diag)
+      new = jnp.maximum(mx, jnp.max(s, axis=1))
+      safe = jnp.where(jnp.isfinite(new), new, 0.0)
+      se = se * jnp.exp(mx - safe) + jnp.sum(jnp.exp(s - safe[:, None]), axis=1)
+      return (new, se), None
+
+    init = (jnp.full((tr,), -jnp.inf, jnp.float32), jnp.zeros((tr,), jnp.float32))
+    init = jax.tree.map(lambda x: _match_vma(x, a_blk), init)
+    (mx, se), _ = lax.scan(col_step, init, (jnp.arange(k_t.shape[0]), k_t))
+    return mx, se
+
+  mx, se = lax.map(row_block, (jnp.arange(a_t.shape[0]), a_t))
+  return mx.reshape(-1)[:n], se.reshape(-1)[:n]
+
+
+def _merge(stats, new):
+  (mx, se), (mx2, se2) = stats, new
+  top = jnp.maximum(mx, mx2)
+  safe = jnp.where(jnp.isfinite(top), top, 0.0)
+  return top, se * jnp.exp(mx - safe) + se2 * jnp.exp(mx2 - safe)
+
+
+def _block_grads(a, k, w_row, lse, exclude_diag, tile):
+  """Gradients of sum_i w_i lse_i over one key block: (d/da [n, d], d/dk [m, d]), tile by tile, float32.
+
+  p_ij = exp(s_ij - lse_i) are this block's softmax weights under the GLOBAL row statistics `lse`.
+  """
+  n, d = a.shape
+  m = k.shape[0]
+  tr, tc = _tiles(n, m, tile)
+  a_t = _pad_rows(a, tr).reshape(-1, tr, d)
+  k_t = _pad_rows(k, tc).reshape(-1, tc, d)
+  # Padded rows get weight 0 (and lse 0), so they add nothing to dk.
+  w_t = _pad_rows(w_row[:, None], tr).reshape(-1, tr)
+  lse_t = _pad_rows(lse[:, None], tr).reshape(-1, tr)
+
+  def row_step(dk, args):
+    i, a_blk, w_blk, lse_blk = args
+
+    def col_step(da, args):
+      j, k_blk = args
+      s = _logits(a_blk, k_blk, i * tr, j * tc, m, exclude_diag)
+      p = jnp.exp(s - lse_blk[:, None]) * w_blk[:, None]  # [tr, tc]; -inf entries give 0
+      pc = p.astype(a_blk.dtype)
+      da = da + lax.dot_general(pc, k_blk, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+      dk_blk = lax.dot_general(pc, a_blk, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+      return da, dk_blk
+
+    da0 = _match_vma(jnp.zeros((tr, d), jnp.float32), a_blk)
+    da, dk_blks = lax.scan(col_step, da0, (jnp.arange(k_t.shape[0]), k_t))
+    return dk + dk_blks, da
+
+  dk0 = _match_vma(jnp.zeros(k_t.shape, jnp.float32), a_t)
+  dk, da = lax.scan(row_step, dk0, (jnp.arange(a_t.shape[0]), a_t, w_t, lse_t))
+  return da.reshape(-1, d)[:n], dk.reshape(-1, d)[:m]
+
+
+def _ring(axis_name):
+  size = lax.axis_size(axis_name)
+  return size, [(i, (i + 1) % size) for i in range(size)]
+
+
+def _forward(a, k, exclude_self, axis_name, tile):
+  own = jnp.asarray(True) if exclude_self else None
+  stats = _block_stats(a, k, own, tile)
+  if axis_name is not None:
+    size, perm = _ring(axis_name)
+    no = jnp.asarray(False) if exclude_self else None
+
+    def hop(carry, _):
+      stats, block = carry
+      block = lax.ppermute(block, axis_name, perm)
+      return (_merge(stats, _block_stats(a, block, no, tile)), block), None
+
+    if size > 1:
+      (stats, _), _ = lax.scan(hop, (stats, k), None, length=size - 1)
+  mx, se = stats
+  return mx + jnp.log(se)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _row_lse(a, k, exclude_self, axis_name, tile):
+  return _forward(a, k, exclude_self, axis_name, tile)
+
+
+def _row_lse_fwd(a, k, exclude_self, axis_name, tile):
+  lse = _forward(a, k, exclude_self, axis_name, tile)
+  return lse, (a, k, lse)
+
+
+def _row_lse_bwd(exclude_self, axis_name, tile, res, g):
+  a, k, lse = res
+  g = g.astype(jnp.float32)
+  own = jnp.asarray(True) if exclude_self else None
+  da, dk = _block_grads(a, k, g, lse, own, tile)
+  if axis_name is not None:
+    size, perm = _ring(axis_name)
+    if size > 1:
+      no = jnp.asarray(False) if exclude_self else None
+
+      def hop(carry, _):
+        da, block, acc = carry
+        block, acc = lax.ppermute((block, acc), axis_name, perm)
+        da_r, dk_r = _block_grads(a, block, g, lse, no, tile)
+        return (da + da_r, block, acc + dk_r), None
+
+      (da, _, dk), _ = lax.scan(hop, (da, k, dk), None, length=size - 1)
+      dk = lax.ppermute(dk, axis_name, perm)  # the last hop home: block o's accumulator returns to device o
+  return da.astype(a.dtype), dk.astype(k.dtype)
+
+
+_row_lse.defvjp(_row_lse_fwd, _row_lse_bwd)
+
+
+def row_logsumexp(a: jax.Array, k: jax.Array, *, exclude_self: bool = False, axis_name: str | None = None,
+                  tile_size: int = DEFAULT_TILE) -> jax.Array:
+  """log sum_j exp(a_i . k_j) for every row i of `a`, without forming a @ k.T (see the module docstring).
+
+  Args:
+    a: [n, d] anchors, already scaled (e.g. divided by the temperature); float32 or bfloat16.
+    k: [m, d] keys of the same dtype. With `axis_name`, this device's block; the columns are every device's.
+    exclude_self: leave out column i of this device's own block for row i (requires n == m): the anchor itself.
+    axis_name: None for one block; the mapped axis name inside `jax.shard_map` or `jax.pmap`.
+    tile_size: side of the square logits tiles computed at a time.
+
+  Returns:
+    [n] float32 log-sum-exp per row, differentiable in `a` and `k` (custom VJP that recomputes the tiles).
+  """
+  if exclude_self and a.shape[0] != k.shape[0]:
+    raise ValueError(f"exclude_self needs as many anchors as keys; got a {tuple(a.shape)} and k {tuple(k.shape)}.")
+  if axis_name is not None:
+    a, k = varying(a, axis_name), varying(k, axis_name)
+  return _row_lse(a, k, bool(exclude_self), axis_name, check_tile(tile_size))
+
+
+def varying(x: jax.Array, axis_name: str) -> jax.Array:
+  """Marks `x` as device-varying under `jax.shard_map(check_vma=True)`, so that its cotangent may be too.
+
+  A replicated input (a MoCo queue) used by per-device rows has a per-device gradient; `lax.pcast` makes the
+  transpose sum it over devices. A no-op under `jax.pmap` and for inputs that already vary.
+  """
+  if axis_name in _varying_axes(x):
+    return x
+  return lax.pcast(x, axis_name, to="varying")
