@@ -109,19 +109,36 @@ def _config(method: str, seed: int, steps: int | None, *, baselines: bool):
   return config
 
 
+RANDOM, RAW = "random encoder (baseline)", "raw inputs (baseline)"  # rows of the trainer's final evaluation
+
+
+def _encoder(method: str) -> str:
+  return importlib.import_module(f"configs.{method}").get_config("mnist1d").model.encoder
+
+
+def _wants_baselines(method: str) -> bool:
+  """The supervised runs give the raw-input and random-encoder rows; a method whose encoder is another
+  architecture (MAE's ViT) evaluates its own random encoder, so that it is compared with its own architecture."""
+  return method == "supervised" or _encoder(method) != _encoder("supervised")
+
+
 def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: bool) -> dict:
   """Trains and evaluates one (method, seed), or reads the finished run; returns {rows, seconds, steps}."""
   from rl.train import loop  # pylint: disable=g-import-not-at-top
   run_dir = os.path.join(workdir, f"{method}_s{seed}")
   done = os.path.join(run_dir, "table_run.json")
-  config = _config(method, seed, steps, baselines=method == "supervised")
+  baselines = _wants_baselines(method)
+  config = _config(method, seed, steps, baselines=baselines)
   if os.path.exists(done) and not force:
     with open(done) as f:
       record = json.load(f)
-    if (record["steps"], record.get("batch_size")) == (config.total_steps, config.batch_size):
+    has_baselines = any(r["representation"] == RANDOM for r in record["rows"])
+    if (record["steps"], record.get("batch_size"), has_baselines) == (config.total_steps, config.batch_size,
+                                                                      baselines):
       return record
-    print(f"[table] {run_dir} ran {record['steps']} steps of {record.get('batch_size')}, not {config.total_steps} "
-          f"of {config.batch_size}: training it again", flush=True)
+    print(f"[table] {run_dir} ran {record['steps']} steps of {record.get('batch_size')} "
+          f"({'with' if has_baselines else 'without'} baselines), not {config.total_steps} of {config.batch_size} "
+          f"({'with' if baselines else 'without'}): training it again", flush=True)
     force = True
   if force and os.path.exists(run_dir):
     import shutil  # pylint: disable=g-import-not-at-top
@@ -129,7 +146,7 @@ def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: b
   t0 = time.time()
   results = loop.train_and_evaluate(config, run_dir)
   record = {"method": method, "seed": seed, "steps": int(config.total_steps), "batch_size": int(config.batch_size),
-            "seconds": time.time() - t0,
+            "encoder": str(config.model.encoder), "seconds": time.time() - t0,
             "uses_labels": bool(config.uses_labels), "rows": results["rows"]}
   os.makedirs(run_dir, exist_ok=True)
   with open(done, "w") as f:
@@ -176,14 +193,27 @@ def summarise(records: list[dict], *, bar: float) -> tuple[list[dict], str]:
                  f"{_fmt(vals['alignment'])} | {_fmt(vals['uniformity'])} | {_fmt(vals['effective_rank'], 1)} | "
                  f"{_fmt(seconds, 0)} |")
 
+  def row_named(name):
+    return lambda r: next(x for x in r["rows"] if x["representation"] == name)
+
+  def has(name):
+    return lambda r: any(x["representation"] == name for x in r["rows"])
+
   for method, recs in by_method.items():
     kind = "supervised (reference)" if recs[0]["uses_labels"] else "self-supervised"
     add(method, kind, recs, lambda r: r["rows"][0])
   sup = by_method.get("supervised", [])
-  for label, i in (("random encoder", 1), ("raw input", 2)):
-    base = [r for r in sup if len(r["rows"]) > i]
+  for label, name in (("random encoder", RANDOM), ("raw input", RAW)):
+    base = [r for r in sup if has(name)(r)]
     if base:
-      add(label, "baseline", base, lambda r, i=i: r["rows"][i])
+      add(label, "baseline", base, row_named(name))
+  # A method with another architecture brings its own random encoder; it is compared with that one.
+  own_random = {}
+  for method, recs in by_method.items():
+    base = [r for r in recs if has(RANDOM)(r)]
+    if method != "supervised" and base:
+      own_random[method] = label = f"random {recs[0].get('encoder', method)} encoder (for {method})"
+      add(label, "baseline", base, row_named(RANDOM))
 
   ssl = [r for r in rows if r["kind"] == "self-supervised" and r["linear_probe_accuracy"]]
   notes = []
@@ -197,10 +227,19 @@ def summarise(records: list[dict], *, bar: float) -> tuple[list[dict], str]:
     reason = REASONS.get(r["representation"], "**no reason recorded yet**")
     notes.append(f"- `{r['representation']}` is below {100 * bar:.0f}% "
                  f"({100 * r['linear_probe_accuracy'][0]:.1f}%): {reason}")
+  by_name = {r["representation"]: r for r in rows}
   if random_row and random_row["linear_probe_accuracy"]:
     rnd = random_row["linear_probe_accuracy"][0]
-    weak = [r["representation"] for r in ssl if r["linear_probe_accuracy"][0] < rnd + 0.05]
-    notes.append(f"Random-encoder probe {100 * rnd:.1f}%; methods within 5 points of it: "
+
+    def reference(r):  # the random encoder of the method's own architecture
+      return by_name[own_random[r["representation"]]] if r["representation"] in own_random else random_row
+
+    weak = [f"{r['representation']} ({100 * r['linear_probe_accuracy'][0]:.1f} vs "
+            f"{100 * reference(r)['linear_probe_accuracy'][0]:.1f})" for r in ssl
+            if r["linear_probe_accuracy"][0] < reference(r)["linear_probe_accuracy"][0] + 0.05]
+    own = "".join(f"; `{m}` against its own `{label}` row ({100 * by_name[label]['linear_probe_accuracy'][0]:.1f}%)"
+                  for m, label in own_random.items())
+    notes.append(f"Random-encoder probe {100 * rnd:.1f}%{own}. Methods within 5 points of their random encoder: "
                  f"{', '.join(weak) if weak else 'none'}.")
   return rows, "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 

@@ -26,8 +26,8 @@ def test_summary_rows_reference_rows_and_reasons(monkeypatch):
   monkeypatch.setattr(table, "REASONS", {"weak": "a written reason"})
   probes = {"good": [0.93, 0.91, 0.95], "weak": [0.70, 0.72, 0.74], "silent": [0.80, 0.82, 0.84]}
   records = [_record(m, s, p) for m, ps in probes.items() for s, p in enumerate(ps)]
-  records += [_record("supervised", s, 0.97, labels=True, extra=[("random", 0.6 + s / 100), ("raw", 0.3)])
-              for s in range(3)]
+  records += [_record("supervised", s, 0.97, labels=True,
+                      extra=[(table.RANDOM, 0.6 + s / 100), (table.RAW, 0.3)]) for s in range(3)]
   rows, text = table.summarise(records, bar=0.85)
   by_name = {r["representation"]: r for r in rows}
   mean, std = by_name["good"]["linear_probe_accuracy"]
@@ -42,7 +42,23 @@ def test_summary_rows_reference_rows_and_reasons(monkeypatch):
   assert "`weak` is below 85% (72.0%): a written reason" in text
   assert "`silent` is below 85% (82.0%): **no reason recorded yet**" in text
   assert "`good` is below" not in text
-  assert "methods within 5 points of it: none" in text  # 61% random encoder; weak is 11 points above
+  assert "Methods within 5 points of their random encoder: none" in text  # 61%; weak is 11 points above
+
+
+def test_a_method_of_another_architecture_is_compared_with_its_own_random_encoder():
+  # "vit" is 5 points below the conv random encoder (61%) but 10 above a random encoder of its own architecture;
+  # "close" is within 5 points of the conv one.
+  records = [_record("supervised", s, 0.97, labels=True, extra=[(table.RANDOM, 0.61), (table.RAW, 0.3)])
+             for s in range(2)]
+  records += [dict(_record("vit", s, 0.56, extra=[(table.RANDOM, 0.46), (table.RAW, 0.3)]), encoder="mae")
+              for s in range(2)]
+  records += [_record("close", s, 0.64) for s in range(2)]
+  rows, text = table.summarise(records, bar=0.85)
+  by_name = {r["representation"]: r for r in rows}
+  assert by_name["random mae encoder (for vit)"]["kind"] == "baseline"
+  assert by_name["random mae encoder (for vit)"]["linear_probe_accuracy"][0] == pytest.approx(0.46)
+  assert by_name["random encoder"]["linear_probe_accuracy"][0] == pytest.approx(0.61)
+  assert "Methods within 5 points of their random encoder: close (64.0 vs 61.0)." in text
 
 
 def test_a_finished_run_of_another_budget_is_not_reused(tmp_path, monkeypatch):
