@@ -27,6 +27,12 @@ def base() -> ml_collections.ConfigDict:
   c.batch_size = 256
   c.total_steps = 1000
   c.log_every_steps = 50
+  # Mixed precision: "bfloat16" computes every model and head in bfloat16 (parameters, optimizer state and
+  # BatchNorm statistics stay float32; losses upcast). "float32" or "bfloat16"; rl.train.precision checks it.
+  c.compute_dtype = "float32"
+  # Cut the training split into this many slices (a multiple of the process count), each process reading its own;
+  # None: one slice per process. A fixed number makes the data stream the same on any process count dividing it.
+  c.data_shards = ml_collections.config_dict.placeholder(int)
 
   c.model = ml_collections.ConfigDict()
   c.model.encoder = "conv1d"

@@ -6,7 +6,10 @@ The host only reads, decodes, brings images to a fixed size and batches; augment
 
 Multi-host: process p reads `tfds.even_splits(split, jax.process_count())[p]`, batches
 `global_batch_size // jax.process_count()` examples, and the global array is assembled with
-`jax.make_array_from_process_local_data`, so the caller sees one batch of `global_batch_size` rows.
+`jax.make_array_from_process_local_data`, so the caller sees one batch of `global_batch_size` rows. With
+`data_shards=S` (a multiple of the process count) the training split is cut into S slices instead and process p
+reads the S / process_count slices p*k..p*k+k-1; the training stream then depends on S and not on the number of
+processes that share it (one process with S=2 yields, row for row, what two processes yield side by side).
 
 Training order is a pure function of (seed, step): epoch e (of `steps_per_epoch` full batches; the epoch's
 remainder is dropped) reads the files in an order seeded by (seed, e, process) and shuffles the records with a
@@ -221,6 +224,21 @@ def _process_splits(split: str, process_count: int) -> list[Any]:
   return [split] if process_count == 1 else tfds.even_splits(split, n=process_count)
 
 
+def _check_data_shards(data_shards: int | None, process_count: int, local_batch_size: int) -> int:
+  """`data_shards` (None: `process_count`), checked: a multiple of the process count that splits the local batch."""
+  if data_shards is None:
+    return process_count
+  if isinstance(data_shards, bool) or not isinstance(data_shards, (int, np.integer)) or data_shards <= 0:
+    raise ValueError(f"data_shards: expected None or a positive int, got {data_shards!r}")
+  if data_shards % process_count:
+    raise ValueError(f"data_shards: expected a multiple of the process count {process_count}, got {data_shards}")
+  per_process = data_shards // process_count
+  if local_batch_size % per_process:
+    raise ValueError(f"data_shards: {data_shards} slices over {process_count} process(es) give each process "
+                     f"{per_process} slices, which do not divide its local batch of {local_batch_size} rows")
+  return int(data_shards)
+
+
 def _check_host_args(local_batch_size: int, process_index: int, process_count: int) -> None:
   if isinstance(local_batch_size, bool) or not isinstance(local_batch_size, int) or local_batch_size <= 0:
     raise ValueError(f"local_batch_size: expected a positive int, got {local_batch_size!r}")
@@ -316,9 +334,9 @@ def _to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) ->
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
-def _epoch_seeds(seed: int, epoch: int, process_index: int) -> tuple[int, int]:
-  """(file-order seed, record-shuffle seed) for one epoch of one process."""
-  file_seed, record_seed = np.random.SeedSequence([seed % 2**64, epoch, process_index]).generate_state(2)
+def _epoch_seeds(seed: int, epoch: int, slice_index: int) -> tuple[int, int]:
+  """(file-order seed, record-shuffle seed) for one epoch of one slice (by default, one process's slice)."""
+  file_seed, record_seed = np.random.SeedSequence([seed % 2**64, epoch, slice_index]).generate_state(2)
   return int(file_seed), int(record_seed)
 
 
@@ -355,8 +373,8 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
                        split: str | None = None, data_dir: epath.PathLike | None = None,
                        image_size: int | None = None, process_index: int = 0, process_count: int = 1,
                        shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
-                       classes: Sequence[int] | None = None,
-                       in_memory: bool | None = None) -> Iterator[dict[str, np.ndarray]]:
+                       classes: Sequence[int] | None = None, in_memory: bool | None = None,
+                       data_shards: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of `train_batches`, as NumPy arrays (see `train_batches` for the order).
 
   Args:
@@ -367,8 +385,8 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
     split: TFDS split; None for the data set's `pretrain_split`.
     data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default.
     image_size: host image side; None for the data set's default.
-    process_index: which slice of the split to read.
-    process_count: into how many slices the split is cut.
+    process_index: which slice of the split to read (with `data_shards`: which group of slices).
+    process_count: into how many slices the split is cut (with `data_shards`: how many processes share them).
     shuffle_buffer_size: records held by the shuffle buffer (encoded, so ~100 KB each for ImageNet JPEGs).
     classes: keep only examples whose label is one of these class ids; None keeps every example. Counting the
       kept examples costs one pass over the labels of every process slice when the stream is created.
@@ -376,6 +394,11 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
       `np.random.default_rng` (seeded like the shuffle buffer), instead of a tf.data pass per epoch; None: only
       for the embedded data sets ('mnist1d', 'digits'), whose epochs are a few batches long, so that rebuilding
       a tf.data pipeline every epoch would cost more than the training step.
+    data_shards: into how many slices the split is cut; a multiple of `process_count` whose share
+      k = data_shards // process_count divides `local_batch_size`. None: `process_count` (one slice per process).
+      This process reads slices process_index*k .. process_index*k+k-1, each in its own order (seeded by the
+      slice's number), and each batch is the k slices' batches of local_batch_size // k rows one after another.
+      The concatenation of all processes' batches is then the same for any process count.
 
   Yields:
     {'x': uint8 [b, H, W, C] or float32 [b, L], 'label': int32 [b], 'index': int32 [b]}, b = local_batch_size;
@@ -388,19 +411,25 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
   if shuffle_buffer_size <= 0:
     raise ValueError(f"shuffle_buffer_size: expected a positive int, got {shuffle_buffer_size!r}")
   classes = _check_classes(classes, name, info.num_classes)
+  shards = _check_data_shards(data_shards, process_count, local_batch_size)
+  per_process = shards // process_count
+  slice_batch_size = local_batch_size // per_process
   split = info.pretrain_split if split is None else split
   builder = _builder(name, data_dir)
-  process_splits = _process_splits(split, process_count)
+  slice_splits = _process_splits(split, shards)
   if classes is None:
-    sizes = [_split_size(name, builder, s) for s in process_splits]
+    sizes = [_split_size(name, builder, s) for s in slice_splits]
   else:
-    sizes = [_count_in_classes(name, builder, info, s, classes) for s in process_splits]
-  steps_per_epoch = min(sizes) // local_batch_size
+    sizes = [_count_in_classes(name, builder, info, s, classes) for s in slice_splits]
+  steps_per_epoch = min(sizes) // slice_batch_size
   if steps_per_epoch == 0:
     kept = "" if classes is None else f" with a label in classes={classes}"
-    raise ValueError(f"local_batch_size: {local_batch_size} (global batch / process count) is more than the "
-                     f"{min(sizes)} examples{kept} of the smallest process slice of {name}:{split}")
-  local_split, local_size = process_splits[process_index], sizes[process_index]
+    if per_process == 1:
+      raise ValueError(f"local_batch_size: {local_batch_size} (global batch / process count) is more than the "
+                       f"{min(sizes)} examples{kept} of the smallest process slice of {name}:{split}")
+    raise ValueError(f"local_batch_size: {local_batch_size} over {per_process} slices per process gives "
+                     f"{slice_batch_size} rows per slice, more than the {min(sizes)} examples{kept} of the "
+                     f"smallest of the {shards} slices (data_shards) of {name}:{split}")
   example_fn = _example_fn(builder, info)
   index_fn = _index_fn(builder, split)
   if in_memory is None:
@@ -409,59 +438,68 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
   def decode(ex):
     return {**example_fn(ex), "index": index_fn(ex.get("tfds_id"))}
 
-  if in_memory:
-    ds = _read(name, builder, info, local_split, shuffle_seed=None, add_tfds_id=True)
-    if classes is not None:
-      ds = ds.filter(_label_in(classes))
-    parts = list(ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(8192).as_numpy_iterator())
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  def slice_stream(slice_index: int) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of `slice_batch_size` rows of one slice; with one slice per process, the process's stream."""
+    local_split, local_size = slice_splits[slice_index], sizes[slice_index]
+    if in_memory:
+      ds = _read(name, builder, info, local_split, shuffle_seed=None, add_tfds_id=True)
+      if classes is not None:
+        ds = ds.filter(_label_in(classes))
+      parts = list(ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(8192).as_numpy_iterator())
+      arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    def memory_stream() -> Iterator[dict[str, np.ndarray]]:
+      def memory_stream() -> Iterator[dict[str, np.ndarray]]:
+        epoch, skip_batches = divmod(start_step, steps_per_epoch)
+        while True:
+          _, record_seed = _epoch_seeds(seed, epoch, slice_index)
+          order = np.random.default_rng(record_seed).permutation(local_size)
+          for i in range(skip_batches, steps_per_epoch):
+            rows = order[i * slice_batch_size:(i + 1) * slice_batch_size]
+            yield {k: v[rows] for k, v in arrays.items()}
+          epoch, skip_batches = epoch + 1, 0
+
+      return memory_stream()
+
+    def epoch_dataset(epoch: int, skip_batches: int) -> tf.data.Dataset:
+      file_seed, record_seed = _epoch_seeds(seed, epoch, slice_index)
+      ds = _read(name, builder, info, local_split, shuffle_seed=file_seed, add_tfds_id=True)
+      if classes is not None:
+        ds = ds.filter(_label_in(classes))
+      ds = ds.shuffle(min(local_size, shuffle_buffer_size), seed=record_seed, reshuffle_each_iteration=False)
+      # Skipping before the decoding map keeps a resume cheap: skipped records are never decoded.
+      ds = ds.skip(skip_batches * slice_batch_size)
+      ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      ds = ds.batch(slice_batch_size, drop_remainder=True)
+      # Other slices may be one example shorter: all slices (and processes) stop after the same batch.
+      ds = ds.take(steps_per_epoch - skip_batches)
+      return ds.prefetch(tf.data.AUTOTUNE)
+
+    def stream() -> Iterator[dict[str, np.ndarray]]:
       epoch, skip_batches = divmod(start_step, steps_per_epoch)
       while True:
-        _, record_seed = _epoch_seeds(seed, epoch, process_index)
-        order = np.random.default_rng(record_seed).permutation(local_size)
-        for i in range(skip_batches, steps_per_epoch):
-          rows = order[i * local_batch_size:(i + 1) * local_batch_size]
-          yield {k: v[rows] for k, v in arrays.items()}
+        yield from epoch_dataset(epoch, skip_batches).as_numpy_iterator()
         epoch, skip_batches = epoch + 1, 0
 
-    return memory_stream()
+    return stream()
 
-  def epoch_dataset(epoch: int, skip_batches: int) -> tf.data.Dataset:
-    file_seed, record_seed = _epoch_seeds(seed, epoch, process_index)
-    ds = _read(name, builder, info, local_split, shuffle_seed=file_seed, add_tfds_id=True)
-    if classes is not None:
-      ds = ds.filter(_label_in(classes))
-    ds = ds.shuffle(min(local_size, shuffle_buffer_size), seed=record_seed, reshuffle_each_iteration=False)
-    # Skipping before the decoding map keeps a resume cheap: skipped records are never decoded.
-    ds = ds.skip(skip_batches * local_batch_size)
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(local_batch_size, drop_remainder=True)
-    # Slices of other processes may be one example shorter: all processes stop after the same batch.
-    ds = ds.take(steps_per_epoch - skip_batches)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-  def stream() -> Iterator[dict[str, np.ndarray]]:
-    epoch, skip_batches = divmod(start_step, steps_per_epoch)
-    while True:
-      yield from epoch_dataset(epoch, skip_batches).as_numpy_iterator()
-      epoch, skip_batches = epoch + 1, 0
-
-  return stream()
+  streams = [slice_stream(i) for i in range(process_index * per_process, (process_index + 1) * per_process)]
+  if per_process == 1:
+    return streams[0]
+  return ({k: np.concatenate([b[k] for b in parts]) for k in parts[0]} for parts in zip(*streams))
 
 
 def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax.sharding.Sharding,
                   start_step: int = 0, split: str | None = None, data_dir: epath.PathLike | None = None,
                   image_size: int | None = None, shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
-                  classes: Sequence[int] | None = None,
-                  in_memory: bool | None = None) -> Iterator[dict[str, jax.Array]]:
+                  classes: Sequence[int] | None = None, in_memory: bool | None = None,
+                  data_shards: int | None = None) -> Iterator[dict[str, jax.Array]]:
   """Endless stream of shuffled training batches, resumable at any step.
 
-  Batch `s` depends only on (seed, s) (and the process count): `train_batches(..., start_step=s)` yields what
-  the stream started at 0 yields from its s-th batch on, so a resumed run sees no repeated or skipped batch.
-  An epoch is `smallest process slice // local batch` full batches (one process: `num_examples //
-  global_batch_size`); the remainder of an epoch is dropped and the next epoch is reshuffled. With `classes`,
+  Batch `s` depends only on (seed, s) (and the process count, or `data_shards` when given):
+  `train_batches(..., start_step=s)` yields what the stream started at 0 yields from its s-th batch on, so a
+  resumed run sees no repeated or skipped batch. An epoch is `smallest process slice // local batch` full batches
+  (one process: `num_examples // global_batch_size`; with `data_shards`, `smallest slice // rows per slice`); the
+  remainder of an epoch is dropped and the next epoch is reshuffled. With `classes`,
   only examples of those classes are read, and an epoch counts only them (`kept examples // global_batch_size`
   on one process), so `start_step` still resumes exactly.
 
@@ -479,6 +517,10 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
       Evaluation passes (`eval_batches`) are never filtered.
     in_memory: hold the process's slice in host memory and shuffle it with NumPy (see `host_train_batches`);
       None: only for the embedded data sets.
+    data_shards: cut the split into this many slices, a multiple of `jax.process_count()`, shared out among the
+      processes (see `host_train_batches`); None: one slice per process. A fixed number makes the stream the same
+      for any process count that divides it (e.g. resuming on a different number of hosts, or 1 process x 8
+      devices against 2 processes x 4 devices).
 
   Yields:
     {'x': uint8 [B, H, W, C] (images) or float32 [B, L] (signals), 'label': int32 [B], 'index': int32 [B]
@@ -493,7 +535,7 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
       name, local_batch_size=_local_batch_size(global_batch_size, sharding), seed=seed, start_step=start_step,
       split=split, data_dir=data_dir, image_size=image_size, process_index=jax.process_index(),
       process_count=jax.process_count(), shuffle_buffer_size=shuffle_buffer_size, classes=classes,
-      in_memory=in_memory)
+      in_memory=in_memory, data_shards=data_shards)
   return (_to_global(batch, sharding) for batch in local)
 
 

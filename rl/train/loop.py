@@ -11,6 +11,7 @@ import time
 
 from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -24,6 +25,7 @@ from rl.train import checkpoint as ckpt_lib
 from rl.train import evaluate
 from rl.train import mesh as mesh_lib
 from rl.train import optim
+from rl.train import precision
 from rl.train import step as step_lib
 from rl.train import writer as writer_lib
 from rl.train.state import TrainState
@@ -67,18 +69,26 @@ def _check_finite(state: TrainState, ckpt: ckpt_lib.Checkpointer) -> None:
 
 def build(config: ml_collections.ConfigDict):
   """Everything the loop needs, without running it (also used by tests and evaluation scripts)."""
+  precision.compute_dtype(config)  # a bad config.compute_dtype fails before any data is prepared
   mesh = mesh_lib.make_mesh()
   sharding = mesh_lib.batch_sharding(mesh)
   if config.batch_size % jax.device_count():
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the device count "
                      f"{jax.device_count()}.")
   info = data.dataset_info(config.dataset, image_size=config.image_size)
-  data.prepare(config.dataset, data_dir=config.data_dir)
+  # Process 0 first: processes that share a data dir would otherwise generate an embedded data set at once and
+  # collide on its final rename. The others still prepare after it (a host may have a data dir of its own).
+  if jax.process_index() == 0:
+    data.prepare(config.dataset, data_dir=config.data_dir)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("rl: data prepared")
+    if jax.process_index() != 0:
+      data.prepare(config.dataset, data_dir=config.data_dir)
   if config.num_train_examples is None:
     # Methods with per-example memory (NPID's bank, ODC's labels) size it from here; batch["index"] indexes it.
     with config.unlocked():
       config.num_train_examples = data.num_examples(config.dataset, info.pretrain_split, data_dir=config.data_dir)
-  method = methods.get_method(config)
+  method = precision.get_method(config)  # in config.compute_dtype (mixed precision)
   if len(config.augment.views) != method.num_views:
     raise ValueError(f"config.augment.views has {len(config.augment.views)} recipes; method {method.name!r} needs "
                      f"{method.num_views} views.")
@@ -132,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   batches = data.train_batches(config.dataset, global_batch_size=config.batch_size, seed=config.seed,
                                sharding=sharding, start_step=start, split=info.pretrain_split,
                                data_dir=config.data_dir, image_size=config.image_size,
-                               classes=config.get("data_classes"))
+                               classes=config.get("data_classes"), data_shards=config.get("data_shards"))
 
   bar = _progress(start, total)
   t_start, t_log, steps_since_log = time.time(), time.time(), 0
@@ -241,5 +251,8 @@ def _view_pair(config, method, state, inputs, recipes, view_sizes):
   pairs = list(zip(recipes, view_sizes))
   for i, (recipe, size) in enumerate(pairs[:2] if len(pairs) >= 2 else pairs * 2):
     fn = step_lib.make_view_embed_fn(method, recipe, out_size=size)
-    views.append(np.asarray(jax.device_get(fn(state.params, state.method_state, x, jax.random.fold_in(key, i)))))
+    out = fn(state.params, state.method_state, x, jax.random.fold_in(key, i))
+    # Multi-process: the features are spread over the devices of every process; each process gathers all of them.
+    views.append(np.asarray(multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1
+                            else jax.device_get(out)))
   return views[0], views[1]

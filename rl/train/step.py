@@ -49,10 +49,13 @@ def init_probe(feature_dim: int, num_classes: int):
 
 def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: optax.GradientTransformation,
                     *, mesh: Mesh, seed: int, recipes: Sequence, out_size: int | None | Sequence[int | None],
-                    num_classes: int, schedule: Callable[[jax.Array], jax.Array]):
+                    num_classes: int, schedule: Callable[[jax.Array], jax.Array], augment_on_device: bool = True):
   """Returns `step(state, batch) -> (state, metrics)`, jitted, with the state donated.
 
   `out_size` is one output size for every view or one per view (multi-crop's global and local views).
+  The batch holds `'x'` (raw inputs, augmented into views inside the step), `'label'` and optionally `'index'`.
+  With `augment_on_device=False` it holds `'views'` instead of `'x'`: a tuple of already augmented views (e.g. to
+  time the model alone, `experiments/benchmarks/step_throughput.py`); `recipes` and `out_size` are then unused.
   """
   root = jax.random.key(seed)
   axis = mesh_lib.AXIS
@@ -66,7 +69,10 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     # per-device randomness folds in the device index itself.
     aug_key = jax.random.fold_in(step_key, STREAM_AUGMENT)
     method_key = jax.random.fold_in(step_key, STREAM_METHOD)
-    views = augment.make_views(aug_key, batch["x"], recipes, out_size=out_size, axis_name=axis)
+    if augment_on_device:
+      views = augment.make_views(aug_key, batch["x"], recipes, out_size=out_size, axis_name=axis)
+    else:
+      views = tuple(batch["views"])
     inputs = {"views": views, "label": batch["label"]}
     if "index" in batch:
       inputs["index"] = batch["index"]
