@@ -1,5 +1,8 @@
-"""Tests of rl.data.augment on images: recipes, single ops with measurable effects, blur subset, jit, shard_map."""
+"""Tests of rl.data.augment on images: recipes, single ops with measurable effects, blur subset, jit, shard_map,
+and the fused path (one resampling with the flip folded in, one colour pass) against op-by-op references."""
+import colorsys
 import dataclasses
+import itertools
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -232,6 +235,59 @@ def test_flip():
   assert 0.35 < frac < 0.65
 
 
+def test_resample_flip_is_the_mirror_of_the_same_box():
+  # A flipped view is the same resampling with mirrored sample positions: exactly the mirror image, up- and down-
+  # sampling alike, and both equal the float64 reference.
+  img = _images(b=1, h=20, w=28)[0]
+  for key in _keys(3, seed=5):
+    box = aug_image.sample_crop_box(key, 20, 28)
+    for size in (8, 32):
+      plain = np.asarray(aug_image.resample_box(img, box, out_size=size))
+      flipped = np.asarray(aug_image.resample_box(img, box, out_size=size, flip=True))
+      np.testing.assert_allclose(flipped, plain[:, ::-1], atol=1e-6)
+      np.testing.assert_allclose(flipped, _resample_ref(img / 255.0, box, size)[:, ::-1], atol=1e-5)
+
+
+def test_resample_boxes_matches_jax_image_per_example():
+  # Batched resampling with per-example boxes and flips == jax.image.scale_and_translate (an independent
+  # resampler) on each example, then mirrored where flipped.
+  x = _images(b=6, h=18, w=26)
+  boxes = jax.vmap(lambda k: aug_image.sample_crop_box(k, 18, 26, scale=(0.1, 1.0)))(_keys(6, seed=3))
+  flips = jnp.array([True, False, True, True, False, False])
+  out = np.asarray(jax.jit(lambda v, b, f: aug_image.resample_boxes(v, b, out_size=12, flips=f))(x, boxes, flips))
+
+  def reference(image, box):
+    scale = jnp.stack([12 / box[2], 12 / box[3]])
+    return jax.image.scale_and_translate(image / 255.0, (12, 12, 3), (0, 1), scale, -box[:2] * scale,
+                                         method="linear", antialias=True)
+
+  ref = np.asarray(jax.jit(jax.vmap(reference))(jnp.asarray(x, jnp.float32), boxes))
+  np.testing.assert_allclose(out, np.where(np.asarray(flips)[:, None, None, None], ref[:, :, ::-1], ref), atol=1e-5)
+  with pytest.raises(ValueError, match=r"boxes must have shape \(6, 4\).*\(5, 4\)"):
+    aug_image.resample_boxes(x, boxes[:5], out_size=12)
+  with pytest.raises(ValueError, match=r"flips must have shape \(6,\)"):
+    aug_image.resample_boxes(x, boxes, out_size=12, flips=flips[:2])
+
+
+@pytest.mark.parametrize("resampled", [True, False])
+def test_fused_flip_mirrors_the_same_view_with_probability_p(resampled):
+  # The boxes come from the crop key alone, so a flipped view is exactly the mirror of the flip_p = 0 view of the
+  # same box, with (resampled) or without (same size, identity crop: the flip is an index map) a crop. Over 256
+  # examples of one image, each view is the plain or the mirrored one, the mirrored with frequency p.
+  x = np.repeat(_images(b=1, h=12, w=12), 256, axis=0)
+  crop = dict(crop_scale=(0.3, 1.0), crop_ratio=(3 / 4, 4 / 3)) if resampled else {}
+  base = augment.ImageRecipe(mean=(0.0,), std=(1.0,), **crop)
+  size = 8 if resampled else 12
+  key = jax.random.key(11)
+  view = jax.jit(lambda r, v: aug_image.augment_images(key, v, r, out_size=size), static_argnums=0)
+  plain = np.asarray(view(base, x))
+  out = np.asarray(view(dataclasses.replace(base, flip_p=0.3), x))
+  is_plain = np.abs(out - plain).reshape(256, -1).max(axis=1) < 1e-6
+  is_mirror = np.abs(out - plain[:, :, ::-1]).reshape(256, -1).max(axis=1) < 1e-6
+  assert np.all(is_plain ^ is_mirror)  # every view is exactly one of the two
+  assert abs(is_mirror.mean() - 0.3) < 0.08  # binomial sd at n = 256: 0.029
+
+
 def _jitter(keys, img, **kw):
   defaults = dict(p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
   defaults.update(kw)
@@ -310,6 +366,97 @@ def test_solarize_inverts_above_threshold():
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Fused colour pass against a float64 op-by-op reference (NumPy + colorsys) with fixed factors and orders.
+
+
+def _map_hsv(x, fn):
+  flat = [colorsys.hsv_to_rgb(*fn(*colorsys.rgb_to_hsv(*p))) for p in x.reshape(-1, 3)]
+  return np.asarray(flat).reshape(x.shape)
+
+
+def _color_ref(img, ops, values, order, *, apply=True, gray=False, solarize=False, mode="multiplicative",
+               mean=(0.0,), std=(1.0,)):
+  """Op by op in float64: the ops in `order`, each clipped; grayscale; solarize at 0.5; normalise."""
+  x = img.astype(np.float64)
+  for slot in order if apply else ():
+    name, v = ops[slot], float(values[slot])
+    if name == "brightness":
+      x = x * v if mode == "multiplicative" else x + v
+    elif name == "contrast":
+      m = x.mean(axis=(0, 1))
+      x = v * (x - m) + m
+    elif name == "saturation":
+      x = _map_hsv(x, lambda h, s, val: (h, min(1.0, s * v), val))
+    else:
+      x = _map_hsv(x, lambda h, s, val: ((h + v) % 1.0, s, val))
+    x = np.clip(x, 0.0, 1.0)
+  if gray:
+    x = np.repeat(x @ np.array([0.2989, 0.5870, 0.1140]), 3).reshape(x.shape)
+  if solarize:
+    x = np.where(x >= 0.5, 1.0 - x, x)
+  return (x - np.asarray(mean)) / np.asarray(std)
+
+
+def test_fused_color_matches_op_by_op_reference_in_every_order():
+  # All 24 orders of the four ops, factors over the SimCLR ranges, some examples unjittered, gray or solarized.
+  ops = ("brightness", "contrast", "saturation", "hue")
+  orders = np.array(list(itertools.permutations(range(4))), np.int32)
+  b = len(orders)
+  rs = np.random.RandomState(0)
+  values = np.stack([rs.uniform(0.2, 1.8, b), rs.uniform(0.2, 1.8, b), rs.uniform(0.2, 1.8, b),
+                     rs.uniform(-0.2, 0.2, b)], axis=1).astype(np.float32)
+  apply, gray, solarize = rs.rand(b) < 0.85, rs.rand(b) < 0.25, rs.rand(b) < 0.25
+  x = _images(b=b, h=5, w=6, seed=1)
+  out = np.asarray(aug_image.fused_color(x, ops=ops, values=values, order=orders, apply=apply, gray=gray,
+                                         solarize=solarize, mean=tuple(MEAN), std=tuple(STD)))
+  for i in range(b):
+    ref = _color_ref(x[i] / 255.0, ops, values[i], orders[i], apply=apply[i], gray=gray[i], solarize=solarize[i],
+                     mean=MEAN, std=STD)
+    np.testing.assert_allclose(out[i], ref, atol=2e-5, err_msg=f"order {orders[i]}")
+  # The order matters: contrast and hue do not commute, so reversing every order changes the output.
+  reverse = np.asarray(aug_image.fused_color(x, ops=ops, values=values, order=orders[:, ::-1].copy(), apply=apply,
+                                             gray=gray, solarize=solarize, mean=tuple(MEAN), std=tuple(STD)))
+  assert np.abs(reverse - out).max() > 0.05
+
+
+def test_fused_color_single_channel_additive_and_errors():
+  x = _images(b=4, h=5, w=5, c=1, seed=2)
+  ops = ("brightness", "contrast")
+  values = np.array([[0.3, 1.5], [-0.2, 0.4], [0.1, 1.0], [-0.4, 1.8]], np.float32)
+  order = np.array([[0, 1], [1, 0], [0, 1], [1, 0]], np.int32)
+  out = np.asarray(aug_image.fused_color(x, ops=ops, values=values, order=order, brightness_mode="additive"))
+  for i in range(4):
+    ref = _color_ref(x[i] / 255.0, ops, values[i], order[i], mode="additive")
+    np.testing.assert_allclose(out[i], ref, atol=1e-5)
+  with pytest.raises(ValueError, match="ops must be distinct names"):
+    aug_image.fused_color(x, ops=("gamma",), values=values[:, :1], order=order[:, :1])
+  with pytest.raises(ValueError, match=r"values must have shape \(4, 2\).*\(4, 1\)"):
+    aug_image.fused_color(x, ops=ops, values=values[:, :1], order=order)
+  with pytest.raises(ValueError, match="need 3 channels"):
+    aug_image.fused_color(x, ops=("hue",), values=values[:, :1], order=order[:, :1])
+  with pytest.raises(ValueError, match=r"gray must have shape \(4,\)"):
+    aug_image.fused_color(_images(b=4, h=5, w=5), gray=np.ones(3, bool))
+
+
+@pytest.mark.parametrize("name,overrides,channels", [
+    ("simclr", dict(blur_kernel_fraction=0.4, blur_sigma=(1.0, 2.0), solarize_p=0.5), 3),
+    ("byol_view1", dict(jitter_random_order=False, blur_kernel_fraction=0.4, mean=(0.5,), std=(0.25,)), 1),
+])
+def test_fused_view_equals_the_op_by_op_path_for_the_same_key(name, overrides, channels):
+  # The whole fused view (draws, one resampling with the flip, one colour pass, subset blur with the separable
+  # kernel, solarize, normalise) == the previous op-by-op implementation (jax.image resampling, pix.flip, dm-pix
+  # jitter slots and blur), key for key: multiplicative brightness in random order on RGB, additive brightness
+  # in a fixed order on one channel.
+  recipe = augment.get_recipe(name, **overrides)
+  assert aug_image.blur_kernel_size(10, recipe.blur_kernel_fraction) == 5  # the blur is on
+  x = _images(b=12, h=14, w=18, c=channels, seed=4)
+  key = jax.random.key(21)
+  fused = np.asarray(jax.jit(lambda k, v: aug_image.augment_images(k, v, recipe, out_size=10))(key, x))
+  ref = np.asarray(jax.jit(lambda k, v: aug_image._augment_images_op_by_op(k, v, recipe, out_size=10))(key, x))
+  np.testing.assert_allclose(fused, ref, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Blur: a fixed-size random subset, compared with scipy in float64.
 
 
@@ -329,6 +476,18 @@ def test_blur_touches_exactly_k_examples_and_matches_scipy():
     ref = ndimage.gaussian_filter(x[i].astype(np.float64), sigma=(sigma, sigma, 0), mode="constant", cval=0.0,
                                   radius=(taps // 2, taps // 2, 0))
     np.testing.assert_allclose(out[i], ref, atol=1e-5)
+
+
+def test_separable_blur_matches_dm_pix_per_example_sigma():
+  # Two 1-D passes with per-example taps == dm-pix's depthwise convolution with each example's own sigma.
+  x = jnp.asarray(_images(b=3, h=16, w=16).astype(np.float32) / 255)
+  sigmas = jnp.array([0.3, 1.0, 2.0])
+  for taps in (3, 9):
+    np.testing.assert_allclose(np.asarray(aug_image.gaussian_blur(x, sigmas, taps)),
+                               np.asarray(aug_image._pix_blur(x, sigmas, taps)), atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(aug_image.gaussian_blur(x, sigmas, 1)), np.asarray(x))
+  with pytest.raises(ValueError, match=r"sigma must have shape \(3,\)"):
+    aug_image.gaussian_blur(x, sigmas[:2], 3)
 
 
 def test_blur_marginal_probability_is_p_with_fractional_count():
