@@ -146,7 +146,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--max-seconds", type=float, default=900.0,
                       help="skip a size when the previous one's time x (ratio of rows)^2 would exceed this")
   parser.add_argument("--mem-limit-gb", type=float, default=-1.0,
-                      help="child address-space limit (CPU); -1: 85%% of this machine's memory, 0: none")
+                      help="child address-space limit (CPU); -1: 85%% of this machine's memory without a GPU driver, "
+                           "none with one; 0: none")
   parser.add_argument("--json", default="experiments/benchmarks/results/loss_scaling.json")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--impl", default="tiled", help=argparse.SUPPRESS)
@@ -157,8 +158,11 @@ def main(argv=None) -> dict:
     return {}
 
   if args.mem_limit_gb < 0:
+    # An address-space limit is for CPU runs only: CUDA reserves far more virtual memory than it uses. (The parent
+    # must not start a GPU backend itself, so it looks for the driver instead of asking jax.)
+    import shutil  # pylint: disable=g-import-not-at-top
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    args.mem_limit_gb = 0.85 * total / 2**30
+    args.mem_limit_gb = 0.0 if shutil.which("nvidia-smi") else 0.85 * total / 2**30
   sizes = ([int(r) for r in args.rows.split(",") if r] if args.rows
            else [2 ** p for p in range(args.min_log2, args.max_log2 + 1)])
   records = []
