@@ -246,3 +246,77 @@ def varying(x: jax.Array, axis_name: str) -> jax.Array:
   if axis_name in _varying_axes(x):
     return x
   return lax.pcast(x, axis_name, to="varying")
+
+
+def _block_label_sum(y_rows, y_cols, x, tile):
+  """sum_j [y_rows[i] == y_cols[j]] x[j] for every row i, over one block of columns, streamed over tiles."""
+  n = y_rows.shape[0]
+  m, d = x.shape
+  tr, tc = _tiles(n, m, tile)
+  yr_t = _pad_rows(y_rows[:, None], tr).reshape(-1, tr)
+  yc_t = _pad_rows(y_cols[:, None], tc).reshape(-1, tc)
+  x_t = _pad_rows(x, tc).reshape(-1, tc, d)  # padded columns hold zeros: they add nothing
+
+  def row_block(yr):
+    def col_step(acc, args):
+      yc, xb = args
+      mask = (yr[:, None] == yc[None, :]).astype(xb.dtype)
+      return acc + lax.dot_general(mask, xb, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32), None
+
+    acc0 = _match_vma(jnp.zeros((tr, d), jnp.float32), x_t)
+    acc, _ = lax.scan(col_step, acc0, (yc_t, x_t))
+    return acc
+
+  return lax.map(row_block, yr_t).reshape(-1, d)[:n]
+
+
+def _label_sum_forward(labels, x, axis_name, tile):
+  total = _block_label_sum(labels, labels, x, tile)
+  if axis_name is not None:
+    size, perm = _ring(axis_name)
+    if size > 1:
+      def hop(carry, _):
+        total, block_labels, block = carry
+        block_labels, block = lax.ppermute((block_labels, block), axis_name, perm)
+        return (total + _block_label_sum(labels, block_labels, block, tile), block_labels, block), None
+
+      (total, _, _), _ = lax.scan(hop, (total, labels, x), None, length=size - 1)
+  return total
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _label_sum(labels, x, axis_name, tile):
+  return _label_sum_forward(labels, x, axis_name, tile)
+
+
+def _label_sum_fwd(labels, x, axis_name, tile):
+  return _label_sum_forward(labels, x, axis_name, tile), labels
+
+
+def _label_sum_bwd(axis_name, tile, labels, g):
+  # The map is x -> M x with M_ij = [y_i == y_j] over the GLOBAL rows, which are also the global columns: M is
+  # symmetric, so the transpose is the same ring pass applied to the cotangent (no gradient needs routing home).
+  return None, _label_sum_forward(labels, g.astype(jnp.float32), axis_name, tile)
+
+
+_label_sum.defvjp(_label_sum_fwd, _label_sum_bwd)
+
+
+def same_label_sum(labels: jax.Array, x: jax.Array, *, axis_name: str | None = None,
+                   tile_size: int = DEFAULT_TILE) -> jax.Array:
+  """sum_j [labels_j == labels_i] x_j for every local row i, j over the rows of every device, without the
+  [n, N] label-equality matrix: streamed in tiles and, with `axis_name`, around a ring of `ppermute`s.
+
+  Args:
+    labels: [n] integer labels of this device's rows.
+    x: [n, d] values of the same rows.
+    axis_name: None for one device; the mapped axis name inside `jax.shard_map` or `jax.pmap`.
+    tile_size: side of the mask tiles.
+
+  Returns:
+    [n, d] float32 sums (row i's own x_i included), differentiable in `x`.
+  """
+  x = x.astype(jnp.float32)
+  if axis_name is not None:
+    labels, x = varying(labels, axis_name), varying(x, axis_name)
+  return _label_sum(labels, x, axis_name, check_tile(tile_size))

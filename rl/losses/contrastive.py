@@ -228,15 +228,33 @@ def _check_views(z: jax.Array, labels: jax.Array) -> None:
   _checks.check_labels("labels", labels, z.shape[0])
 
 
-def _multi_positive_nce(z: jax.Array, label_sets, temperature, axis_name: str | None):
+def _multi_positive_nce(z: jax.Array, label_sets, temperature, axis_name: str | None, impl: str = "plain",
+                        tile_size: int = _tiled.DEFAULT_TILE):
   """Per-device sums of the SupCon out-loss for each labelling in `label_sets`, sharing one similarity matrix.
 
   Every local view is an anchor; the contrast set is every view of the global batch except the anchor; the
   positives are the contrast views whose label equals the anchor's. Returns ([local sum per labelling], count).
+
+  The tiled form never builds the matrix: the log-sum-exp over the contrast set is `_tiled.row_logsumexp`, and
+  the sum over the positives is u_i . (Q_i - u_i) / tau, with Q_i the sum of every same-label view of the global
+  batch (`_tiled.same_label_sum`, which also counts them).
   """
+  _tiled.check_tile(tile_size)
   b, v, d = z.shape
   u = _ops.l2_normalize(_ops.to_float32(z))
   anchors = u.reshape(b * v, d)  # example-major: row r * v + view
+  if _tiled.choose(impl, b * v, b * v * _collectives.axis_size(axis_name)):
+    dt = _tiled.matmul_dtype(z)
+    lse = _tiled.row_logsumexp((anchors / temperature).astype(dt), anchors.astype(dt), exclude_self=True,
+                               axis_name=axis_name, tile_size=tile_size)
+    with_count = jnp.concatenate([anchors, jnp.ones((b * v, 1), jnp.float32)], axis=1)
+    sums = []
+    for labels in label_sets:
+      q = _tiled.same_label_sum(jnp.repeat(labels, v), with_count, axis_name=axis_name, tile_size=tile_size)
+      pos_sum = jnp.sum(anchors * (q[:, :d] - anchors), axis=1) / temperature  # the anchor itself left out
+      count = q[:, d] - 1.0  # >= 1: the anchor's other views
+      sums.append(-jnp.sum(pos_sum / count - lse))
+    return sums, b * v
   contrast = _collectives.all_gather(u, axis_name).reshape(-1, d)  # [B * v, d], same layout
   logits = (anchors @ contrast.T) / temperature
   first = _collectives.axis_index(axis_name) * b
@@ -256,7 +274,7 @@ def _multi_positive_nce(z: jax.Array, label_sets, temperature, axis_name: str | 
 
 
 def supcon(z: jax.Array, labels: jax.Array, *, temperature: float = 0.1, base_temperature: float | None = None,
-           axis_name: str | None = None) -> jax.Array:
+           axis_name: str | None = None, impl: str = "auto", tile_size: int = _tiled.DEFAULT_TILE) -> jax.Array:
   r"""Supervised contrastive loss (SupCon, the L^sup_out form): all same-label views are positives.
 
   The b examples with V views each give N = B V normalised views u of the GLOBAL batch; every one is an anchor.
@@ -277,6 +295,10 @@ def supcon(z: jax.Array, labels: jax.Array, *, temperature: float = 0.1, base_te
     axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
       `jax.pmap`, where `z, labels` are this device's shard; the contrast set (views and labels) is gathered
       from every device and only local anchors are summed.
+    impl: "plain", "tiled" or "auto" (default), as in `nt_xent`: the tiled form streams the contrast set in
+      [tile_size, tile_size] tiles (around a ring of devices with `axis_name`, the labels travelling with the
+      views) for both the log-sum-exp and the sum over positives; "auto" is tiled above 2^26 logits per device.
+    tile_size: side of the tiles of the tiled form.
 
   Returns:
     The scalar mean loss over the B * views anchors of the global batch (float32 for float32/bfloat16 input).
@@ -292,13 +314,14 @@ def supcon(z: jax.Array, labels: jax.Array, *, temperature: float = 0.1, base_te
   _checks.check_positive("temperature", temperature)
   if base_temperature is not None:
     _checks.check_positive("base_temperature", base_temperature)
-  (local_sum,), count = _multi_positive_nce(z, [labels], temperature, axis_name)
+  (local_sum,), count = _multi_positive_nce(z, [labels], temperature, axis_name, impl, tile_size)
   loss = _collectives.global_mean(local_sum, count, axis_name)
   return loss if base_temperature is None else loss * (temperature / base_temperature)
 
 
 def supcon_simclr(z: jax.Array, labels: jax.Array, *, weight: float = 0.5, temperature: float = 0.1,
-                  axis_name: str | None = None) -> jax.Array:
+                  axis_name: str | None = None, impl: str = "auto",
+                  tile_size: int = _tiled.DEFAULT_TILE) -> jax.Array:
   r"""Joint supervised + unsupervised contrastive loss: (1 - weight) SupCon + weight SimCLR.
 
   .. math::
@@ -320,6 +343,8 @@ def supcon_simclr(z: jax.Array, labels: jax.Array, *, weight: float = 0.5, tempe
     temperature: tau > 0, shared by both terms.
     axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
       `jax.pmap`, where `z, labels` are this device's shard.
+    impl: "plain", "tiled" or "auto" (default), as in `supcon`.
+    tile_size: side of the tiles of the tiled form.
 
   Returns:
     The scalar loss over the global batch (float32 for float32/bfloat16 input).
@@ -339,6 +364,6 @@ def supcon_simclr(z: jax.Array, labels: jax.Array, *, weight: float = 0.5, tempe
   _checks.check_in_range("weight", weight, 0.0, 1.0)
   b = z.shape[0]
   instance = jnp.arange(b) + _collectives.axis_index(axis_name) * b  # global example index
-  (sup, unsup), count = _multi_positive_nce(z, [labels, instance], temperature, axis_name)
+  (sup, unsup), count = _multi_positive_nce(z, [labels, instance], temperature, axis_name, impl, tile_size)
   local = (1.0 - weight) * sup + weight * unsup
   return _collectives.global_mean(local, count, axis_name)

@@ -1,4 +1,4 @@
-"""The tiled (memory-efficient) forms of nt_xent, info_nce and clip: equal to the plain forms in value and
+"""The tiled (memory-efficient) forms of nt_xent, info_nce, clip, supcon and supcon_simclr: equal to the plain forms in value and
 gradients on 1 and 8 devices (ring of ppermutes), the row log-sum-exp against float64 NumPy, and the logits
 matrix never allocated (XLA's own memory analysis)."""
 import functools
@@ -52,7 +52,13 @@ def _cases():
   z1 = rng.randn(40, 8).astype(np.float32)
   z2 = (z1 + 0.7 * rng.randn(40, 8)).astype(np.float32)
   queue = rng.randn(24, 8).astype(np.float32)
+  zv = np.stack([z1, z2, (z1 - 0.5 * rng.randn(40, 8)).astype(np.float32)], axis=1)  # [40, 3 views, 8]
+  labels = rng.randint(0, 5, size=40).astype(np.int32)
   return {
+      "supcon": (lambda z, y, impl, axis_name=None: losses.supcon(
+          z, y, temperature=0.2, impl=impl, tile_size=16, axis_name=axis_name), (zv, labels), ()),
+      "supcon_simclr": (lambda z, y, impl, axis_name=None: losses.supcon_simclr(
+          z, y, weight=0.3, temperature=0.2, impl=impl, tile_size=16, axis_name=axis_name), (zv, labels), ()),
       "nt_xent": (lambda x, y, impl, axis_name=None: losses.nt_xent(
           x, y, temperature=0.2, impl=impl, tile_size=8, axis_name=axis_name), (z1, z2), ()),
       "info_nce": (lambda x, y, impl, axis_name=None: losses.info_nce(
@@ -64,11 +70,18 @@ def _cases():
   }
 
 
-@pytest.mark.parametrize("name", ["nt_xent", "info_nce", "info_nce_queue", "clip"])
+NAMES = ["nt_xent", "info_nce", "info_nce_queue", "clip", "supcon", "supcon_simclr"]
+
+
+def _float_args(args):
+  return tuple(i for i, a in enumerate(args) if np.issubdtype(np.asarray(a).dtype, np.floating))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_tiled_equals_plain_on_one_device(name):
   fn, sharded, replicated = _cases()[name]
   args = sharded + replicated
-  argnums = tuple(range(len(args)))
+  argnums = _float_args(args)
   plain = jax.jit(jax.value_and_grad(functools.partial(fn, impl="plain"), argnums=argnums))(*args)
   tiled = jax.jit(jax.value_and_grad(functools.partial(fn, impl="tiled"), argnums=argnums))(*args)
   np.testing.assert_allclose(float(tiled[0]), float(plain[0]), rtol=RTOL)
@@ -76,12 +89,12 @@ def test_tiled_equals_plain_on_one_device(name):
     np.testing.assert_allclose(np.asarray(g_t), np.asarray(g_p), rtol=RTOL, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["nt_xent", "info_nce", "info_nce_queue", "clip"])
+@pytest.mark.parametrize("name", NAMES)
 def test_tiled_ring_on_8_devices_equals_plain_on_one(mesh8, name):
   """The ring form (keys passed around 8 devices, gradients sent home) against the plain single-device loss,
   under shard_map and pmap, gradients for the sharded views and for a replicated queue."""
   fn, sharded, replicated = _cases()[name]
-  argnums = tuple(range(len(sharded) + len(replicated)))
+  argnums = _float_args(sharded + replicated)
   plain = jax.jit(jax.value_and_grad(functools.partial(fn, impl="plain"), argnums=argnums))(*sharded, *replicated)
   single, under_sm, under_pmap = multidevice.grads_1_and_8(
       functools.partial(fn, impl="tiled"), mesh8, sharded, replicated, argnums=argnums)
@@ -109,6 +122,14 @@ def test_auto_picks_tiled_above_the_threshold_and_bad_impl_is_refused():
     losses.info_nce(z, z, impl="tiled", tile_size=0)
 
 
+def test_same_label_sum_matches_numpy():
+  rng = np.random.RandomState(5)
+  y, x = rng.randint(0, 4, 29).astype(np.int32), rng.randn(29, 3).astype(np.float32)
+  want = (y[:, None] == y[None, :]).astype(np.float64) @ x.astype(np.float64)
+  got = jax.jit(functools.partial(_tiled.same_label_sum, tile_size=8))(y, x)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
 def test_tiled_never_allocates_the_logits_matrix():
   """XLA's buffer assignment for forward + backward at 8192 rows: the plain form needs the [2b, 2b] float32
   matrix (256 MiB), the tiled form only tiles and per-row statistics."""
@@ -120,6 +141,20 @@ def test_tiled_never_allocates_the_logits_matrix():
     return f.lower(z, z).compile().memory_analysis().temp_size_in_bytes
 
   matrix = (2 * b) ** 2 * 4
+  plain, tiled = temp_bytes("plain"), temp_bytes("tiled")
+  assert plain >= matrix, (plain, matrix)
+  assert tiled < matrix / 16, (tiled, matrix)
+
+
+def test_tiled_supcon_never_allocates_the_logits_or_label_matrix():
+  b, v, d, tile = 4096, 2, 32, 256
+  z, y = jax.ShapeDtypeStruct((b, v, d), jnp.float32), jax.ShapeDtypeStruct((b,), jnp.int32)
+
+  def temp_bytes(impl):
+    f = jax.jit(jax.grad(lambda z, y: losses.supcon(z, y, impl=impl, tile_size=tile)))
+    return f.lower(z, y).compile().memory_analysis().temp_size_in_bytes
+
+  matrix = (b * v) ** 2 * 4
   plain, tiled = temp_bytes("plain"), temp_bytes("tiled")
   assert plain >= matrix, (plain, matrix)
   assert tiled < matrix / 16, (tiled, matrix)
