@@ -36,13 +36,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "s
 
 
 def _counts(text: str) -> tuple[int, ...]:
-  try:
-    counts = tuple(int(t) for t in text.split(","))
-  except ValueError:
-    counts = ()
-  if not counts or min(counts) < 1:
-    raise SystemExit(f"--devices: expected comma-separated positive device counts such as 1,2,4,8; got {text!r}")
-  return counts
+  return st.positive_ints(text, "--devices", "device counts", "1,2,4,8")
 
 
 def markdown(result: dict) -> str:

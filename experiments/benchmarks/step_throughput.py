@@ -393,14 +393,19 @@ def markdown(result: dict) -> str:
   return "\n".join(lines)
 
 
-def parse_stages(text: str) -> tuple[int, ...]:
+def positive_ints(text: str, flag: str, what: str, example: str) -> tuple[int, ...]:
+  """A comma-separated list of positive ints from a flag, or a SystemExit naming the flag."""
   try:
-    stages = tuple(int(t) for t in text.split(","))
+    values = tuple(int(t) for t in text.split(","))
   except ValueError:
-    stages = ()
-  if not stages or min(stages) < 1:
-    raise SystemExit(f"--stages: expected comma-separated positive block counts such as 2,2,2,2; got {text!r}")
-  return stages
+    values = ()
+  if not values or min(values) < 1:
+    raise SystemExit(f"{flag}: expected comma-separated positive {what} such as {example}; got {text!r}")
+  return values
+
+
+def parse_stages(text: str) -> tuple[int, ...]:
+  return positive_ints(text, "--stages", "block counts", "2,2,2,2")
 
 
 def resolve_dtype(name: str) -> str:
