@@ -122,12 +122,7 @@ def main(argv=None) -> dict:
       "rows": rows,
       "note": note,
   }
-  print(markdown(result), flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(result, f, indent=2)
-  print(f"\nwrote {args.out}")
-  return result
+  return st.report(result, markdown(result), args.out)
 
 
 if __name__ == "__main__":

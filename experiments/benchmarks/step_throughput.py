@@ -393,6 +393,16 @@ def markdown(result: dict) -> str:
   return "\n".join(lines)
 
 
+def report(result: dict, table: str, path: str) -> dict:
+  """Prints the table, writes `result` as JSON to `path` and returns it (shared with scaling.py)."""
+  print(table, flush=True)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2)
+  print(f"\nwrote {path}")
+  return result
+
+
 def positive_ints(text: str, flag: str, what: str, example: str) -> tuple[int, ...]:
   """A comma-separated list of positive ints from a flag, or a SystemExit naming the flag."""
   try:
@@ -475,12 +485,7 @@ def main(argv=None) -> dict:
       "bars": bar_rows(by_name, kind=kind, on_gpu=on_gpu),
       "anchors_h200": {"pairs_per_s": ANCHORS, "flop_per_pair": ANCHOR_FLOP_PER_PAIR},
   }
-  print(markdown(result), flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(result, f, indent=2)
-  print(f"\nwrote {args.out}")
-  return result
+  return report(result, markdown(result), args.out)
 
 
 if __name__ == "__main__":
