@@ -19,7 +19,6 @@ experiments/benchmarks/results/scaling.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
