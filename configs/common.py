@@ -69,11 +69,16 @@ def base() -> ml_collections.ConfigDict:
   c.eval.alignment_examples = 1000
   c.eval.tsne_points = 1000  # 0: no t-SNE plot
   c.eval.baselines = True  # the random-encoder and raw-input rows of the final report
+  c.eval.final = True  # False: stop after training, without the final report (sweeps, resume tests, the soak)
   c.eval.projection = True  # a report row for the projection head's output (methods that have one)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500
   c.checkpoint.keep = 3
+  # Multi-host: how often the hosts agree on a SIGTERM/SIGINT (a host-side all-gather); one process checks every step.
+  c.checkpoint.preemption_sync_every_steps = 10
+  # Steps with a non-finite loss or gradient to skip (the update is dropped) before stopping; 0: stop at the first.
+  c.skip_nonfinite_steps = 0
   return c
 
 

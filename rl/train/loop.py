@@ -26,6 +26,7 @@ from rl.train import evaluate
 from rl.train import mesh as mesh_lib
 from rl.train import optim
 from rl.train import precision
+from rl.train import preemption
 from rl.train import step as step_lib
 from rl.train import writer as writer_lib
 from rl.train.state import TrainState
@@ -59,12 +60,34 @@ def _progress(start: int, total: int):
   return None
 
 
-def _check_finite(state: TrainState, ckpt: ckpt_lib.Checkpointer) -> None:
-  bad = int(jax.device_get(state.nonfinite_step))
-  if bad >= 0:
+def _check_finite(state: TrainState, ckpt: ckpt_lib.Checkpointer, *, skip_limit: int) -> int:
+  """Raises `NonFiniteLossError` for a non-finite step (beyond `skip_limit` skipped ones); returns the skip count."""
+  bad, leaf, skipped = (int(v) for v in jax.device_get((state.nonfinite_step, state.nonfinite_leaf,
+                                                       state.skipped_steps)))
+  if (skip_limit == 0 and bad >= 0) or skipped > skip_limit:
+    names = step_lib.nonfinite_leaf_names(state.params)
+    what = f"non-finite {names[leaf] if 0 <= leaf < len(names) else 'loss or gradient'} at step {bad}"
     last = ckpt.latest_step()
-    where = f"the last good checkpoint is step {last} in {ckpt.directory}" if last is not None else "no checkpoint"
-    raise NonFiniteLossError(f"non-finite loss or gradient at step {bad}; stopping ({where}).")
+    where = (f"the last good checkpoint is step {last} in {ckpt.directory}" if last is not None
+             else "no checkpoint was written yet")
+    if skip_limit:
+      raise NonFiniteLossError(f"{skipped} steps had a non-finite loss or gradient, more than "
+                               f"config.skip_nonfinite_steps={skip_limit} (the last: {what}); stopping ({where}).")
+    raise NonFiniteLossError(f"{what}; stopping ({where}; config.skip_nonfinite_steps=N skips up to N such "
+                             f"steps instead).")
+  return skipped
+
+
+def _writable_workdir(workdir: epath.Path) -> None:
+  """Fails at once, naming the path, if the workdir cannot be created or written (not at the first save)."""
+  probe = workdir / ".rl-write-test"
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise ckpt_lib.CheckpointSaveError(
+        f"workdir: cannot write to {workdir} ({type(e).__name__}: {e}); pick a writable --workdir.") from e
 
 
 def build(config: ml_collections.ConfigDict):
@@ -110,11 +133,22 @@ def init_state(config, method, info, tx, probe_tx, *, eval_recipe, out_size, mes
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict:
-  """Trains `config.method` on `config.dataset`, evaluates, and writes everything into `workdir`."""
+  """Trains `config.method` on `config.dataset`, evaluates, and writes everything into `workdir`.
+
+  Resumes from the newest good checkpoint of `workdir/checkpoints` (a corrupt one is moved aside with a warning).
+  On SIGTERM or SIGINT it finishes the step in flight, saves a checkpoint, waits until it is on disk and returns
+  `{'rows': [], 'interrupted': {'signal': name, 'step': step}}` without the final evaluation; otherwise it returns
+  `{'rows': the rows of the final report}`.
+
+  Raises:
+    NonFiniteLossError: a non-finite loss or gradient (beyond `config.skip_nonfinite_steps` skipped steps).
+    rl.train.checkpoint.CheckpointSaveError: the workdir is not writable, or a save failed (disk full).
+    rl.train.checkpoint.CheckpointMismatchError: the workdir's checkpoint belongs to another model or method.
+  """
   workdir = epath.Path(workdir)
   if "://" not in str(workdir):
     workdir = workdir.resolve()  # Orbax wants absolute paths
-  workdir.mkdir(parents=True, exist_ok=True)
+  _writable_workdir(workdir)
   mesh, sharding, info, method, recipes, eval_recipe, out_size, view_sizes = build(config)
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
@@ -123,7 +157,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   tx = optim.make_optimizer(config, total)
   probe_tx = optax.adam(config.online_probe.lr)
   state = init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
-  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.keep)
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.keep,
+                               metadata={"device_count": jax.device_count(), "process_count": jax.process_count(),
+                                         "method": config.method, "dataset": config.dataset})
   restored = ckpt.restore_latest(state)
   if restored is not None:
     state = restored
@@ -133,11 +169,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
            jax.device_count())
   print(f"[rl] {'resuming from checkpoint at' if start else 'starting at'} step {start}/{total} "
         f"on {jax.device_count()} {jax.devices()[0].platform} device(s); workdir {workdir}", flush=True)
+  if restored is not None:
+    saved_on = ckpt.step_metadata(start).get("device_count")
+    if saved_on is not None and saved_on != jax.device_count():
+      message = (f"the checkpoint was written on {saved_on} device(s) and resumes on {jax.device_count()}; the "
+                 f"global batch ({config.batch_size}) and the data order are unchanged, reductions may round "
+                 f"differently")
+      log.warning("%s", message)
+      print(f"[rl] {message}", flush=True)
 
   writer = writer_lib.MetricWriter(workdir, resume_step=start)
+  skip_limit = int(config.get("skip_nonfinite_steps") or 0)
   train_step = step_lib.make_train_step(
       method, tx, probe_tx, mesh=mesh, seed=config.seed, recipes=recipes, out_size=view_sizes,
-      num_classes=info.num_classes, schedule=optim.learning_rate_schedule(config, total))
+      num_classes=info.num_classes, schedule=optim.learning_rate_schedule(config, total),
+      skip_nonfinite=skip_limit > 0)
   embed = step_lib.make_embed_fn(method, eval_recipe, out_size=out_size)
   batches = data.train_batches(config.dataset, global_batch_size=config.batch_size, seed=config.seed,
                                sharding=sharding, start_step=start, split=info.pretrain_split,
@@ -146,39 +192,62 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
 
   bar = _progress(start, total)
   t_start, t_log, steps_since_log = time.time(), time.time(), 0
-  for step in range(start, total):
-    state, metrics = train_step(state, next(batches))
-    steps_since_log += 1
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == total:
-      _check_finite(state, ckpt)
-      metrics = jax.device_get(metrics)
-      rate = steps_since_log / (time.time() - t_log)
-      t_log, steps_since_log = time.time(), 0
-      writer.write(done, "train", {**metrics, "steps_per_second": rate})
+  skipped = 0
+  with preemption.StopRequest(sync_every=config.checkpoint.get("preemption_sync_every_steps", 10)) as stop:
+    for step in range(start, total):
+      state, metrics = train_step(state, next(batches))
+      steps_since_log += 1
+      done = step + 1
+      if done % config.log_every_steps == 0 or done == total:
+        now_skipped = _check_finite(state, ckpt, skip_limit=skip_limit)
+        if now_skipped > skipped:
+          print(f"[rl] WARNING: skipped {now_skipped - skipped} step(s) with a non-finite loss or gradient by step "
+                f"{done} ({now_skipped} of config.skip_nonfinite_steps={skip_limit} used)", flush=True)
+          skipped = now_skipped
+        metrics = jax.device_get(metrics)
+        if skip_limit:
+          metrics["skipped_steps"] = skipped
+        rate = steps_since_log / (time.time() - t_log)
+        t_log, steps_since_log = time.time(), 0
+        writer.write(done, "train", {**metrics, "steps_per_second": rate})
+        if bar is not None:
+          bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", steps_per_s=f"{rate:.1f}")
+        else:
+          print(f"[rl] step {done}/{total} loss {float(metrics['loss']):.4f} "
+                f"online_probe_acc {float(metrics['online_probe_accuracy']):.3f} {rate:.1f} steps/s", flush=True)
       if bar is not None:
-        bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", steps_per_s=f"{rate:.1f}")
-      else:
-        print(f"[rl] step {done}/{total} loss {float(metrics['loss']):.4f} "
-              f"online_probe_acc {float(metrics['online_probe_accuracy']):.3f} {rate:.1f} steps/s", flush=True)
-    if bar is not None:
-      bar.update(1)
-    if config.eval.every_steps and done % config.eval.every_steps == 0 and done != total:
-      train_split = evaluate.extract(embed, state.params, state.method_state, config, info.train_split,
-                                     sharding=sharding, max_examples=config.eval.max_train_examples)
-      test_split = evaluate.extract(embed, state.params, state.method_state, config, info.test_split,
-                                    sharding=sharding)
-      row = evaluate.knn_eval(train_split, test_split, config, info.num_classes)
-      writer.write(done, "eval", row)
-      if bar is None:
-        print(f"[rl] step {done} eval " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
-    if done % config.checkpoint.every_steps == 0 or done == total:
-      _check_finite(state, ckpt)
-      ckpt.save(state)
+        bar.update(1)
+      stopping = stop.should_stop(done)
+      if (config.eval.every_steps and done % config.eval.every_steps == 0 and done != total
+          and not stopping):
+        train_split = evaluate.extract(embed, state.params, state.method_state, config, info.train_split,
+                                       sharding=sharding, max_examples=config.eval.max_train_examples)
+        test_split = evaluate.extract(embed, state.params, state.method_state, config, info.test_split,
+                                      sharding=sharding)
+        row = evaluate.knn_eval(train_split, test_split, config, info.num_classes)
+        writer.write(done, "eval", row)
+        if bar is None:
+          print(f"[rl] step {done} eval " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
+      if done % config.checkpoint.every_steps == 0 or done == total or stopping:
+        _check_finite(state, ckpt, skip_limit=skip_limit)
+        ckpt.save(state)
+      if stopping:
+        ckpt.wait()  # raises if the save failed: never report a checkpoint that is not on disk
+        if bar is not None:
+          bar.close()
+        writer.close()
+        ckpt.close()
+        print(f"[rl] stopped by {stop.signal} after step {done}/{total}; the checkpoint of step {done} is in "
+              f"{ckpt.directory}. Run the same command to resume.", flush=True)
+        return {"rows": [], "interrupted": {"signal": stop.signal, "step": done}}
   if bar is not None:
     bar.close()
   ckpt.wait()
   train_seconds = time.time() - t_start
+  if not config.eval.get("final", True):
+    writer.close()
+    ckpt.close()
+    return {"rows": []}
 
   results = final_evaluation(config, workdir, method, state, embed, sharding=sharding, info=info,
                              recipes=recipes, out_size=out_size, view_sizes=view_sizes, tx=tx, probe_tx=probe_tx, mesh=mesh,

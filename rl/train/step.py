@@ -25,9 +25,17 @@ STREAM_AUGMENT = 0
 STREAM_METHOD = 1
 
 
-def _all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+def finite_flags(loss: jax.Array, grads) -> jax.Array:
+  """[1 + number of floating gradient leaves] bools: is the loss finite, is each gradient leaf finite."""
+  return jnp.stack([jnp.all(jnp.isfinite(loss))] + [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(grads)
+                                                      if jnp.issubdtype(x.dtype, jnp.inexact)])
+
+
+def nonfinite_leaf_names(params) -> list[str]:
+  """Names of the entries of `finite_flags` (the gradients have the structure and dtypes of `params`)."""
+  paths = jax.tree_util.tree_flatten_with_path(params)[0]
+  return ["loss"] + [f"gradient of params{jax.tree_util.keystr(p)}" for p, x in paths
+                     if jnp.issubdtype(x.dtype, jnp.inexact)]
 
 
 def probe_loss(probe_params, features, labels, *, num_classes: int, axis_name: str | None):
@@ -49,13 +57,17 @@ def init_probe(feature_dim: int, num_classes: int):
 
 def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: optax.GradientTransformation,
                     *, mesh: Mesh, seed: int, recipes: Sequence, out_size: int | None | Sequence[int | None],
-                    num_classes: int, schedule: Callable[[jax.Array], jax.Array], augment_on_device: bool = True):
+                    num_classes: int, schedule: Callable[[jax.Array], jax.Array], augment_on_device: bool = True,
+                    skip_nonfinite: bool = False):
   """Returns `step(state, batch) -> (state, metrics)`, jitted, with the state donated.
 
   `out_size` is one output size for every view or one per view (multi-crop's global and local views).
   The batch holds `'x'` (raw inputs, augmented into views inside the step), `'label'` and optionally `'index'`.
   With `augment_on_device=False` it holds `'views'` instead of `'x'`: a tuple of already augmented views (e.g. to
   time the model alone, `experiments/benchmarks/step_throughput.py`); `recipes` and `out_size` are then unused.
+  A step whose loss or gradients are not finite is recorded in `state.nonfinite_step`/`nonfinite_leaf`; with
+  `skip_nonfinite`, it also leaves every parameter, optimizer and method state as it was (only `step` and
+  `skipped_steps` advance), so the loop can skip a bounded number of bad steps (`config.skip_nonfinite_steps`).
   """
   root = jax.random.key(seed)
   axis = mesh_lib.AXIS
@@ -92,11 +104,20 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     p_updates, probe_opt_state = probe_tx.update(p_grads, state.probe_opt_state, state.probe_params)
     probe_params = optax.apply_updates(state.probe_params, p_updates)
 
-    finite = jnp.isfinite(loss) & _all_finite(grads)
-    nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+    flags = finite_flags(loss, grads)
+    finite = jnp.all(flags)
+    first_bad = jnp.argmin(flags).astype(jnp.int32)  # the first False
+    record = ~finite & ((state.nonfinite_step < 0) | skip_nonfinite)
     new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, method_state=method_state,
                            probe_params=probe_params, probe_opt_state=probe_opt_state,
-                           nonfinite_step=nonfinite_step)
+                           nonfinite_step=jnp.where(record, state.step, state.nonfinite_step),
+                           nonfinite_leaf=jnp.where(record, first_bad, state.nonfinite_leaf),
+                           skipped_steps=state.skipped_steps + (~finite & skip_nonfinite).astype(jnp.int32))
+    if skip_nonfinite:  # a bad step changes nothing but the counters
+      keep = ("params", "opt_state", "method_state", "probe_params", "probe_opt_state")
+      new_state = new_state.replace(**{
+          name: jax.tree.map(lambda new, old: jnp.where(finite, new, old), getattr(new_state, name),
+                             getattr(state, name)) for name in keep})
     metrics = {"loss": loss, "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads),
                "online_probe_loss": p_loss, "online_probe_accuracy": p_acc, **aux["metrics"]}
     return new_state, metrics

@@ -1,0 +1,370 @@
+"""Reliability (issue 7): exact resume after SIGKILL, graceful SIGTERM/SIGINT, corrupt, mismatched and unwritable
+checkpoints, non-finite steps.
+
+The killed runs are real processes (`experiments/main.py`) killed with SIGKILL at a random step after a save; the
+straight and resumed runs train in this process. Every run is the smoke config for 8 steps with a checkpoint every
+2 steps and no final evaluation (`config.eval.final=False`).
+"""
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from rl.train import checkpoint as ckpt_lib
+from rl.train import loop
+from rl.train import preemption
+from rl.train import restore
+from rl.train import step as step_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STEPS = 8
+# The methods of the issue: a plain one, an EMA target, a queue, multi-crop with a centre, a memory bank, prototypes
+# with a queue.
+METHODS = ("simclr", "byol", "moco_v2", "dino", "npid", "swav")
+
+
+def _overrides(data_dir) -> dict:
+  return {"total_steps": STEPS, "log_every_steps": 1, "checkpoint.every_steps": 2, "checkpoint.keep": 10,
+          "eval.every_steps": 0, "eval.final": False, "data_dir": str(data_dir)}
+
+
+def _config(method: str, data_dir, **extra):
+  c = importlib.import_module(f"configs.{method}").get_config("smoke")
+  for key, value in {**_overrides(data_dir), **extra}.items():
+    *parents, leaf = key.split(".")
+    node = c
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def _child(method: str, workdir, data_dir, *, devices: int = 8, extra=()) -> subprocess.Popen:
+  flags = [f"--config.{k}={v}" for k, v in _overrides(data_dir).items()] + list(extra)
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+  return subprocess.Popen(
+      [sys.executable, "experiments/main.py", "--config", f"configs/{method}.py:smoke", "--workdir", str(workdir),
+       *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _train_lines(workdir):
+  lines = [json.loads(l) for l in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+  return [{k: v for k, v in l.items() if k != "steps_per_second"} for l in lines if l["kind"] == "train"]
+
+
+def _leaves(workdir, step):
+  tree = ocp.PyTreeCheckpointer().restore(pathlib.Path(workdir) / "checkpoints" / str(step) / "default")
+  return dict(ocp.tree.to_flat_dict(tree))
+
+
+def _ckpt_dirs(workdir):
+  return sorted(p.name for p in (pathlib.Path(workdir) / "checkpoints").iterdir())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tfds")
+
+
+_STRAIGHT = {}
+
+
+@pytest.fixture
+def straight(data_dir, tmp_path_factory):
+  """The uninterrupted run of a method (trained once per module)."""
+  def get(method):
+    if method not in _STRAIGHT:
+      workdir = tmp_path_factory.mktemp(f"straight_{method}")
+      loop.train_and_evaluate(_config(method, data_dir), workdir)
+      _STRAIGHT[method] = workdir
+    return _STRAIGHT[method]
+  return get
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(method, straight, data_dir, tmp_path):
+  reference = straight(method)
+  kill_at = random.Random(method).randint(3, STEPS - 1)  # after the first save (step 2)
+  proc = _child(method, tmp_path, data_dir)
+  out = []
+  for line in proc.stdout:
+    out.append(line)
+    if line.startswith(f"[rl] step {kill_at}/{STEPS} "):
+      proc.send_signal(signal.SIGKILL)
+      break
+  proc.wait(timeout=120)
+  assert proc.returncode == -signal.SIGKILL, "".join(out)
+  saved = restore.checkpoint_steps(tmp_path)
+  assert saved and max(saved) < STEPS, (saved, "".join(out))
+
+  loop.train_and_evaluate(_config(method, data_dir), tmp_path)
+  assert _train_lines(tmp_path) == _train_lines(reference)  # no repeated or skipped batch, same numbers
+  want, got = _leaves(reference, STEPS), _leaves(tmp_path, STEPS)
+  assert want.keys() == got.keys()
+  for key in want:  # params, optimizer state, method state (EMA target, queue, centre, bank, prototypes), probe
+    np.testing.assert_array_equal(got[key], want[key], err_msg=f"{method}: {'/'.join(key)} (killed at {kill_at})")
+  assert all(name.isdigit() for name in _ckpt_dirs(tmp_path)), _ckpt_dirs(tmp_path)  # nothing half-written
+
+
+def test_resume_on_4_devices_from_an_8_device_checkpoint(straight, data_dir, tmp_path):
+  reference = straight("simclr")
+  restore.fork_run(reference, tmp_path, step=4)
+  proc = _child("simclr", tmp_path, data_dir, devices=4)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  assert "resuming from checkpoint at step 4/8 on 4 cpu device(s)" in out, out
+  assert "the checkpoint was written on 8 device(s) and resumes on 4" in out, out
+  assert [l["step"] for l in _train_lines(tmp_path)] == list(range(1, STEPS + 1))
+  want, got = _leaves(reference, STEPS), _leaves(tmp_path, STEPS)
+  for key in want:  # the same batches and views; only the order of the cross-device sums differs
+    np.testing.assert_allclose(got[key], want[key], rtol=2e-3, atol=2e-4, err_msg="/".join(key))
+
+
+def _signalling_step(monkeypatch, signum, at_call):
+  real = step_lib.make_train_step
+
+  def make(*args, **kwargs):
+    step = real(*args, **kwargs)
+    calls = {"n": 0}
+
+    def wrapped(state, batch):
+      calls["n"] += 1
+      out = step(state, batch)
+      if calls["n"] == at_call:  # while the step is in flight (dispatched, not finished)
+        os.kill(os.getpid(), signum)
+      return out
+    return wrapped
+
+  monkeypatch.setattr(step_lib, "make_train_step", make)
+  return real
+
+
+def test_sigterm_finishes_the_step_saves_and_the_next_start_resumes(straight, data_dir, tmp_path, monkeypatch,
+                                                                    capsys):
+  reference = straight("simclr")
+  real = _signalling_step(monkeypatch, signal.SIGTERM, at_call=3)
+  previous = signal.getsignal(signal.SIGTERM)
+  result = loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
+  assert signal.getsignal(signal.SIGTERM) is previous  # the handler is only installed while training
+  assert result == {"rows": [], "interrupted": {"signal": "SIGTERM", "step": 3}}
+  out = capsys.readouterr().out
+  assert "SIGTERM received: finishing the current step" in out
+  assert "stopped by SIGTERM after step 3/8; the checkpoint of step 3 is in" in out
+  assert restore.checkpoint_steps(tmp_path) == [2, 3]  # step 3 is off the every-2 schedule: the signal's save
+
+  monkeypatch.setattr(step_lib, "make_train_step", real)
+  loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
+  assert "resuming from checkpoint at step 3/8" in capsys.readouterr().out
+  assert _train_lines(tmp_path) == _train_lines(reference)
+  want, got = _leaves(reference, STEPS), _leaves(tmp_path, STEPS)
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key], err_msg="/".join(key))
+
+
+def test_sigint_asks_to_stop_and_a_second_one_stops_at_once():
+  with preemption.StopRequest() as stop:
+    assert not stop.should_stop(1)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.should_stop(2) and stop.signal == "SIGINT"
+    with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
+      os.kill(os.getpid(), signal.SIGINT)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  with pytest.raises(ValueError, match="sync_every: expected a positive number of steps, got 0"):
+    preemption.StopRequest(sync_every=0)
+
+
+def test_sigterm_to_the_script_exits_143_after_saving(straight, data_dir, tmp_path):
+  straight("simclr")  # the data set is prepared
+  proc = _child("simclr", tmp_path, data_dir)
+  out = []
+  for line in proc.stdout:
+    out.append(line)
+    if line.startswith(f"[rl] step 3/{STEPS} "):
+      proc.send_signal(signal.SIGTERM)
+  proc.wait(timeout=120)
+  text = "".join(out)
+  assert proc.returncode == 143, text
+  stopped = [l for l in out if l.startswith("[rl] stopped by SIGTERM after step ")]
+  assert len(stopped) == 1, text
+  step = int(stopped[0].split("after step ")[1].split("/")[0])
+  assert 3 <= step < STEPS and max(restore.checkpoint_steps(tmp_path)) == step, (step, text)
+
+
+# --- Corrupt, mismatched and unwritable checkpoints -------------------------------------------------------------
+
+def _copy(src, dst):
+  shutil.copytree(pathlib.Path(src), dst)
+  return dst
+
+
+def _data_files(step_dir):
+  return sorted((p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"), key=lambda p: p.stat().st_size)
+
+
+CORRUPTIONS = {
+    "truncated array data": lambda d: [f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+                                       for f in _data_files(d)],
+    "deleted array data": lambda d: [f.unlink() for f in _data_files(d)],
+    "deleted metadata": lambda d: (d / "default" / "_METADATA").unlink(),
+    "empty manifest": lambda d: [f.write_bytes(b"") for f in d.rglob("manifest.ocdbt")],
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_with_a_warning(corruption, straight, data_dir, tmp_path,
+                                                                             capsys):
+  workdir = _copy(straight("simclr"), tmp_path / "run")
+  CORRUPTIONS[corruption](workdir / "checkpoints" / str(STEPS))
+  run = restore.build_run(_config("simclr", data_dir))
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=None)
+  state = ckpt.restore_latest(run.init_state())
+  ckpt.close()
+  assert int(state.step) == STEPS - 2
+  out = capsys.readouterr().out
+  assert f"WARNING: checkpoint of step {STEPS} in {workdir / 'checkpoints'} is corrupt or truncated" in out, out
+  assert f"restored the older checkpoint of step {STEPS - 2} instead" in out
+  names = _ckpt_dirs(workdir)
+  assert str(STEPS) not in names and any(n.startswith(f"{STEPS}.corrupt-") for n in names), names
+  want = _leaves(straight("simclr"), STEPS - 2)
+  got = dict(ocp.tree.to_flat_dict(ocp.tree.serialize_tree(jax.device_get(state), keep_empty_nodes=True)))
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_every_checkpoint_corrupt_is_an_error_naming_them(straight, data_dir, tmp_path):
+  workdir = _copy(straight("simclr"), tmp_path / "run")
+  for step in restore.checkpoint_steps(workdir):
+    CORRUPTIONS["deleted array data"](workdir / "checkpoints" / str(step))
+  run = restore.build_run(_config("simclr", data_dir))
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=None)
+  with pytest.raises(ckpt_lib.NoGoodCheckpointError, match=r"no readable checkpoint in .*checkpoint of step 8 .*"
+                                                           r"checkpoint of step 2 "):
+    ckpt.restore_latest(run.init_state())
+  ckpt.close()
+
+
+def test_a_checkpoint_of_another_method_is_refused_naming_the_key_and_shapes(straight, data_dir, tmp_path):
+  workdir = _copy(straight("simclr"), tmp_path / "run")
+  config = _config("simclr", data_dir)
+  config.model.projector_kwargs.out_dim = 12  # 8 in the checkpoint
+  with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                     match=r"checkpoint of step 8 in .* does not fit this run: opt_state/0/mu/projector/\S+/bias has "
+                           r"shape \(8,\) float32 in the checkpoint and \(12,\) float32 here; it was written by "
+                           r"another model, method or optimizer"):
+    loop.train_and_evaluate(config, workdir)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"does not fit this run: it has no method_state/\S+"):
+    loop.train_and_evaluate(_config("byol", data_dir), workdir)
+  assert restore.checkpoint_steps(workdir)[-1] == STEPS  # refused, not moved aside
+
+
+def test_unwritable_workdir_is_named_before_training(data_dir, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(ckpt_lib.CheckpointSaveError,
+                     match=rf"workdir: cannot write to {blocker}/run \((FileExistsError|NotADirectoryError)"):
+    loop.train_and_evaluate(_config("simclr", data_dir), blocker / "run")
+
+
+def test_disk_full_during_a_save_is_reported_and_nothing_is_declared_saved(straight, data_dir, tmp_path,
+                                                                           monkeypatch, capsys):
+  straight("simclr")
+  real = ocp.CheckpointManager.save
+
+  def full(self, step, *args, **kwargs):
+    if step >= 4:
+      raise OSError(errno.ENOSPC, "No space left on device", str(self.directory / str(step)))
+    return real(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+  with pytest.raises(ckpt_lib.CheckpointSaveError,
+                     match=rf"saving the checkpoint of step 4 to {tmp_path}/checkpoints failed \(OSError: \[Errno 28\] "
+                           r"No space left on device.*\); the state of step 4 was NOT saved \(the last complete "
+                           r"checkpoint is step 2\)"):
+    loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
+  assert restore.checkpoint_steps(tmp_path) == [2]
+  assert "checkpoint of step 4 is in" not in capsys.readouterr().out
+
+
+def test_a_failed_background_save_is_raised_by_the_next_wait(tmp_path, monkeypatch):
+  ckpt = ckpt_lib.Checkpointer(tmp_path / "checkpoints", max_to_keep=None)
+
+  class FakeState:  # only `.step` is read before the (patched) write
+    step = np.int32(5)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", lambda *a, **k: True)
+  monkeypatch.setattr(ocp.CheckpointManager, "check_for_errors",
+                      lambda self: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+  with pytest.raises(ckpt_lib.CheckpointSaveError, match=r"\[Errno 28\] No space left on device.*NOT saved"):
+    ckpt.save(FakeState())
+    ckpt.wait()
+  ckpt.close()
+
+
+# --- Non-finite steps ---------------------------------------------------------------------------------------------
+
+def test_finite_flags_name_the_first_nonfinite_leaf():
+  grads = {"a": np.ones(3, np.float32), "b": {"c": np.array([1.0, np.inf], np.float32), "d": np.int32(1)},
+           "e": np.array([np.nan], np.float32)}
+  flags = np.asarray(step_lib.finite_flags(np.float32(1.0), grads))
+  names = step_lib.nonfinite_leaf_names(grads)
+  assert names == ["loss", "gradient of params['a']", "gradient of params['b']['c']", "gradient of params['e']"]
+  assert flags.tolist() == [True, True, False, False]
+  assert names[int(np.argmin(flags))] == "gradient of params['b']['c']"
+  assert not np.asarray(step_lib.finite_flags(np.float32(np.nan), grads))[0]
+
+
+def _nan_batches(monkeypatch, bad_steps):
+  """Training batches whose inputs are NaN at `bad_steps` (0-based)."""
+  real = loop.data.train_batches
+
+  def batches(*args, start_step=0, **kwargs):
+    for i, batch in enumerate(real(*args, start_step=start_step, **kwargs), start=start_step):
+      if i in bad_steps:
+        batch = {**batch, "x": batch["x"] * np.nan}
+      yield batch
+
+  monkeypatch.setattr(loop.data, "train_batches", batches)
+
+
+def test_nonfinite_input_stops_naming_the_step_the_leaf_and_the_last_good_checkpoint(data_dir, tmp_path,
+                                                                                   monkeypatch):
+  _nan_batches(monkeypatch, {4})
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=rf"non-finite loss at step 4; stopping \(the last good checkpoint is step 4 in "
+                           rf"{tmp_path}/checkpoints; config.skip_nonfinite_steps=N skips up to N such steps"):
+    loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
+  assert restore.checkpoint_steps(tmp_path) == [2, 4]  # nothing non-finite was saved
+
+
+def test_skip_nonfinite_steps_skips_a_bounded_number(straight, data_dir, tmp_path, monkeypatch, capsys):
+  _nan_batches(monkeypatch, {2, 5})
+  loop.train_and_evaluate(_config("simclr", data_dir, skip_nonfinite_steps=2), tmp_path / "two")
+  lines = _train_lines(tmp_path / "two")
+  assert [l["skipped_steps"] for l in lines] == [0, 0, 1, 1, 1, 2, 2, 2]
+  assert all(np.isfinite(l["loss"]) for i, l in enumerate(lines) if i not in (2, 5))
+  assert "skipped 1 step(s) with a non-finite loss or gradient by step 3 (1 of config.skip_nonfinite_steps=2" in (
+      capsys.readouterr().out)
+  reference = straight("simclr")
+  got, want = _leaves(tmp_path / "two", 2), _leaves(reference, 2)
+  for key in want:  # before the first bad step, the same run
+    np.testing.assert_array_equal(got[key], want[key])
+  final = _leaves(tmp_path / "two", STEPS)
+  assert all(np.all(np.isfinite(v)) for v in final.values() if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r"2 steps had a non-finite loss or gradient, more than config.skip_nonfinite_steps=1 "
+                           r"\(the last: non-finite loss at step 5\)"):
+    loop.train_and_evaluate(_config("simclr", data_dir, skip_nonfinite_steps=1), tmp_path / "one")
