@@ -24,6 +24,8 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from rl.eval import _checks
+
 # big_vision's default `l2_reg` (big_vision/configs/common_fewshot.py: `config.l2_reg = 2.0 ** 10`),
 # with its default `num_seeds = 3`.
 DEFAULT_L2_REG = 2.0**10
@@ -44,8 +46,7 @@ def _check_features(name: str, x, dim: int | None = None) -> np.ndarray:
         f"{name} must have feature dimension {dim} like train_features; got shape {x.shape}.")
   if not np.issubdtype(x.dtype, np.number):
     raise ValueError(f"{name} must be numeric; got dtype {x.dtype}.")
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f"{name} contains NaN or inf values.")
+  _checks.check_finite(name, x)
   return x
 
 

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from rl.eval import _checks
+
 _NORM_EPS = 1e-12
 
 
@@ -30,8 +32,7 @@ def _check_features(name: str, x) -> np.ndarray:
     raise ValueError(f"{name} must have at least one row; got shape {x.shape}.")
   if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
     raise ValueError(f"{name} must be numeric; got dtype {x.dtype}.")
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f"{name} contains NaN or inf values.")
+  _checks.check_finite(name, x)
   return x
 
 

@@ -26,6 +26,8 @@ import numpy as np
 import optax
 from numpy.typing import ArrayLike
 
+from rl.eval import _checks
+
 # Penalty grid on the *mean* cross-entropy: 0.5 * l2 * ||W||^2. In scikit-learn terms C = 1 / (l2 * n);
 # sklearn's default C=1 on n=5000 is l2=2e-4, inside the grid.
 DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -55,8 +57,7 @@ def _check_features(name: str, x, dim: int | None = None) -> np.ndarray:
         f"{name} must have feature dimension {dim} like train_x; got shape {x.shape}.")
   if not np.issubdtype(x.dtype, np.number):
     raise ValueError(f"{name} must be numeric; got dtype {x.dtype}.")
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f"{name} contains NaN or inf values.")
+  _checks.check_finite(name, x)
   return x
 
 

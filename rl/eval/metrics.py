@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from rl.eval import _checks
+
 # RankMe's epsilon, added to the normalised singular values (Garrido et al. 2023, eq. 1).
 RANKME_EPS = 1e-7
 # Uniformity is O(n^2) in time and memory: 2048 rows are 2.1M pairs (a 32 MB float64 Gram matrix),
@@ -31,8 +33,7 @@ def _check(name: str, z, min_rows: int = 1) -> np.ndarray:
   if not np.issubdtype(z.dtype, np.number):
     raise ValueError(f"{name} must be numeric; got dtype {z.dtype}.")
   z = z.astype(np.float64)
-  if not np.all(np.isfinite(z)):
-    raise ValueError(f"{name} contains NaN or inf values.")
+  _checks.check_finite(name, z)
   return z
 
 

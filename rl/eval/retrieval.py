@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from rl.eval import _checks
+
 _NORM_EPS = 1e-12
 
 
@@ -35,8 +37,7 @@ def _check_features(name: str, x, dim: int | None = None) -> np.ndarray:
         f"{name} must have feature dimension {dim} like query_features; got shape {x.shape}.")
   if not np.issubdtype(x.dtype, np.number):
     raise ValueError(f"{name} must be numeric; got dtype {x.dtype}.")
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f"{name} contains NaN or inf values.")
+  _checks.check_finite(name, x)
   return x
 
 

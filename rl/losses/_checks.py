@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def check_embeddings(**arrays: jax.Array) -> None:
-  """Checks that each named array is a floating [b, d] matrix and that all share one shape."""
+  """Checks that each named array is a floating [b, d] matrix and that all share one shape.
+
+  Floating dtypes may differ (a float32 view against a bfloat16 one): the losses compute in float32 whatever
+  they get, and mixed precision produces such pairs (`hallucinate` returns float32 for bfloat16 views).
+  """
   shapes = {}
   for name, x in arrays.items():
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -25,7 +30,7 @@ def check_embeddings(**arrays: jax.Array) -> None:
 
 def check_positive(name: str, value) -> None:
   """Checks a hyper-parameter that must be > 0, when it is a concrete number (traced values are skipped)."""
-  if isinstance(value, (int, float)) and not value > 0:
+  if isinstance(value, (int, float, np.integer, np.floating)) and not value > 0:
     raise ValueError(f"{name} must be > 0; got {value}.")
 
 
@@ -66,7 +71,7 @@ def check_same_shape(**arrays) -> None:
 def check_in_range(name: str, value, low: float, high: float, *, low_inclusive: bool = True,
                    high_inclusive: bool = True) -> None:
   """Checks low <(=) value <(=) high when `value` is a concrete number (traced values are skipped)."""
-  if not isinstance(value, (int, float)):
+  if not isinstance(value, (int, float, np.integer, np.floating)):
     return
   ok_low = value >= low if low_inclusive else value > low
   ok_high = value <= high if high_inclusive else value < high

@@ -110,7 +110,7 @@ def get_model(name: str, **kwargs) -> nn.Module:
       or a required attribute is missing.
   """
   if name not in MODELS:
-    raise ValueError(f'Unknown model name {name!r}; known models: {sorted(MODELS)}.')
+    raise ValueError(f'name: unknown model {name!r}; known models: {sorted(MODELS)}.')
   cls = MODELS[name]
   fields = [f for f in dataclasses.fields(cls) if f.name not in _INTERNAL_FIELDS and f.init]
   accepted = {f.name for f in fields}

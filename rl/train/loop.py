@@ -28,6 +28,7 @@ from rl.train import optim
 from rl.train import precision
 from rl.train import preemption
 from rl.train import step as step_lib
+from rl.train import validate
 from rl.train import writer as writer_lib
 from rl.train.state import TrainState
 
@@ -65,6 +66,7 @@ def _check_finite(state: TrainState, ckpt: ckpt_lib.Checkpointer, *, skip_limit:
   bad, leaf, skipped = (int(v) for v in jax.device_get((state.nonfinite_step, state.nonfinite_leaf,
                                                        state.skipped_steps)))
   if (skip_limit == 0 and bad >= 0) or skipped > skip_limit:
+    ckpt.wait()  # the saves in flight finish, so the checkpoint named below is on disk
     names = step_lib.nonfinite_leaf_names(state.params)
     what = f"non-finite {names[leaf] if 0 <= leaf < len(names) else 'loss or gradient'} at step {bad}"
     last = ckpt.latest_step()
@@ -92,12 +94,9 @@ def _writable_workdir(workdir: epath.Path) -> None:
 
 def build(config: ml_collections.ConfigDict):
   """Everything the loop needs, without running it (also used by tests and evaluation scripts)."""
-  precision.compute_dtype(config)  # a bad config.compute_dtype fails before any data is prepared
+  validate.check_config(config)  # every mistake of the config, in one sentence, before any data or compilation
   mesh = mesh_lib.make_mesh()
   sharding = mesh_lib.batch_sharding(mesh)
-  if config.batch_size % jax.device_count():
-    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the device count "
-                     f"{jax.device_count()}.")
   info = data.dataset_info(config.dataset, image_size=config.image_size)
   # Process 0 first: processes that share a data dir would otherwise generate an embedded data set at once and
   # collide on its final rename. The others still prepare after it (a host may have a data dir of its own).
