@@ -45,7 +45,9 @@ class StopRequest:
 
   def __exit__(self, *exc) -> None:
     for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+      # None: a handler installed outside Python (JAX's preemption notifier after jax.distributed.initialize),
+      # which Python cannot reinstall; the default action is the closest.
+      signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     self._previous = {}
 
   def _handle(self, signum, frame) -> None:  # pylint: disable=unused-argument

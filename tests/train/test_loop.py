@@ -101,13 +101,5 @@ def test_killed_run_resumes_from_last_checkpoint(straight_run, data_dir, tmp_pat
 
 
 def test_batch_not_divisible_by_devices_is_refused(data_dir, tmp_path):
-  with pytest.raises(ValueError, match=r"config.batch_size=12 is not divisible by the device count 8"):
+  with pytest.raises(ValueError, match=r"config.batch_size: expected a multiple of the device count 8 .*got 12"):
     loop.train_and_evaluate(_config(data_dir, batch_size=12), tmp_path)
-
-
-def test_nonfinite_loss_stops_with_the_step(data_dir, tmp_path):
-  c = _config(data_dir)
-  c.optim.lr = float("inf")  # the first update makes every parameter infinite
-  c.optim.warmup_steps = 0
-  with pytest.raises(loop.NonFiniteLossError, match=r"non-finite (loss|gradient of params\S+) at step \d"):
-    loop.train_and_evaluate(c, tmp_path)

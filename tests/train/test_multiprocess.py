@@ -54,6 +54,23 @@ def logged(*args, **kwargs):
 
 
 pipeline.host_train_batches = logged
+if os.environ.get("RL_TEST_SIGTERM_AT_CALL"):  # this process sends itself SIGTERM during that train step
+  import signal
+  from rl.train import step as step_lib
+  _make_train_step, _at = step_lib.make_train_step, int(os.environ["RL_TEST_SIGTERM_AT_CALL"])
+
+  def make_train_step(*args, **kwargs):
+    step, calls = _make_train_step(*args, **kwargs), [0]
+
+    def signalled(state, batch):
+      calls[0] += 1
+      out = step(state, batch)
+      if calls[0] == _at:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return out
+    return signalled
+
+  step_lib.make_train_step = make_train_step
 if os.environ.get("RL_TEST_SKIP_FINAL_EVAL"):
   loop.final_evaluation = lambda *args, **kwargs: {{"rows": []}}
 main = os.path.join({repo!r}, "experiments", "main.py")
@@ -63,7 +80,7 @@ runpy.run_path(main, run_name="__main__")
 
 # The split is cut into 2 slices whatever the process count, so both launches see the same stream.
 OVERRIDES = ("--config.data_shards=2", f"--config.total_steps={STEPS}", "--config.log_every_steps=1",
-             "--config.checkpoint.every_steps=2",
+             "--config.checkpoint.every_steps=2", "--config.checkpoint.preemption_sync_every_steps=2",
              "--config.eval.every_steps=0", "--config.eval.baselines=False", "--config.eval.projection=False",
              "--config.eval.tsne_points=0", "--config.eval.max_train_examples=256",
              "--config.eval.alignment_examples=64")
@@ -76,10 +93,13 @@ def _free_port() -> int:
 
 
 def _launch(tmp: epath.Path, name: str, method: str, data_dir: str, *, processes: int, devices: int,
-            final_eval: bool) -> epath.Path:
-  """Runs `processes` copies of the driver with `devices` CPU devices each; returns their shared workdir."""
+            final_eval: bool, env_of: dict[int, dict] | None = None, exit_code: int = 0) -> epath.Path:
+  """Runs `processes` copies of the driver with `devices` CPU devices each; returns their shared workdir.
+
+  `env_of[i]` adds environment variables to process i; every process must exit with `exit_code`.
+  """
   workdir = tmp / name
-  workdir.mkdir()
+  workdir.mkdir(exist_ok=True)
   env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "TPU_", "SLURM_", "OMPI_", "RL_"))}
   env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              TF_CPP_MIN_LOG_LEVEL="2",
@@ -94,16 +114,16 @@ def _launch(tmp: epath.Path, name: str, method: str, data_dir: str, *, processes
          f"--config.data_dir={data_dir}", *OVERRIDES]
   procs, logs = [], []
   for i in range(processes):
-    penv = dict(env, RL_TEST_INDEX_LOG=str(workdir / f"index_{i}.jsonl"))
+    penv = dict(env, RL_TEST_INDEX_LOG=str(workdir / f"index_{i}.jsonl"), **(env_of or {}).get(i, {}))
     if processes > 1:
       penv.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=str(processes),
                   JAX_PROCESS_ID=str(i))
-    logs.append(open(workdir / f"process_{i}.log", "w"))  # pylint: disable=consider-using-with
+    logs.append(open(workdir / f"process_{i}.log", "a"))  # pylint: disable=consider-using-with
     procs.append(subprocess.Popen(cmd, env=penv, stdout=logs[-1], stderr=subprocess.STDOUT, cwd=str(REPO)))
   deadline = time.time() + TIMEOUT_S
   # One failed process leaves the others waiting on a collective: stop them all at the first failure.
   while any(p.poll() is None for p in procs) and time.time() < deadline:
-    if any(p.poll() not in (None, 0) for p in procs):
+    if any(p.poll() not in (None, exit_code) for p in procs):
       break
     time.sleep(0.5)
   codes = []
@@ -116,12 +136,13 @@ def _launch(tmp: epath.Path, name: str, method: str, data_dir: str, *, processes
       codes.append(p.returncode)
   for log in logs:
     log.close()
-  if any(c != 0 for c in codes):
+  if any(c != exit_code for c in codes):
     timed_out = f" (timed out after {TIMEOUT_S} s)" if time.time() >= deadline else ""
     tails = "\n".join(f"--- process {i} of {processes} (exit {c}), last lines:\n"
                       + "\n".join((workdir / f"process_{i}.log").read_text().splitlines()[-40:])
                       for i, c in enumerate(codes))
-    pytest.fail(f"{processes} process(es) x {devices} devices failed{timed_out}: exit codes {codes}\n{tails}")
+    pytest.fail(f"{processes} process(es) x {devices} devices failed{timed_out}: exit codes {codes} (expected "
+                f"{exit_code})\n{tails}")
   return workdir
 
 
@@ -157,9 +178,18 @@ def test_two_processes_train_like_one(tmp_path, prepared_data_dir):
   (tmp / "driver.py").write_text(textwrap.dedent(DRIVER.format(repo=str(REPO))))
   one = _launch(tmp, "one", "simclr", prepared_data_dir, processes=1, devices=8, final_eval=False)
   # A data dir of its own: the two processes find mnist1d missing and generate it (process 0 first).
-  two = _launch(tmp, "two", "simclr", str(tmp / "tfds"), processes=2, devices=4, final_eval=True)
+  # Preemption: process 1 alone gets SIGTERM during step 1; the hosts share it at step 2 (every 2 steps), both
+  # save step 2 and exit 143; the relaunch resumes both from it.
+  two = _launch(tmp, "two", "simclr", str(tmp / "tfds"), processes=2, devices=4, final_eval=True,
+                env_of={1: {"RL_TEST_SIGTERM_AT_CALL": "1"}}, exit_code=143)
+  logs = [(two / f"process_{i}.log").read_text() for i in range(2)]
+  assert "stopped by another host's signal after step 2/4" in logs[0], logs[0]
+  assert "stopped by SIGTERM after step 2/4" in logs[1], logs[1]
+  assert sorted(int(p.name) for p in (two / "checkpoints").iterdir()) == [2]
+  _launch(tmp, "two", "simclr", str(tmp / "tfds"), processes=2, devices=4, final_eval=True)
   for i in range(2):
-    assert "on 8 cpu device(s)" in (two / f"process_{i}.log").read_text()  # one job over both processes
+    log = (two / f"process_{i}.log").read_text()
+    assert "on 8 cpu device(s)" in log and "resuming from checkpoint at step 2/4" in log  # one job, both hosts
 
   # Each process of the 2-process run read only its own half of the split; side by side, the two halves are the
   # global batch that the 1-process run read, step after step.
