@@ -5,11 +5,13 @@
 
 One uninterrupted run (`experiments/main.py`, `--config.total_steps=--steps`, a checkpoint every 2 steps, no final
 evaluation) is the reference. Then the same command is started `--cycles` times in one fresh workdir, each time
-killed with SIGKILL either at a random step (a few steps past the one it resumed from) or, one time in three, at a
-random moment after it starts (while it loads, restores, compiles or saves); then it is run to the end. It checks
-that the result equals the reference bit for bit (every leaf of the final checkpoint, and every train line of
+killed with SIGKILL either at a random step (0-3 steps past the first one it logs) or, one time in three, at a
+random moment 2-15 s after it starts (while it loads, restores, compiles, trains or saves); then it is run to the
+end. The killed runs pause `--step-pause` s after each step (a smoke step takes milliseconds, far less than an
+asynchronous save, so an unpaused run would almost never be killed after a save completed). It checks that the
+result equals the reference bit for bit (every leaf of the final checkpoint, and every train line of
 `metrics.jsonl` but the wall-clock rate), and that no checkpoint directory is left half-written (every entry of
-`checkpoints/` is a complete step). Not part of `make test` (about 20 s per cycle on 2 CPU cores).
+`checkpoints/` is a complete step). Not part of `make test` (about 15 s per cycle on 2 CPU cores).
 Results: experiments/benchmarks/results/soak.json.
 """
 from __future__ import annotations
@@ -42,10 +44,30 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "soak.json")
 
 
+# experiments/main.py unchanged, but each train step is followed by a pause of RL_SOAK_STEP_PAUSE seconds: the
+# smoke model's steps take milliseconds, far less than an asynchronous save, so without it a kill "a few steps
+# later" would almost never find a save complete (real steps are slower than saves of small models).
+PAUSED_MAIN = """
+import os, runpy, sys, time
+from rl.train import step as step_lib
+_make = step_lib.make_train_step
+def make(*args, **kwargs):
+  step = _make(*args, **kwargs)
+  def paused(state, batch):
+    out = step(state, batch)
+    time.sleep(float(os.environ.get("RL_SOAK_STEP_PAUSE", "0")))
+    return out
+  return paused
+step_lib.make_train_step = make
+sys.argv = ["experiments/main.py"] + sys.argv[1:]
+runpy.run_path("experiments/main.py", run_name="__main__")
+"""
+
+
 def command(method: str, workdir: pathlib.Path, data_dir: pathlib.Path, steps: int) -> list[str]:
   overrides = {"total_steps": steps, "log_every_steps": 1, "checkpoint.every_steps": 2, "checkpoint.keep": 3,
                "eval.every_steps": 0, "eval.final": False, "data_dir": data_dir}
-  return [sys.executable, str(ROOT / "experiments" / "main.py"), "--config", f"configs/{method}.py:smoke",
+  return [sys.executable, "-c", PAUSED_MAIN, "--config", f"configs/{method}.py:smoke",
           "--workdir", str(workdir), *(f"--config.{k}={v}" for k, v in overrides.items())]
 
 
@@ -104,6 +126,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--method", default="simclr", help="a method with a configs/<method>.py smoke variant")
   parser.add_argument("--steps", type=int, default=60, help="total training steps (default 60)")
   parser.add_argument("--seed", type=int, default=0, help="seeds the kill points")
+  parser.add_argument("--step-pause", type=float, default=0.25,
+                      help="seconds of pause after each train step of the killed runs (default 0.25)")
   parser.add_argument("--workdir", default=None, help="where the runs go (default: a temporary directory)")
   parser.add_argument("--out", default=RESULTS, help="JSON results path")
   args = parser.parse_args(argv)
@@ -112,17 +136,20 @@ def main(argv=None) -> dict:
   root = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="rl-soak-"))
   data_dir, straight, soaked = root / "tfds", root / "straight", root / "soaked"
   rng = random.Random(args.seed)
+  os.environ["PYTHONPATH"] = str(ROOT)
 
   t0 = time.time()
   print(f"[soak] uninterrupted reference run of {args.method}, {args.steps} steps ({straight})", flush=True)
   run_to_end(command(args.method, straight, data_dir, args.steps))
   cycles = []
+  os.environ["RL_SOAK_STEP_PAUSE"] = str(args.step_pause)
   for i in range(args.cycles):
     cycle = kill_cycle(command(args.method, soaked, data_dir, args.steps), rng, args.steps)
     cycles.append(cycle)
     print(f"[soak] cycle {i + 1}/{args.cycles}: resumed from step {cycle['resumed_from']}, killed "
           f"{cycle['killed']} (last logged step {cycle['last_logged_step']}), {cycle['seconds']} s"
           + (" - it finished before the kill" if cycle["finished"] else ""), flush=True)
+  os.environ["RL_SOAK_STEP_PAUSE"] = "0"
   print("[soak] final run to the end", flush=True)
   run_to_end(command(args.method, soaked, data_dir, args.steps))
 
@@ -134,7 +161,8 @@ def main(argv=None) -> dict:
   half_written = [n for n in entries if not n.isdigit()]
   ok = not differing and same_metrics and not half_written
   result = {
-      "machine": st.machine(), "method": args.method, "steps": args.steps, "cycles": cycles,
+      "machine": st.machine(), "method": args.method, "steps": args.steps, "step_pause": args.step_pause,
+      "cycles": cycles,
       "leaves_compared": len(want), "differing_leaves": differing, "same_train_metrics": same_metrics,
       "checkpoint_entries": entries, "half_written": half_written, "passed": ok,
       "seconds": round(time.time() - t0, 1)}
