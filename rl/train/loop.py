@@ -249,8 +249,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
     return {"rows": []}
 
   results = final_evaluation(config, workdir, method, state, embed, sharding=sharding, info=info,
-                             recipes=recipes, out_size=out_size, view_sizes=view_sizes, tx=tx, probe_tx=probe_tx, mesh=mesh,
-                             eval_recipe=eval_recipe, train_seconds=train_seconds, writer=writer)
+                             recipes=recipes, out_size=out_size, view_sizes=view_sizes, tx=tx, probe_tx=probe_tx,
+                             mesh=mesh, eval_recipe=eval_recipe, train_seconds=train_seconds, writer=writer)
   writer.close()
   ckpt.close()
   return results

@@ -237,7 +237,8 @@ def _copy(src, dst):
 
 
 def _data_files(step_dir):
-  return sorted((p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"), key=lambda p: p.stat().st_size)
+  files = (p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d")
+  return sorted(files, key=lambda p: p.stat().st_size)
 
 
 CORRUPTIONS = {
