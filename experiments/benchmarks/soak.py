@@ -87,10 +87,10 @@ def kill_cycle(cmd: list[str], rng: random.Random, steps: int) -> dict:
   timer = threading.Timer(delay, proc.kill) if by_time else None
   if timer:
     timer.start()
-  resumed, kill_at, last, lines = 0, None, None, []
+  resumed, kill_at, last, lines = None, None, None, []  # None: killed before it said where it starts
   for line in proc.stdout:
     lines.append(line)
-    if "resuming from checkpoint at step" in line:
+    if line.startswith("[rl] resuming from checkpoint at step") or line.startswith("[rl] starting at step"):
       resumed = int(line.split("step ")[1].split("/")[0])
     if line.startswith("[rl] step "):
       last = int(line.split()[2].split("/")[0])
@@ -108,6 +108,10 @@ def kill_cycle(cmd: list[str], rng: random.Random, steps: int) -> dict:
   return {"killed": "at a random moment" if by_time else "at a random step", "resumed_from": resumed,
           "last_logged_step": last, "finished": finished, "seconds": round(time.time() - t0, 1),
           "warnings": [l.strip() for l in lines if "WARNING" in l]}
+
+
+def _show(step: int | None) -> str:
+  return "— (killed before)" if step is None else str(step)
 
 
 def leaves(workdir: pathlib.Path, step: int) -> dict:
@@ -146,8 +150,8 @@ def main(argv=None) -> dict:
   for i in range(args.cycles):
     cycle = kill_cycle(command(args.method, soaked, data_dir, args.steps), rng, args.steps)
     cycles.append(cycle)
-    print(f"[soak] cycle {i + 1}/{args.cycles}: resumed from step {cycle['resumed_from']}, killed "
-          f"{cycle['killed']} (last logged step {cycle['last_logged_step']}), {cycle['seconds']} s"
+    print(f"[soak] cycle {i + 1}/{args.cycles}: started at step {_show(cycle['resumed_from'])}, killed "
+          f"{cycle['killed']} (last logged step {_show(cycle['last_logged_step'])}), {cycle['seconds']} s"
           + (" - it finished before the kill" if cycle["finished"] else ""), flush=True)
   os.environ["RL_SOAK_STEP_PAUSE"] = "0"
   print("[soak] final run to the end", flush=True)
@@ -166,8 +170,9 @@ def main(argv=None) -> dict:
       "leaves_compared": len(want), "differing_leaves": differing, "same_train_metrics": same_metrics,
       "checkpoint_entries": entries, "half_written": half_written, "passed": ok,
       "seconds": round(time.time() - t0, 1)}
-  rows = ["| cycle | resumed from step | killed | last logged step | seconds |", "| --- | --- | --- | --- | --- |"]
-  rows += [f"| {i + 1} | {c['resumed_from']} | {c['killed']} | {c['last_logged_step']} | {c['seconds']} |"
+  rows = ["| cycle | started at step | killed | last logged step | seconds |", "| --- | --- | --- | --- | --- |"]
+  rows += [f"| {i + 1} | {_show(c['resumed_from'])} | {c['killed']} | {_show(c['last_logged_step'])} | "
+           f"{c['seconds']} |"
            for i, c in enumerate(cycles)]
   rows += ["", f"- final checkpoint: {len(want)} leaves, {len(differing)} differ from the uninterrupted run"
            + (f" ({', '.join(differing[:5])})" if differing else ""),
