@@ -7,7 +7,7 @@ WORKDIR ?= runs/simclr_mnist1d
 CONFIG ?= configs/simclr.py:mnist1d
 PYTEST_ARGS ?=
 
-.PHONY: run test setup clean
+.PHONY: run test docs setup clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -n 2 --durations=15 tests $(PYTEST_ARGS)
+
+# API reference from the docstrings (Google style, KaTeX math) into docs/api/; open docs/api/index.html.
+docs: $(STAMP)
+	$(PY) -m pdoc --docformat google --math -o docs/api rl
 
 clean:
 	rm -rf runs

@@ -32,5 +32,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["rl", "rl.*"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"]},
+    # nbclient/nbformat/ipykernel run the notebooks in the suite; pdoc builds the API reference (`make docs`), whose
+    # references the suite checks.
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "nbclient>=0.10,<1", "nbformat>=5.10,<6",
+                             "ipykernel>=6.29,<8", "pdoc>=15,<17"]},
 )

@@ -109,8 +109,10 @@ def fewshot_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_fe
   `2 * one_hot - 1`, penalty `l2_reg`) and scores the whole test set; accuracies are averaged over draws.
 
   Example:
-    >>> fewshot_accuracy(train_z, train_y, test_z, test_y, shots=(1, 5, 10))
-    {1: 0.41, 5: 0.68, 10: 0.75}
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> train_z, train_y = np.concatenate([z, z + 0.05]), np.concatenate([y, y])
+    >>> fewshot_accuracy(train_z, train_y, z, y, shots=(1, 2))
+    {1: 1.0, 2: 1.0}
 
   Args:
     train_features: `[n_train, d]` features the few shots are drawn from.

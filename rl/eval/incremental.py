@@ -45,7 +45,10 @@ def class_subset_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike
   does not suffer from confusions with classes outside the subset.
 
   Example:
-    >>> class_subset_probe(train_z, train_y, test_z, test_y, classes=(0, 1, 2, 3, 4))["accuracy"]
+    >>> x = np.concatenate([np.eye(4), np.eye(4) + 0.1]); y = np.tile(np.arange(4), 2)  # 4 classes
+    >>> out = class_subset_probe(x, y, np.eye(4), np.arange(4), classes=(1, 3))
+    >>> out["accuracy"], out["classes"], out["num_test"]
+    (1.0, [1, 3], 2)
 
   Args:
     train_x: `[n_train, d]` frozen train features.
@@ -91,6 +94,11 @@ def old_new_accuracies(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike
                        **probe_kwargs) -> dict[str, float]:
   """`class_subset_probe` accuracies on the old and on the new classes of one representation.
 
+  Example:
+    >>> x = np.concatenate([np.eye(4), np.eye(4) + 0.1]); y = np.tile(np.arange(4), 2)  # 4 classes
+    >>> old_new_accuracies(x, y, np.eye(4), np.arange(4), old=(0, 1), new=(2, 3))
+    {'old': 1.0, 'new': 1.0}
+
   Args:
     train_x: `[n_train, d]` frozen train features.
     train_y: `[n_train]` integer labels.
@@ -120,6 +128,11 @@ def stability_plasticity(random: Mapping[str, float], before: Mapping[str, float
                          after: Mapping[str, float]) -> dict[str, float]:
   """The deltas between old/new-class accuracies of a representation before and after the new classes.
 
+  Example:
+    >>> d = stability_plasticity({"old": 0.5, "new": 0.5}, {"old": 0.9, "new": 0.6}, {"old": 0.8, "new": 0.9})
+    >>> {k: round(v, 3) for k, v in d.items()}
+    {'stability': -0.1, 'plasticity': 0.3, 'plasticity_vs_random': 0.4, 'forward_transfer': 0.1}
+
   Args:
     random: {'old': ..., 'new': ...} of a randomly initialised encoder (the reference).
     before: the same after the first phase (trained on the old classes only).
@@ -148,6 +161,13 @@ def linear_cka(x: ArrayLike, y: ArrayLike) -> float:
 
   1 for representations equal up to an orthogonal transform and isotropic scaling; invariant to neither
   non-isotropic scaling nor non-orthogonal maps. Computed in float64.
+
+  Example:
+    >>> x = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]])
+    >>> round(linear_cka(x, 2 * x + 1), 4)  # invariant to isotropic scaling and offset
+    1.0
+    >>> round(linear_cka(x, np.array([[0.], [1.], [0.], [1.]])), 4)  # unrelated to both columns
+    0.0
 
   Args:
     x: `[n, d1]` features.

@@ -121,6 +121,14 @@ def knn_scores(train_features: ArrayLike, train_labels: ArrayLike, test_features
 
   returned divided by its sum over classes (the shares; the argmax is unchanged).
 
+  Example:
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> knn_scores(z, y, z, num_classes=2, k=2).round(3)
+    array([[1., 0.],
+           [1., 0.],
+           [0., 1.],
+           [0., 1.]]...)
+
   Args:
     train_features: `[n_train, d]` features of the labelled (train) set.
     train_labels: `[n_train]` integer labels in `[0, num_classes)`.
@@ -150,7 +158,9 @@ def knn_predict(train_features: ArrayLike, train_labels: ArrayLike, test_feature
   """Predicts labels with the NPID weighted kNN classifier (Wu et al. 2018).
 
   Example:
-    >>> pred = knn_predict(train_z, train_y, test_z, num_classes=10, k=20)
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> knn_predict(z, y, z[::-1], num_classes=2, k=2)
+    array([1, 1, 0, 0]...)
 
   Args:
     train_features: `[n_train, d]` features of the labelled (train) set.
@@ -180,8 +190,9 @@ def knn_accuracy(train_features: ArrayLike, train_labels: ArrayLike, test_featur
   The top `max(ks)` neighbours are found once per chunk and every k reuses their prefix.
 
   Example:
-    >>> knn_accuracy(train_z, train_y, test_z, test_y, num_classes=10)
-    {20: 0.91, 200: 0.89}
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> knn_accuracy(z, y, z, y, num_classes=2, ks=(1, 3))
+    {1: 1.0, 3: 1.0}
 
   Args:
     train_features: `[n_train, d]` features of the labelled (train) set.

@@ -128,6 +128,14 @@ def fit_logistic_regression(x: ArrayLike, y: ArrayLike, *, num_classes: int, l2:
   which is scikit-learn's `LogisticRegression(C=1 / (l2 * n))` objective when all `w_i = 1`. The features
   are used as given (`linear_probe` standardises them first).
 
+  Example:
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> fit = fit_logistic_regression(z, y, num_classes=2, l2=1e-3)
+    >>> fit.weights.shape, fit.bias.shape
+    ((2, 2), (2,))
+    >>> np.argmax(z @ fit.weights + fit.bias, axis=1)
+    array([0, 0, 1, 1])
+
   Args:
     x: `[n, d]` features.
     y: `[n]` integer labels in `[0, num_classes)`.
@@ -201,8 +209,11 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
   3. Refit on all train rows with that `l2`; report train and test accuracy.
 
   Example:
-    >>> out = linear_probe(train_z, train_y, test_z, test_y, num_classes=10)
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> train_z, train_y = np.concatenate([z, z + 0.05]), np.concatenate([y, y])
+    >>> out = linear_probe(train_z, train_y, z, y, num_classes=2, l2_grid=(1e-3, 1.0))
     >>> out["test_accuracy"], out["l2"]
+    (1.0, 1.0)
 
   Args:
     train_x: `[n_train, d]` frozen train features.

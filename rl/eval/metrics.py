@@ -48,6 +48,11 @@ def alignment(z1: ArrayLike, z2: ArrayLike, *, alpha: float = 2.0) -> float:
 
   0 for identical views; at most `2^alpha` (antipodal views).
 
+  Example:
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> round(alignment(z, z), 4), round(alignment(z, z[::-1]), 4)
+    (0.0, 1.7791)
+
   Args:
     z1: `[n, d]` features of the first view.
     z2: `[n, d]` features of the second view, row `i` paired with row `i` of `z1`.
@@ -77,6 +82,11 @@ def uniformity(z: ArrayLike, *, t: float = 2.0, max_samples: int = UNIFORMITY_MA
 
   0 when all features coincide (collapse); more negative is more uniform. With t = 2, features spread
   uniformly in high dimension give about -4 (pairs nearly orthogonal, ||a - b||^2 ~ 2).
+
+  Example:
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> round(uniformity(z), 3)
+    -1.064
 
   Args:
     z: `[n, d]` features, n >= 2.
@@ -115,6 +125,10 @@ def effective_rank(z: ArrayLike) -> float:
   with `sigma` the singular values of the (uncentred, unnormalised) feature matrix, as in the paper.
   Between ~1 (rank-one features) and `min(n, d)` (all singular values equal). An all-zero matrix gives ~1.
 
+  Example:
+    >>> round(effective_rank(np.eye(3)), 3), round(effective_rank(np.ones((4, 3))), 3)
+    (3.0, 1.0)
+
   Args:
     z: `[n, d]` features; RankMe uses at least `d` rows (e.g. 25600 in the paper) for a stable estimate.
 
@@ -136,6 +150,10 @@ def collapse_std(z: ArrayLike) -> float:
   0 when every example maps to the same direction (complete collapse); about `1 / sqrt(d)` when the
   normalised features spread like an isotropic Gaussian in `d` dimensions.
 
+  Example:
+    >>> round(collapse_std(np.ones((4, 3))), 4), round(collapse_std(np.eye(4)), 3)
+    (0.0, 0.433)
+
   Args:
     z: `[n, d]` features.
 
@@ -151,6 +169,12 @@ def collapse_std(z: ArrayLike) -> float:
 
 def feature_report(z1: ArrayLike, z2: ArrayLike) -> dict[str, float]:
   """All geometry diagnostics of paired features of two views, for logging.
+
+  Example:
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> {k: round(v, 3) for k, v in feature_report(z, z).items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'alignment': 0.0, 'uniformity': -1.064, 'effective_rank': 1.998, 'collapse_std': 0.472,
+     'collapse_std_reference': 0.707}
 
   Args:
     z1: `[n, d]` features of the first view, n >= 2.

@@ -35,8 +35,11 @@ def plot_curves(path: epath.PathLike, series: Mapping[str, tuple[ArrayLike, Arra
   """Plots one line per named series (e.g. loss or accuracy against step) to a PNG file.
 
   Example:
-    >>> plot_curves("out/loss.png", {"simclr": (steps, losses)}, title="Loss", xlabel="step",
-    ...             ylabel="loss", logy=True)
+    >>> import tempfile; folder = tempfile.mkdtemp()
+    >>> path = plot_curves(folder + "/loss.png", {"simclr": ([0, 1, 2], [3.0, 2.0, 1.5])}, title="Loss",
+    ...                    xlabel="step", ylabel="loss", logy=True)
+    >>> path.name, path.exists()
+    ('loss.png', True)
 
   Args:
     path: destination PNG path (local or any `etils.epath` path); parent folders are created.
@@ -85,6 +88,12 @@ def plot_tsne(path: epath.PathLike, features: ArrayLike, labels: ArrayLike, *, t
   constant). Features wider than 50 dimensions are first reduced to 50 by PCA, as recommended by
   van der Maaten & Hinton 2008 and scikit-learn. Perplexity is 30, lowered to `(n - 1) / 3` for tiny n.
   Up to 20 classes get a legend; more get a colour bar.
+
+  Example:
+    >>> import tempfile; folder = tempfile.mkdtemp()
+    >>> z = np.random.default_rng(0).normal(size=(12, 4))
+    >>> plot_tsne(folder + "/tsne.png", z, np.arange(12) % 3, title="t-SNE", max_iter=250).name
+    'tsne.png'
 
   Args:
     path: destination PNG path; parent folders are created.

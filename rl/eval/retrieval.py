@@ -93,8 +93,9 @@ def retrieval_metrics(query_features: ArrayLike, query_labels: ArrayLike, galler
   features rarely tie exactly, except for duplicated rows.
 
   Example:
-    >>> out = retrieval_metrics(test_z, test_y, test_z, test_y, exclude_self=True)
-    >>> out["recall_at_1"], out["map"]
+    >>> z = np.array([[1., 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]]); y = np.array([0, 0, 1, 1])
+    >>> retrieval_metrics(z, y, z, y, ks=(1,), exclude_self=True)
+    {'recall_at_1': 1.0, 'map': 1.0, 'num_queries': 4}
 
   Args:
     query_features: `[n_q, d]` features of the queries.

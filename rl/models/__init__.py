@@ -97,6 +97,16 @@ def compute_dtype(dtype: Any) -> Iterator[None]:
 def get_model(name: str, **kwargs) -> nn.Module:
   """Builds a registered model.
 
+  Example:
+    >>> encoder = get_model('conv1d', widths=(8, 16))
+    >>> variables = encoder.init(jax.random.key(0), jnp.ones((2, 40)), train=False)
+    >>> encoder.apply(variables, jnp.ones((2, 40)), train=False).shape
+    (2, 16)
+    >>> get_model('resnet7')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+      ...
+    ValueError: name: unknown model 'resnet7'; known models: [...].
+
   Args:
     name: a key of `MODELS`.
     **kwargs: the module's attributes, e.g. `stem='cifar'` for a ResNet. Inside a `compute_dtype` block a

@@ -29,6 +29,14 @@ def batch_norm(*, train: bool, axis_name: str | None, dtype: Any = jnp.float32,
                name: str | None = None, **kwargs: Any) -> nn.BatchNorm:
   """Returns the BatchNorm used across rl.models.
 
+  Example:
+    >>> bn = batch_norm(train=True, axis_name=None)
+    >>> x = jnp.array([[1.0], [3.0]])
+    >>> y, updates = bn.apply(bn.init(jax.random.key(0), x), x, mutable=['batch_stats'])
+    >>> np.round(np.asarray(y), 3)  # standardised with the batch mean 2 and variance 1
+    array([[-1.],
+           [ 1.]], dtype=float32)
+
   Args:
     train: if True, normalise with the batch statistics and update the running averages in the
       'batch_stats' collection; if False, use the running averages.
@@ -53,6 +61,13 @@ def check_rank(x: jax.Array, *, name: str, ranks: Sequence[int], layout: str) ->
     name: the argument name used in the error message.
     ranks: allowed numbers of dimensions.
     layout: the expected layout, e.g. '[b, d]', used in the error message.
+
+  Example:
+    >>> check_rank(jnp.ones((2, 3)), name='z', ranks=(2,), layout='[b, d]')
+    >>> check_rank(jnp.ones(3), name='z', ranks=(2,), layout='[b, d]')
+    Traceback (most recent call last):
+      ...
+    ValueError: z must have shape [b, d] (rank 2), got shape (3,).
   """
   if x.ndim not in ranks:
     raise ValueError(f'{name} must have shape {layout} (rank {" or ".join(map(str, ranks))}), '

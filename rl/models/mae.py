@@ -139,6 +139,7 @@ class MAE(nn.Module):
     return self.width
 
   def setup(self):
+    """Builds the ViT encoder and the decoder (Flax calls it on first use)."""
     self.encoder = ViT(width=self.width, depth=self.depth, num_heads=self.num_heads,
                        mlp_dim=self.mlp_dim, patch_size=self.patch_size, readout=self.readout,
                        posemb='sincos2d', class_token=True, shortcut_decay=self.shortcut_decay,

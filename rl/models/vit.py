@@ -45,6 +45,10 @@ _POSEMBS = ('learn', 'sincos2d')
 def patch_hw(patch_size: int | tuple[int, int]) -> tuple[int, int]:
   """(ph, pw) of a `patch_size`: an int p is the square (p, p); a pair is (height, width).
 
+  Example:
+    >>> patch_hw(4), patch_hw((2, 8))
+    ((4, 4), (2, 8))
+
   Raises:
     ValueError: unless `patch_size` is a positive int or a pair of positive ints.
   """
@@ -246,6 +250,7 @@ class ViT(nn.Module):
     return int(self.readout == 'cls' if self.class_token is None else self.class_token)
 
   def setup(self):
+    """Checks the options and builds the patch embedding, tokens and transformer (Flax calls it on first use)."""
     if self.readout not in _READOUTS:
       raise ValueError(f'readout must be one of {_READOUTS}, got {self.readout!r}.')
     if self.posemb not in _POSEMBS:
