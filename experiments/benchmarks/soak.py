@@ -7,9 +7,9 @@ One uninterrupted run (`experiments/main.py`, `--config.total_steps=--steps`, a 
 evaluation) is the reference. Then the same command is started `--cycles` times in one fresh workdir, each time
 killed with SIGKILL either at a random step (0-3 steps past the first one it logs) or, one time in three, at a
 random moment 2-15 s after it starts (while it loads, restores, compiles, trains or saves); then it is run to the
-end. The killed runs pause `--step-pause` s after each step (a smoke step takes milliseconds, far less than an
-asynchronous save, so an unpaused run would almost never be killed after a save completed). It checks that the
-result equals the reference bit for bit (every leaf of the final checkpoint, and every train line of
+end. The killed runs pause `--step-pause` s after each step (`paused_main.py`: a smoke step takes milliseconds,
+far less than an asynchronous save, so an unpaused run would almost never be killed after a save completed). It
+checks that the result equals the reference bit for bit (every leaf of the final checkpoint, and every train line of
 `metrics.jsonl` but the wall-clock rate), and that no checkpoint directory is left half-written (every entry of
 `checkpoints/` is a complete step). Not part of `make test` (about 15 s per cycle on 2 CPU cores).
 Results: experiments/benchmarks/results/soak.json.
@@ -44,30 +44,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "soak.json")
 
 
-# experiments/main.py unchanged, but each train step is followed by a pause of RL_SOAK_STEP_PAUSE seconds: the
-# smoke model's steps take milliseconds, far less than an asynchronous save, so without it a kill "a few steps
-# later" would almost never find a save complete (real steps are slower than saves of small models).
-PAUSED_MAIN = """
-import os, runpy, sys, time
-from rl.train import step as step_lib
-_make = step_lib.make_train_step
-def make(*args, **kwargs):
-  step = _make(*args, **kwargs)
-  def paused(state, batch):
-    out = step(state, batch)
-    time.sleep(float(os.environ.get("RL_SOAK_STEP_PAUSE", "0")))
-    return out
-  return paused
-step_lib.make_train_step = make
-sys.argv = ["experiments/main.py"] + sys.argv[1:]
-runpy.run_path("experiments/main.py", run_name="__main__")
-"""
-
-
 def command(method: str, workdir: pathlib.Path, data_dir: pathlib.Path, steps: int) -> list[str]:
   overrides = {"total_steps": steps, "log_every_steps": 1, "checkpoint.every_steps": 2, "checkpoint.keep": 3,
                "eval.every_steps": 0, "eval.final": False, "data_dir": data_dir}
-  return [sys.executable, "-c", PAUSED_MAIN, "--config", f"configs/{method}.py:smoke",
+  return [sys.executable, str(ROOT / "experiments" / "benchmarks" / "paused_main.py"), "--config",
+          f"configs/{method}.py:smoke",
           "--workdir", str(workdir), *(f"--config.{k}={v}" for k, v in overrides.items())]
 
 
@@ -140,20 +121,19 @@ def main(argv=None) -> dict:
   root = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="rl-soak-"))
   data_dir, straight, soaked = root / "tfds", root / "straight", root / "soaked"
   rng = random.Random(args.seed)
-  os.environ["PYTHONPATH"] = str(ROOT)
 
   t0 = time.time()
   print(f"[soak] uninterrupted reference run of {args.method}, {args.steps} steps ({straight})", flush=True)
   run_to_end(command(args.method, straight, data_dir, args.steps))
   cycles = []
-  os.environ["RL_SOAK_STEP_PAUSE"] = str(args.step_pause)
+  os.environ["RL_STEP_PAUSE"] = str(args.step_pause)
   for i in range(args.cycles):
     cycle = kill_cycle(command(args.method, soaked, data_dir, args.steps), rng, args.steps)
     cycles.append(cycle)
     print(f"[soak] cycle {i + 1}/{args.cycles}: started at step {_show(cycle['resumed_from'])}, killed "
           f"{cycle['killed']} (last logged step {_show(cycle['last_logged_step'])}), {cycle['seconds']} s"
           + (" - it finished before the kill" if cycle["finished"] else ""), flush=True)
-  os.environ["RL_SOAK_STEP_PAUSE"] = "0"
+  os.environ["RL_STEP_PAUSE"] = "0"
   print("[soak] final run to the end", flush=True)
   run_to_end(command(args.method, soaked, data_dir, args.steps))
 

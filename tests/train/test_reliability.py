@@ -52,31 +52,14 @@ def _config(method: str, data_dir, **extra):
   return c
 
 
-# experiments/main.py unchanged, but each train step is followed by a pause, so that the parent can kill it at a
-# step of its choosing after a checkpoint is complete (saves are asynchronous; an unpaused smoke run ends first).
-PAUSED_MAIN = """
-import os, runpy, sys, time
-from rl.train import step as step_lib
-_make = step_lib.make_train_step
-def make(*args, **kwargs):
-  step = _make(*args, **kwargs)
-  def paused(state, batch):
-    out = step(state, batch)
-    time.sleep(float(os.environ["RL_TEST_STEP_PAUSE"]))
-    return out
-  return paused
-step_lib.make_train_step = make
-sys.argv = ["experiments/main.py"] + sys.argv[1:]
-runpy.run_path("experiments/main.py", run_name="__main__")
-"""
-
-
 def _child(method: str, workdir, data_dir, *, devices: int = 8, extra=(), pause: float = 0.0) -> subprocess.Popen:
   flags = [f"--config.{k}={v}" for k, v in _overrides(data_dir).items()] + list(extra)
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
-         "RL_TEST_STEP_PAUSE": str(pause), "PYTHONPATH": str(ROOT)}
+         "RL_STEP_PAUSE": str(pause)}
+  # The pause after each step lets the test kill the run at a step of its choosing after a save is complete.
   return subprocess.Popen(
-      [sys.executable, "-c", PAUSED_MAIN, "--config", f"configs/{method}.py:smoke", "--workdir", str(workdir),
+      [sys.executable, "experiments/benchmarks/paused_main.py", "--config", f"configs/{method}.py:smoke",
+       "--workdir", str(workdir),
        *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
