@@ -28,7 +28,20 @@ def l2_normalize(z: jax.Array, eps: float = 1e-12) -> jax.Array:
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The alignment + uniformity `Method` for a config with `model` and `align_uniform.{alpha, t, lam}`."""
+  """The alignment + uniformity `Method` for a config with `model` and `align_uniform.{alpha, t, lam}`.
+
+  Example:
+    >>> from configs import align_uniform as align_uniform_config
+    >>> config = align_uniform_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.align_uniform.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['align', 'uniform'], (8, 16))
+  """
   alpha = float(config.align_uniform.alpha)
   t = float(config.align_uniform.t)
   lam = float(config.align_uniform.lam)

@@ -35,7 +35,20 @@ def apply_per_view(net: EncoderProjector, params, state: dict[str, Any], views: 
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The Barlow Twins `Method` for a config with `model` and `barlow_twins.{lambda_, scale_loss}`."""
+  """The Barlow Twins `Method` for a config with `model` and `barlow_twins.{lambda_, scale_loss}`.
+
+  Example:
+    >>> from configs import barlow_twins as barlow_twins_config
+    >>> config = barlow_twins_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.barlow_twins.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['barlow_twins'], (8, 16))
+  """
   lambda_ = float(config.barlow_twins.lambda_)
   scale_loss = float(config.barlow_twins.scale_loss)
   eval_net = build_network(config, axis_name=None)

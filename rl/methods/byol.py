@@ -24,7 +24,20 @@ from rl.methods import base
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The BYOL `Method` for a config with `model`, `total_steps` and `byol.{predictor_kwargs, base_momentum,
-  final_momentum}`."""
+  final_momentum}`.
+
+  Example:
+    >>> from configs import byol as byol_config
+    >>> config = byol_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.byol.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'predictor', 'projector'], ['batch_stats', 'target'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['byol'], (8, 16))
+  """
   cfg = config.byol
   momentum = _target.cosine_schedule(config.total_steps, cfg.base_momentum, cfg.final_momentum)
   eval_net = _target.build_online(config, None, cfg.predictor_kwargs)

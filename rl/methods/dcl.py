@@ -18,7 +18,20 @@ from rl.methods.simclr import EncoderProjector, build_network
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The DCL (or DCLW) `Method` for a config with `model` and `dcl.{temperature, weighted, sigma}`."""
+  """The DCL (or DCLW) `Method` for a config with `model` and `dcl.{temperature, weighted, sigma}`.
+
+  Example:
+    >>> from configs import dcl as dcl_config
+    >>> config = dcl_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.dcl.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['dcl'], (8, 16))
+  """
   temperature = float(config.dcl.temperature)
   weighted = bool(config.dcl.weighted)
   sigma = float(config.dcl.sigma)

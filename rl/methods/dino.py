@@ -44,7 +44,21 @@ def teacher_temperature(step, *, warmup: float, final: float, warmup_steps: int)
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The DINO `Method` for a config with `model`, `total_steps`, `augment.views` and `dino.{head_kwargs,
   num_global_crops, student_temp, teacher_temp, warmup_teacher_temp, warmup_teacher_temp_steps, center_momentum,
-  base_momentum, final_momentum, freeze_last_layer_steps}`."""
+  base_momentum, final_momentum, freeze_last_layer_steps}`.
+
+  Example:
+    >>> from configs import dino as dino_config
+    >>> config = dino_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.dino.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'head'], ['batch_stats', 'center', 'step', 'teacher'])
+    >>> views = (x, x + 0.1) + tuple(x[:, i:i + 20] for i in range(4))  # 2 global, 4 local crops
+    >>> loss, (state, aux) = method.loss(params, state, {"views": views}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['dino', 'teacher_temp'], (8, 16))
+  """
   cfg = config.dino
   num_views = len(config.augment.views)
   num_global = int(cfg.num_global_crops)

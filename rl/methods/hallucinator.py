@@ -70,7 +70,20 @@ def feature_dim(config: ml_collections.ConfigDict, name: str) -> int:
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The Hallucinator `Method` for a config with `model`, `hallucinator.{base, max_ratio, smoother,
-  smoother_hidden_dims}` and the base method's section."""
+  smoother_hidden_dims}` and the base method's section.
+
+  Example:
+    >>> from configs import hallucinator as hallucinator_config
+    >>> config = hallucinator_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.hallucinator.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'hallucinator', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['hallucinator', 'nt_xent', 'nt_xent_hallucinated'], (8, 16))
+  """
   cfg = config.hallucinator
   name = cfg.base
   if name not in BASES:

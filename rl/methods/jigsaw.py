@@ -72,7 +72,20 @@ def make_task(config: ml_collections.ConfigDict, permutations: np.ndarray):
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The jigsaw `Method` for a config with `model` and
-  `jigsaw.{tiles, tile, num_permutations, normalize_tiles, head_hidden_dims}`."""
+  `jigsaw.{tiles, tile, num_permutations, normalize_tiles, head_hidden_dims}`.
+
+  Example:
+    >>> from configs import jigsaw as jigsaw_config
+    >>> config = jigsaw_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.jigsaw.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'head'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['pretext_accuracy', 'pretext_cross_entropy'], (8, 16))
+  """
   hidden = tuple(config.jigsaw.head_hidden_dims)
   permutations = permutation_set(config)
   task = make_task(config, permutations)

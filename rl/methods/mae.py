@@ -61,7 +61,20 @@ def to_image(x: jax.Array) -> jax.Array:
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The MAE `Method` for a config with `model` (encoder 'mae' and its kwargs) and `mae.{mask_ratio,
-  norm_pix_loss}`."""
+  norm_pix_loss}`.
+
+  Example:
+    >>> from configs import mae as mae_config
+    >>> config = mae_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.mae.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['decoder', 'encoder'], [])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['mae'], (8, 16))
+  """
   model = build_model(config)
 
   def init(key, x):

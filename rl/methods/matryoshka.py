@@ -111,7 +111,20 @@ def resolve(config: ml_collections.ConfigDict) -> tuple[str, tuple[int, ...], tu
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The Matryoshka `Method` for a config with `model`, `matryoshka.{base, dims, weights}` and the base's section."""
+  """The Matryoshka `Method` for a config with `model`, `matryoshka.{base, dims, weights}` and the base's section.
+
+  Example:
+    >>> from configs import matryoshka as matryoshka_config
+    >>> config = matryoshka_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.matryoshka.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['matryoshka', 'nt_xent_d2', 'nt_xent_d4', 'nt_xent_d8'], (8, 16))
+  """
   name, dims, weights = resolve(config)
   build_objective, per_view = BASES[name]
   metric, objective = build_objective(config)

@@ -29,7 +29,22 @@ from rl.methods import base
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The MLCD `Method` for a config with `model`, `num_train_examples`, `batch_size`, `seed` and
   `mlcd.{num_clusters, num_positives, margin, scale, negative_ratio, feature_ratio, bank_momentum, kmeans_iters,
-  recluster_every}`."""
+  recluster_every}`.
+
+  Example:
+    >>> from configs import mlcd as mlcd_config
+    >>> config = mlcd_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> config.num_train_examples = 64  # the trainer sets it from the data; its banks have one row each
+    >>> method = rl.methods.mlcd.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector', 'prototypes'], ['bank', 'batch_stats', 'centroids', 'labels', 'num_clusterings'])
+    >>> batch = {"views": (x, x + 0.1), "index": np.arange(8)}  # index: each example's row in the banks
+    >>> loss, (state, aux) = method.loss(params, state, batch, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['clusters_used', 'mlcd', 'num_clusterings'], (8, 16))
+  """
   cfg = config.mlcd
   margin, scale = float(cfg.margin), float(cfg.scale)
   negative_ratio, feature_ratio = float(cfg.negative_ratio), float(cfg.feature_ratio)

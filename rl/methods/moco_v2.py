@@ -31,7 +31,20 @@ def _normalize(x):
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The MoCo v2 `Method` for a config with `model`, `total_steps` and `moco_v2.{temperature, queue_size,
-  base_momentum, final_momentum}`."""
+  base_momentum, final_momentum}`.
+
+  Example:
+    >>> from configs import moco_v2 as moco_v2_config
+    >>> config = moco_v2_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.moco_v2.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats', 'queue', 'queue_ptr', 'target'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['moco'], (8, 16))
+  """
   cfg = config.moco_v2
   temperature = float(cfg.temperature)
   momentum = _target.cosine_schedule(config.total_steps, cfg.base_momentum, cfg.final_momentum)

@@ -25,7 +25,20 @@ from rl.methods import base
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The MoCo v3 `Method` for a config with `model`, `total_steps` and `moco_v3.{temperature, predictor_kwargs,
-  base_momentum, final_momentum}`."""
+  base_momentum, final_momentum}`.
+
+  Example:
+    >>> from configs import moco_v3 as moco_v3_config
+    >>> config = moco_v3_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.moco_v3.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'predictor', 'projector'], ['batch_stats', 'target'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['moco_v3'], (8, 16))
+  """
   cfg = config.moco_v3
   tau = float(cfg.temperature)
   momentum = _target.cosine_schedule(config.total_steps, cfg.base_momentum, cfg.final_momentum)

@@ -44,7 +44,20 @@ def _split(state):
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The NNCLR `Method` for a config with `model` and `nnclr.{temperature, support_size, predictor_kwargs}`."""
+  """The NNCLR `Method` for a config with `model` and `nnclr.{temperature, support_size, predictor_kwargs}`.
+
+  Example:
+    >>> from configs import nnclr as nnclr_config
+    >>> config = nnclr_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.nnclr.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'predictor', 'projector'], ['batch_stats', 'ptr', 'support'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['nnclr'], (8, 16))
+  """
   temperature = float(config.nnclr.temperature)
   support_size = int(config.nnclr.support_size)
   eval_net = build_nnclr_network(config, axis_name=None)

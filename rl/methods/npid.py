@@ -46,7 +46,21 @@ def _split(state):
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The NPID `Method` for a config with `model`, `num_train_examples` and
-  `npid.{temperature, momentum, num_negatives}`."""
+  `npid.{temperature, momentum, num_negatives}`.
+
+  Example:
+    >>> from configs import npid as npid_config
+    >>> config = npid_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> config.num_train_examples = 64  # the trainer sets it from the data; its banks have one row each
+    >>> method = rl.methods.npid.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats', 'memory_bank'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,), "index": np.arange(8)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['npid'], (8, 16))
+  """
   if config.num_train_examples is None:
     raise ValueError("config.num_train_examples is None: NPID sizes its memory bank with it (the trainer fills it "
                      "in rl.train.loop.build; set it yourself when calling npid.make directly).")

@@ -123,7 +123,21 @@ def warmup_steps(config: ml_collections.ConfigDict) -> int:
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The ODC `Method` for a config with `model`, `num_train_examples`, `batch_size` and `odc.*` (configs/odc.py)."""
+  """The ODC `Method` for a config with `model`, `num_train_examples`, `batch_size` and `odc.*` (configs/odc.py).
+
+  Example:
+    >>> from configs import odc as odc_config
+    >>> config = odc_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> config.num_train_examples = 64  # the trainer sets it from the data; its banks have one row each
+    >>> method = rl.methods.odc.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'head', 'neck'], ['batch_stats', 'centroids', 'feature_bank', 'label_bank', 'warm'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,), "index": np.arange(8)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['odc', 'odc_change_ratio', 'odc_warm'], (8, 16))
+  """
   if config.num_train_examples is None:
     raise ValueError("config.num_train_examples is None: ODC sizes its feature and label banks with it (the "
                      "trainer fills it in rl.train.loop.build; set it yourself when calling odc.make directly).")

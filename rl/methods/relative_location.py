@@ -55,7 +55,20 @@ def make_task(config: ml_collections.ConfigDict):
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The relative-location `Method` for a config with `model` and
-  `relative_location.{grid, patch, gap, jitter, head_hidden_dims}`."""
+  `relative_location.{grid, patch, gap, jitter, head_hidden_dims}`.
+
+  Example:
+    >>> from configs import relative_location as relative_location_config
+    >>> config = relative_location_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.relative_location.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'head'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['pretext_accuracy', 'pretext_cross_entropy'], (8, 16))
+  """
   hidden = tuple(config.relative_location.head_hidden_dims)
   task = make_task(config)
   build = lambda x, axis_name: rotnet.build_pretext_network(

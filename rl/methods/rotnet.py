@@ -95,7 +95,20 @@ def _task(key, x, axis_name):
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The RotNet `Method` for a config with `model` and `rotnet.head_hidden_dims`."""
+  """The RotNet `Method` for a config with `model` and `rotnet.head_hidden_dims`.
+
+  Example:
+    >>> from configs import rotnet as rotnet_config
+    >>> config = rotnet_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.rotnet.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'head'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['pretext_accuracy', 'pretext_cross_entropy'], (8, 16))
+  """
   hidden = tuple(config.rotnet.head_hidden_dims)
   eval_net = build_pretext_network(config, hidden, NUM_CLASSES, axis_name=None)
 

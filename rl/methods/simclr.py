@@ -47,7 +47,20 @@ def _variables(params, state) -> dict[str, Any]:
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The SimCLR `Method` for a config with `model` and `simclr.temperature`."""
+  """The SimCLR `Method` for a config with `model` and `simclr.temperature`.
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.simclr.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['nt_xent'], (8, 16))
+  """
   temperature = float(config.simclr.temperature)
   eval_net = build_network(config, axis_name=None)
 

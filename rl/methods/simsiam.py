@@ -23,7 +23,20 @@ from rl.methods import base
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The SimSiam `Method` for a config with `model` and `simsiam.predictor_kwargs`."""
+  """The SimSiam `Method` for a config with `model` and `simsiam.predictor_kwargs`.
+
+  Example:
+    >>> from configs import simsiam as simsiam_config
+    >>> config = simsiam_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.simsiam.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'predictor', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['negative_cosine'], (8, 16))
+  """
   cfg = config.simsiam
   eval_net = _target.build_online(config, None, cfg.predictor_kwargs)
 

@@ -22,7 +22,21 @@ from rl.methods.simclr import EncoderProjector, build_network
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The (supervised) SupCon `Method` for a config with `model` and `supcon.{temperature, base_temperature}`."""
+  """The (supervised) SupCon `Method` for a config with `model` and `supcon.{temperature, base_temperature}`.
+
+  Example:
+    >>> from configs import supcon as supcon_config
+    >>> config = supcon_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.supcon.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> batch = {"views": (x, x + 0.1), "label": np.arange(8) % 2}
+    >>> loss, (state, aux) = method.loss(params, state, batch, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['supcon'], (8, 16))
+  """
   temperature = float(config.supcon.temperature)
   base_temperature = config.supcon.base_temperature
   base_temperature = None if base_temperature is None else float(base_temperature)

@@ -38,7 +38,20 @@ def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> E
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The supervised `Method` for a config with `model` and `supervised.{num_classes, label_smoothing}`."""
+  """The supervised `Method` for a config with `model` and `supervised.{num_classes, label_smoothing}`.
+
+  Example:
+    >>> from configs import supervised as supervised_config
+    >>> config = supervised_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.supervised.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['classifier', 'encoder'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,), "label": np.arange(8) % 2}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['cross_entropy', 'train_accuracy'], (8, 16))
+  """
   smoothing = float(config.supervised.label_smoothing)
   num_classes = int(config.supervised.num_classes)
   eval_net = build_network(config, axis_name=None)

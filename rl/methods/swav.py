@@ -59,7 +59,21 @@ def _scores(z, prototype_params):
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The SwAV `Method` for a config with `model`, `augment.views` and `swav.{num_prototypes, temperature,
   epsilon, sinkhorn_iters, crops_for_assign, num_global_crops, freeze_prototypes_steps, queue_length,
-  queue_start_step}`."""
+  queue_start_step}`.
+
+  Example:
+    >>> from configs import swav as swav_config
+    >>> config = swav_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.swav.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'head'], ['batch_stats', 'queue', 'queue_count', 'queue_ptr', 'step'])
+    >>> views = (x, x + 0.1) + tuple(x[:, i:i + 20] for i in range(4))  # 2 global, 4 local crops
+    >>> loss, (state, aux) = method.loss(params, state, {"views": views}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['queue_in_use', 'swav'], (8, 16))
+  """
   cfg = config.swav
   num_views = len(config.augment.views)
   num_global = int(cfg.num_global_crops)

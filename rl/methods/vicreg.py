@@ -17,7 +17,20 @@ from rl.methods.simclr import EncoderProjector, build_network
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
-  """The VICReg `Method` for a config with `model` and `vicreg.{sim_coeff, std_coeff, cov_coeff}`."""
+  """The VICReg `Method` for a config with `model` and `vicreg.{sim_coeff, std_coeff, cov_coeff}`.
+
+  Example:
+    >>> from configs import vicreg as vicreg_config
+    >>> config = vicreg_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.vicreg.make(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['vicreg', 'vicreg_covariance', 'vicreg_invariance', 'vicreg_variance'], (8, 16))
+  """
   coeffs = {name: float(config.vicreg[name]) for name in ("sim_coeff", "std_coeff", "cov_coeff")}
   eval_net = build_network(config, axis_name=None)
 

@@ -27,7 +27,20 @@ def _project(module: EncoderProjector, h: jax.Array) -> jax.Array:
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
   """The W-MSE `Method` for a config with `model`, `augment.views` and `wmse.{whitening_size, whitening_iters,
-  whitening_eps}`."""
+  whitening_eps}`.
+
+  Example:
+    >>> from configs import wmse as wmse_config
+    >>> config = wmse_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> method = rl.methods.wmse.make(config)
+    >>> x = np.random.RandomState(0).randn(16, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> sorted(params), sorted(state)
+    (['encoder', 'projector'], ['batch_stats'])
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    (['wmse'], (16, 16))
+  """
   num_views = len(config.augment.views)
   whitening_size = int(config.wmse.whitening_size)
   whitening_iters = int(config.wmse.whitening_iters)
