@@ -65,7 +65,18 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
 
 
 def get_method(config: ml_collections.ConfigDict) -> Method:
-  """Builds the method named by `config.method`; ValueError listing the known names otherwise."""
+  """Builds the method named by `config.method`; ValueError listing the known names otherwise.
+
+  Example:
+    >>> from configs import byol as byol_config
+    >>> method = rl.methods.get_method(byol_config.get_config("smoke"))
+    >>> method.name, method.num_views
+    ('byol', 2)
+    >>> config = byol_config.get_config("smoke"); config.method = "byl"
+    >>> rl.methods.get_method(config)
+    Traceback (most recent call last):
+    ValueError: config.method: unknown method 'byl'; known methods: align_uniform, barlow_twins, byol, ...
+  """
   name = config.method
   if name not in METHODS:
     raise ValueError(f"config.method: unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}.")

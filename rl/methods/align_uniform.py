@@ -22,7 +22,13 @@ from rl.methods.simclr import EncoderProjector, build_network
 
 
 def l2_normalize(z: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """z / max(|z|, eps) per row, in float32 (as torch.nn.functional.normalize)."""
+  """z / max(|z|, eps) per row, in float32 (as torch.nn.functional.normalize).
+
+  Example:
+    >>> l2_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]]))
+    Array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+  """
   z = z.astype(jnp.float32)
   return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), eps)
 

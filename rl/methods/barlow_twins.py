@@ -24,6 +24,16 @@ def apply_per_view(net: EncoderProjector, params, state: dict[str, Any], views: 
 
   Returns ([h_1, ..., h_n], [z_1, ..., z_n], new_state): per-view batch statistics (as the authors' separate
   `backbone(y1)`, `backbone(y2)` calls) and running averages updated once per view.
+
+  Example:
+    >>> from configs import barlow_twins as barlow_twins_config
+    >>> net = rl.methods.simclr.build_network(barlow_twins_config.get_config("smoke"), axis_name=None)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> variables = net.init(jax.random.key(0), x, train=False)
+    >>> state = {"batch_stats": variables["batch_stats"]}
+    >>> hs, zs, state = apply_per_view(net, variables["params"], state, [x, x + 0.1])
+    >>> [h.shape for h in hs], [z.shape for z in zs], sorted(state)
+    ([(8, 16), (8, 16)], [(8, 8), (8, 8)], ['batch_stats'])
   """
   hs, zs = [], []
   for view in views:

@@ -28,13 +28,25 @@ from rl.models import ema
 
 
 def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> _multicrop.MultiCropNetwork:
-  """Encoder and `dino_head` (`config.dino.head_kwargs`)."""
+  """Encoder and `dino_head` (`config.dino.head_kwargs`).
+
+  Example:
+    >>> from configs import dino as dino_config
+    >>> net = build_network(dino_config.get_config("smoke"), axis_name=None)
+    >>> type(net.encoder).__name__, type(net.head).__name__
+    ('Conv1DEncoder', 'DINOHead')
+  """
   head = models.get_model("dino_head", axis_name=axis_name, **config.dino.head_kwargs.to_dict())
   return _multicrop.MultiCropNetwork(encoder=_multicrop.build_encoder(config, axis_name), head=head)
 
 
 def teacher_temperature(step, *, warmup: float, final: float, warmup_steps: int) -> jax.Array:
-  """tau_t: linear from `warmup` to `final` over the first `warmup_steps` steps, then `final` (DINO Sec. 3.1)."""
+  """tau_t: linear from `warmup` to `final` over the first `warmup_steps` steps, then `final` (DINO Sec. 3.1).
+
+  Example:
+    >>> [round(float(teacher_temperature(s, warmup=0.04, final=0.07, warmup_steps=30)), 3) for s in (0, 15, 30, 100)]
+    [0.04, 0.055, 0.07, 0.07]
+  """
   if warmup_steps <= 0:
     return jnp.asarray(final, jnp.float32)
   frac = jnp.clip(jnp.asarray(step, jnp.float32) / warmup_steps, 0.0, 1.0)

@@ -62,7 +62,14 @@ def _normalize(x):
 
 
 def feature_dim(config: ml_collections.ConfigDict, name: str) -> int:
-  """Size of the hallucinated features: the projection (simclr, moco_v2) or the prediction (simsiam)."""
+  """Size of the hallucinated features: the projection (simclr, moco_v2) or the prediction (simsiam).
+
+  Example:
+    >>> from configs import hallucinator as hallucinator_config
+    >>> config = hallucinator_config.get_config("smoke")
+    >>> config.hallucinator.base, feature_dim(config, config.hallucinator.base)
+    ('simclr', 8)
+  """
   if name == "simsiam":
     return int(config.simsiam.predictor_kwargs.out_dim)
   return int(config.model.projector_kwargs.out_dim)

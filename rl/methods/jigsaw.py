@@ -38,13 +38,28 @@ PERMUTATION_KEY = 0
 
 
 def permutation_set(config: ml_collections.ConfigDict) -> np.ndarray:
-  """[N, tiles] int32: `jigsaw.num_permutations` permutations of range(`jigsaw.tiles`), far apart (Algorithm 1)."""
+  """[N, tiles] int32: `jigsaw.num_permutations` permutations of range(`jigsaw.tiles`), far apart (Algorithm 1).
+
+  Example:
+    >>> from configs import jigsaw as jigsaw_config
+    >>> config = jigsaw_config.get_config("smoke")
+    >>> perms = permutation_set(config)
+    >>> perms.shape, perms.dtype, sorted(perms[0].tolist()) == list(range(config.jigsaw.tiles))
+    ((24, 4), dtype('int32'), True)
+  """
   return _signal_pretext.signal_permutations(int(config.jigsaw.num_permutations), tiles=int(config.jigsaw.tiles),
                                              key=jax.random.key(PERMUTATION_KEY))
 
 
 def normalize_tiles(tiles: jax.Array, *, epsilon: float = 1e-5) -> jax.Array:
-  """Each tile of [b, k, ...] minus its mean, over its standard deviation (all its samples and channels)."""
+  """Each tile of [b, k, ...] minus its mean, over its standard deviation (all its samples and channels).
+
+  Example:
+    >>> tiles = normalize_tiles(jnp.arange(8.0).reshape(1, 2, 4))  # one example, two tiles of 4 samples
+    >>> np.asarray(tiles).round(2)
+    array([[[-1.34, -0.45,  0.45,  1.34],
+            [-1.34, -0.45,  0.45,  1.34]]], dtype=float32)
+  """
   axes = tuple(range(2, tiles.ndim))
   x = tiles.astype(jnp.float32)
   mean = jnp.mean(x, axis=axes, keepdims=True)
@@ -53,7 +68,16 @@ def normalize_tiles(tiles: jax.Array, *, epsilon: float = 1e-5) -> jax.Array:
 
 
 def make_task(config: ml_collections.ConfigDict, permutations: np.ndarray):
-  """`task(key, x, axis_name) -> (tiles [b, k, ...], labels [b])` for images or signals."""
+  """`task(key, x, axis_name) -> (tiles [b, k, ...], labels [b])` for images or signals.
+
+  Example:
+    >>> from configs import jigsaw as jigsaw_config
+    >>> config = jigsaw_config.get_config("smoke")
+    >>> task = make_task(config, permutation_set(config))
+    >>> tiles, labels = task(jax.random.key(0), jnp.ones((8, 40)), None)
+    >>> tiles.shape, labels.shape, labels.dtype
+    ((8, 4, 8), (8,), dtype('int32'))
+  """
   k = int(config.jigsaw.tiles)
   tile = int(config.jigsaw.tile)
   normalize = bool(config.jigsaw.normalize_tiles)

@@ -31,7 +31,14 @@ _METHOD_KEYS = ("mask_ratio", "norm_pix_loss")
 
 def build_model(config: ml_collections.ConfigDict) -> models.MAE:
   """The MAE named by `config.model.encoder` ('mae') with `encoder_kwargs` and `config.mae.{mask_ratio,
-  norm_pix_loss}`."""
+  norm_pix_loss}`.
+
+  Example:
+    >>> from configs import mae as mae_config
+    >>> model = build_model(mae_config.get_config("smoke"))
+    >>> type(model).__name__, model.mask_ratio
+    ('MAE', 0.75)
+  """
   kwargs = config.model.encoder_kwargs.to_dict()
   clash = sorted(set(kwargs) & set(_METHOD_KEYS))
   if clash:
@@ -48,7 +55,14 @@ def build_model(config: ml_collections.ConfigDict) -> models.MAE:
 
 
 def to_image(x: jax.Array) -> jax.Array:
-  """Signals [b, l] -> [b, 1, l, 1] and [b, l, c] -> [b, 1, l, c]; images [b, h, w, c] unchanged."""
+  """Signals [b, l] -> [b, 1, l, 1] and [b, l, c] -> [b, 1, l, c]; images [b, h, w, c] unchanged.
+
+  Example:
+    >>> to_image(jnp.zeros((8, 40))).shape, to_image(jnp.zeros((8, 40, 2))).shape
+    ((8, 1, 40, 1), (8, 1, 40, 2))
+    >>> to_image(jnp.zeros((8, 32, 32, 3))).shape
+    (8, 32, 32, 3)
+  """
   if x.ndim == 2:
     return x[:, None, :, None]
   if x.ndim == 3:

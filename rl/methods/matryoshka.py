@@ -84,7 +84,12 @@ BASES: dict[str, tuple[Callable, bool]] = {
 
 
 def default_dims(out_dim: int) -> tuple[int, ...]:
-  """MRL's nesting sizes: powers of two from 8 up to `out_dim`, ending with `out_dim` (8 alone if smaller)."""
+  """MRL's nesting sizes: powers of two from 8 up to `out_dim`, ending with `out_dim` (8 alone if smaller).
+
+  Example:
+    >>> default_dims(128), default_dims(100), default_dims(4)
+    ((8, 16, 32, 64, 128), (8, 16, 32, 64, 100), (4,))
+  """
   dims, m = [], 8
   while m < out_dim:
     dims.append(m)
@@ -93,7 +98,13 @@ def default_dims(out_dim: int) -> tuple[int, ...]:
 
 
 def resolve(config: ml_collections.ConfigDict) -> tuple[str, tuple[int, ...], tuple[float, ...] | None]:
-  """(base name, nesting sizes, weights) of `config.matryoshka`, validated; ValueError otherwise."""
+  """(base name, nesting sizes, weights) of `config.matryoshka`, validated; ValueError otherwise.
+
+  Example:
+    >>> from configs import matryoshka as matryoshka_config
+    >>> resolve(matryoshka_config.get_config("smoke"))
+    ('simclr', (2, 4, 8), None)
+  """
   cfg = config.matryoshka
   name = cfg.base
   if name not in BASES:

@@ -28,7 +28,16 @@ SUPPORT_KEYS = ("support", "ptr")
 def build_nnclr_network(config: ml_collections.ConfigDict,
                         axis_name: str | None) -> _target.EncoderProjectorPredictor:
   """SimCLR's encoder and projector plus an `MLPProjector` predictor from `config.nnclr.predictor_kwargs` (the
-  online network of BYOL, `rl.methods._target`)."""
+  online network of BYOL, `rl.methods._target`).
+
+  Example:
+    >>> from configs import nnclr as nnclr_config
+    >>> net = build_nnclr_network(nnclr_config.get_config("smoke"), axis_name=None)
+    >>> x = np.zeros((8, 40), np.float32)
+    >>> params = net.init(jax.random.key(0), x, train=False)["params"]
+    >>> sorted(params)
+    ['encoder', 'predictor', 'projector']
+  """
   return _target.build_online(config, axis_name, config.nnclr.predictor_kwargs)
 
 

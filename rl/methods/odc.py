@@ -93,7 +93,16 @@ class ODCNetwork(nn.Module):
 
 
 def build_odc_network(config: ml_collections.ConfigDict, axis_name: str | None) -> ODCNetwork:
-  """Encoder from `config.model`, ODCNeck from `config.odc.neck_kwargs`, head over `config.odc.num_clusters`."""
+  """Encoder from `config.model`, ODCNeck from `config.odc.neck_kwargs`, head over `config.odc.num_clusters`.
+
+  Example:
+    >>> from configs import odc as odc_config
+    >>> config = odc_config.get_config("smoke")
+    >>> net = build_odc_network(config, axis_name=None)
+    >>> params = net.init(jax.random.key(0), np.zeros((8, 40), np.float32), train=False)["params"]
+    >>> sorted(params), params["head"]["kernel"].shape[-1] == config.odc.num_clusters
+    (['encoder', 'head', 'neck'], True)
+  """
   encoder = models.get_model(config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
   neck = ODCNeck(axis_name=axis_name, **config.odc.neck_kwargs.to_dict())
   return ODCNetwork(encoder=encoder, neck=neck, num_clusters=int(config.odc.num_clusters))
@@ -118,7 +127,15 @@ def _keep_mask(key, rate: float, b: int, width: int, axis_name):
 
 
 def warmup_steps(config: ml_collections.ConfigDict) -> int:
-  """Steps of the initial feature pass: ceil(warmup_epochs * num_train_examples / batch_size)."""
+  """Steps of the initial feature pass: ceil(warmup_epochs * num_train_examples / batch_size).
+
+  Example:
+    >>> from configs import odc as odc_config
+    >>> config = odc_config.get_config("smoke")
+    >>> config.num_train_examples, config.batch_size, config.odc.warmup_epochs = 1000, 64, 1
+    >>> warmup_steps(config)
+    16
+  """
   return int(math.ceil(float(config.odc.warmup_epochs) * int(config.num_train_examples) / int(config.batch_size)))
 
 

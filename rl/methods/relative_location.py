@@ -32,12 +32,27 @@ from rl.methods import rotnet
 
 
 def num_classes(config: ml_collections.ConfigDict, signal: bool) -> int:
-  """8 neighbours of a 3 x 3 grid (images), grid - 1 other segments (signals)."""
+  """8 neighbours of a 3 x 3 grid (images), grid - 1 other segments (signals).
+
+  Example:
+    >>> from configs import relative_location as relative_location_config
+    >>> config = relative_location_config.get_config("smoke")
+    >>> num_classes(config, signal=False), config.relative_location.grid, num_classes(config, signal=True)
+    (8, 5, 4)
+  """
   return int(config.relative_location.grid) - 1 if signal else 8
 
 
 def make_task(config: ml_collections.ConfigDict):
-  """`task(key, x, axis_name) -> (pairs [b, 2, ...] (centre, other), labels [b])` for images or signals."""
+  """`task(key, x, axis_name) -> (pairs [b, 2, ...] (centre, other), labels [b])` for images or signals.
+
+  Example:
+    >>> from configs import relative_location as relative_location_config
+    >>> task = make_task(relative_location_config.get_config("smoke"))
+    >>> pairs, labels = task(jax.random.key(0), jnp.ones((8, 40)), None)
+    >>> pairs.shape, labels.shape
+    ((8, 2, 6), (8,))
+  """
   rl_config = config.relative_location
   geometry = dict(gap=int(rl_config.gap), jitter=int(rl_config.jitter))
 

@@ -52,7 +52,16 @@ class PretextNet(nn.Module):
 
 def build_pretext_network(config: ml_collections.ConfigDict, head_hidden_dims, num_classes: int,
                           axis_name: str | None) -> PretextNet:
-  """The encoder of `config.model` and an MLP head (Linear-BN-ReLU per hidden layer, then Linear to the classes)."""
+  """The encoder of `config.model` and an MLP head (Linear-BN-ReLU per hidden layer, then Linear to the classes).
+
+  Example:
+    >>> from configs import rotnet as rotnet_config
+    >>> config = rotnet_config.get_config("smoke")
+    >>> net = build_pretext_network(config, head_hidden_dims=(16,), num_classes=4, axis_name=None)
+    >>> params, state = init_on_parts(net, jax.random.key(0), jnp.zeros((8, 1, 40)))
+    >>> jax.tree.map(jnp.shape, params["head"])
+    {'bn0': {'bias': (16,), 'scale': (16,)}, 'dense0': {'kernel': (16, 16)}, 'out': {'bias': (4,), 'kernel': (16, 4)}}
+  """
   encoder = models.get_model(config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
   head = models.get_model("mlp_projector", axis_name=axis_name, hidden_dims=tuple(head_hidden_dims),
                           out_dim=int(num_classes))
@@ -60,7 +69,12 @@ def build_pretext_network(config: ml_collections.ConfigDict, head_hidden_dims, n
 
 
 def is_signal(x: jax.Array) -> bool:
-  """Signals are [b, l] or [b, l, c]; images [b, h, w, c]."""
+  """Signals are [b, l] or [b, l, c]; images [b, h, w, c].
+
+  Example:
+    >>> is_signal(jnp.zeros((8, 40))), is_signal(jnp.zeros((8, 40, 2))), is_signal(jnp.zeros((8, 32, 32, 3)))
+    (True, True, False)
+  """
   if x.ndim in (2, 3):
     return True
   if x.ndim == 4:
@@ -70,7 +84,13 @@ def is_signal(x: jax.Array) -> bool:
 
 
 def accuracy(logits: jax.Array, labels: jax.Array, axis_name: str | None) -> jax.Array:
-  """Fraction of the global batch whose arg-max logit is the label."""
+  """Fraction of the global batch whose arg-max logit is the label.
+
+  Example:
+    >>> logits, labels = jnp.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]]), jnp.array([0, 1, 1])
+    >>> round(float(accuracy(logits, labels, axis_name=None)), 3)
+    0.667
+  """
   correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
   n = jnp.float32(labels.shape[0])
   if axis_name is not None:
@@ -79,7 +99,16 @@ def accuracy(logits: jax.Array, labels: jax.Array, axis_name: str | None) -> jax
 
 
 def init_on_parts(net: PretextNet, key: jax.Array, parts: jax.Array):
-  """(params, method_state) of `net` initialised on pretext inputs [n, p, ...]."""
+  """(params, method_state) of `net` initialised on pretext inputs [n, p, ...].
+
+  Example:
+    >>> from configs import rotnet as rotnet_config
+    >>> config = rotnet_config.get_config("smoke")
+    >>> net = build_pretext_network(config, head_hidden_dims=(), num_classes=4, axis_name=None)
+    >>> params, state = init_on_parts(net, jax.random.key(0), jnp.zeros((8, 1, 40)))
+    >>> sorted(params), sorted(state)
+    (['encoder', 'head'], ['batch_stats'])
+  """
   variables = net.init(key, parts, train=False)
   params = variables.pop("params")
   return params, dict(variables)

@@ -35,7 +35,16 @@ class EncoderProjector(nn.Module):
 
 
 def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> EncoderProjector:
-  """Encoder and projector from `config.model` (`encoder`, `encoder_kwargs`, `projector_kwargs`)."""
+  """Encoder and projector from `config.model` (`encoder`, `encoder_kwargs`, `projector_kwargs`).
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> net = build_network(simclr_config.get_config("smoke"), axis_name=None)
+    >>> x = np.zeros((8, 40), np.float32)
+    >>> h, z = net.apply(net.init(jax.random.key(0), x, train=False), x, train=False)
+    >>> h.shape, z.shape
+    ((8, 16), (8, 8))
+  """
   model = config.model
   encoder = models.get_model(model.encoder, axis_name=axis_name, **model.encoder_kwargs.to_dict())
   projector = models.get_model("mlp_projector", axis_name=axis_name, **model.projector_kwargs.to_dict())

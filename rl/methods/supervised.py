@@ -32,6 +32,16 @@ class EncoderClassifier(nn.Module):
 
 
 def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> EncoderClassifier:
+  """The encoder of `config.model` and a linear classifier over `config.supervised.num_classes` classes.
+
+  Example:
+    >>> from configs import supervised as supervised_config
+    >>> net = build_network(supervised_config.get_config("smoke"), axis_name=None)
+    >>> x = np.zeros((8, 40), np.float32)
+    >>> out = net.apply(net.init(jax.random.key(0), x, train=False), x, train=False)
+    >>> jax.tree.map(jnp.shape, out)
+    ((8, 16), (8, 10))
+  """
   encoder = models.get_model(config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
   classifier = models.get_model("linear", num_classes=int(config.supervised.num_classes))
   return EncoderClassifier(encoder=encoder, classifier=classifier)

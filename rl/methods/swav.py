@@ -42,7 +42,16 @@ class SwAVHead(nn.Module):
 
 
 def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> _multicrop.MultiCropNetwork:
-  """Encoder, projector (`config.model.projector_kwargs`) and `config.swav.num_prototypes` prototypes."""
+  """Encoder, projector (`config.model.projector_kwargs`) and `config.swav.num_prototypes` prototypes.
+
+  Example:
+    >>> from configs import swav as swav_config
+    >>> config = swav_config.get_config("smoke")
+    >>> net = build_network(config, axis_name=None)
+    >>> params = net.init(jax.random.key(0), np.zeros((8, 40), np.float32), train=False)["params"]
+    >>> sorted(params), config.swav.num_prototypes
+    (['encoder', 'head'], 10)
+  """
   projector = models.get_model("mlp_projector", axis_name=axis_name, **config.model.projector_kwargs.to_dict())
   prototypes = models.get_model("prototypes", num_prototypes=int(config.swav.num_prototypes))
   return _multicrop.MultiCropNetwork(encoder=_multicrop.build_encoder(config, axis_name),
