@@ -36,6 +36,18 @@ def distributed_arguments(env: Mapping[str, str] | None = None) -> dict | None:
     `mpirun` of Open MPI 4 (`OMPI_MCA_orte_hnp_uri`, where JAX finds the coordinator; with Open MPI 5, set
     `JAX_COORDINATOR_ADDRESS`).
 
+  Example:
+    >>> distributed_arguments({}) is None  # nothing says multi-process: one process
+    True
+    >>> env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "1"}
+    >>> distributed_arguments(env)
+    {'coordinator_address': '10.0.0.1:1234', 'num_processes': 4, 'process_id': 1}
+    >>> distributed_arguments({"SLURM_STEP_NODELIST": "node[1-2]", "SLURM_NTASKS": "2"})  # JAX reads Slurm itself
+    {}
+    >>> distributed_arguments({"JAX_COORDINATOR_ADDRESS": "10.0.0.1"})
+    Traceback (most recent call last):
+    ValueError: JAX_COORDINATOR_ADDRESS: expected host:port, got '10.0.0.1'
+
   Args:
     env: the environment to read; None for `os.environ`.
 
@@ -85,6 +97,10 @@ def initialize_distributed() -> bool:
   processes exchange collectives through gloo (TCP), so that N processes x M CPU devices (e.g.
   `XLA_FLAGS=--xla_force_host_platform_device_count=M`) train as one N*M-device job.
 
+  Example:
+    >>> initialize_distributed()  # a one-process launch: nothing to join
+    False
+
   Returns:
     Whether JAX's distributed system is up after the call (False: a one-process run).
   """
@@ -101,6 +117,13 @@ def initialize_distributed() -> bool:
 
 
 def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process, axis `AXIS` ('data'): the batch is split along it.
+
+  Example:
+    >>> mesh = make_mesh()
+    >>> mesh.axis_names, mesh.size == jax.device_count()
+    (('data',), True)
+  """
   # Auto axes: jit partitions code outside shard_map (evaluation, augmentation of eval views) by itself, as
   # big_vision does; the explicit-sharding mode that `jax.make_mesh` defaults to would make every such op
   # spell out its sharding.
@@ -108,8 +131,24 @@ def make_mesh() -> Mesh:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Splits an array's leading (batch) axis over the mesh: each device holds `batch / device_count` rows.
+
+  Example:
+    >>> mesh = make_mesh()
+    >>> x = jax.device_put(np.zeros((8 * jax.device_count(), 3), np.float32), batch_sharding(mesh))
+    >>> x.addressable_shards[0].data.shape  # 8 rows per device
+    (8, 3)
+  """
   return NamedSharding(mesh, P(AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+  """A full copy on every device (parameters, optimizer and method state).
+
+  Example:
+    >>> mesh = make_mesh()
+    >>> w = jax.device_put(np.ones((4, 3), np.float32), replicated(mesh))
+    >>> w.addressable_shards[0].data.shape, len(w.addressable_shards) == jax.local_device_count()
+    ((4, 3), True)
+  """
   return NamedSharding(mesh, P())

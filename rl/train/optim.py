@@ -10,12 +10,28 @@ OPTIMIZERS = ("sgd", "adamw", "lars")
 
 
 def decay_mask(params):
-  """True for weights that get weight decay (kernels), False for biases and BatchNorm/LayerNorm scales."""
+  """True for weights that get weight decay (kernels), False for biases and BatchNorm/LayerNorm scales.
+
+  Example:
+    >>> params = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}, "bn": {"scale": jnp.ones(3)}}
+    >>> decay_mask(params)
+    {'bn': {'scale': False}, 'dense': {'bias': False, 'kernel': True}}
+  """
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  """Linear warm-up to `lr * batch_size / 256` (the linear scaling rule, if `scale_by_batch`), then cosine to 0."""
+  """Linear warm-up to `lr * batch_size / 256` (the linear scaling rule, if `scale_by_batch`), then cosine to 0.
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("mnist1d")
+    >>> config.optim.lr, config.optim.warmup_steps, config.batch_size
+    (0.004, 100, 128)
+    >>> schedule = learning_rate_schedule(config, total_steps=1000)
+    >>> [round(float(schedule(s)), 6) for s in (0, 50, 100, 550, 1000)]
+    [0.0, 0.002, 0.004, 0.002, 0.0]
+  """
   peak = config.optim.lr * (config.batch_size / 256 if config.optim.scale_by_batch else 1.0)
   warmup = min(config.optim.warmup_steps, max(total_steps - 1, 0))
   return optax.warmup_cosine_decay_schedule(
@@ -24,7 +40,23 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """The optimizer named by `config.optim.name`."""
+  """The optimizer named by `config.optim.name`.
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.optim.name
+    'adamw'
+    >>> tx = make_optimizer(config, total_steps=10)
+    >>> params = {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}
+    >>> updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    >>> jax.tree.map(lambda u: u.shape, updates)
+    {'bias': (2,), 'kernel': (2, 2)}
+    >>> config.optim.name = "adamm"
+    >>> make_optimizer(config, total_steps=10)
+    Traceback (most recent call last):
+    ValueError: config.optim.name: unknown optimizer 'adamm'; known optimizers: sgd, adamw, lars.
+  """
   opt = config.optim
   schedule = learning_rate_schedule(config, total_steps)
   if opt.name == "sgd":

@@ -31,6 +31,15 @@ COMPUTE_DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat
 def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
   """The computation dtype named by `config.compute_dtype` (a workdir's older config without it: float32).
 
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> compute_dtype(config)
+    dtype('float32')
+    >>> config.compute_dtype = "bfloat16"
+    >>> compute_dtype(config)
+    dtype(bfloat16)
+
   Args:
     config: the run's config.
 
@@ -74,6 +83,19 @@ def _in_block(fn: Callable | None, dtype) -> Callable | None:
 def with_compute_dtype(method: Method, dtype: Any) -> Method:
   """`method` with every function run inside `rl.models.compute_dtype(dtype)`.
 
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> with rl.models.compute_dtype(jnp.bfloat16): method = rl.methods.get_method(config)
+    >>> method = with_compute_dtype(method, jnp.bfloat16)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> z, z32 = method.embed(params, state, x), rl.methods.get_method(config).embed(params, state, x)
+    >>> jax.tree.leaves(params)[0].dtype, z.dtype  # float32 parameters and outputs
+    (dtype('float32'), dtype('float32'))
+    >>> bool(jnp.any(z != z32)), bool(jnp.allclose(z, z32, atol=0.1))  # computed in bfloat16: close, not equal
+    (True, True)
+
   Args:
     method: a `Method` that was made inside the same `compute_dtype` block (its closed-over evaluation networks
       are built when it is made).
@@ -108,6 +130,19 @@ def with_compute_dtype(method: Method, dtype: Any) -> Method:
 
 def get_method(config: ml_collections.ConfigDict) -> Method:
   """`rl.methods.get_method(config)` computing in `config.compute_dtype` (see the module docstring).
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.compute_dtype = "bfloat16"
+    >>> method = get_method(config)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> params, state = method.init(jax.random.key(0), x)
+    >>> z = method.embed(params, state, x)
+    >>> config.compute_dtype = "float32"
+    >>> z32 = get_method(config).embed(params, state, x)
+    >>> jax.tree.leaves(params)[0].dtype, z.dtype, bool(jnp.any(z != z32)), bool(jnp.allclose(z, z32, atol=0.1))
+    (dtype('float32'), dtype('float32'), True, True)
 
   Args:
     config: the run's config.

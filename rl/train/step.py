@@ -39,7 +39,16 @@ def nonfinite_leaf_names(params) -> list[str]:
 
 
 def probe_loss(probe_params, features, labels, *, num_classes: int, axis_name: str | None):
-  """Cross-entropy of the online linear probe on stop-gradient features (global-batch mean) and its accuracy."""
+  """Cross-entropy of the online linear probe on stop-gradient features (global-batch mean) and its accuracy.
+
+  Example:
+    >>> probe = init_probe(feature_dim=2, num_classes=2)
+    >>> probe["kernel"] = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+    >>> features, labels = jnp.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), jnp.array([0, 1, 1])
+    >>> loss, accuracy = probe_loss(probe, features, labels, num_classes=2, axis_name=None)
+    >>> round(float(loss), 3), round(float(accuracy), 3)
+    (1.351, 0.667)
+  """
   logits = features @ probe_params["kernel"] + probe_params["bias"]
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   correct = jnp.sum(jnp.argmax(logits, -1) == labels)
@@ -51,6 +60,12 @@ def probe_loss(probe_params, features, labels, *, num_classes: int, axis_name: s
 
 
 def init_probe(feature_dim: int, num_classes: int):
+  """Zero kernel `[feature_dim, num_classes]` and bias `[num_classes]` of the online linear probe.
+
+  Example:
+    >>> jax.tree.map(jnp.shape, init_probe(feature_dim=16, num_classes=10))
+    {'bias': (10,), 'kernel': (16, 10)}
+  """
   return {"kernel": jnp.zeros((feature_dim, num_classes), jnp.float32),
           "bias": jnp.zeros((num_classes,), jnp.float32)}
 
@@ -68,6 +83,25 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
   A step whose loss or gradients are not finite is recorded in `state.nonfinite_step`/`nonfinite_leaf`; with
   `skip_nonfinite`, it also leaves every parameter, optimizer and method state as it was (only `step` and
   `skipped_steps` advance), so the loop can skip a bounded number of bad steps (`config.skip_nonfinite_steps`).
+
+  Example:
+    >>> import optax
+    >>> from configs import simclr as simclr_config
+    >>> from rl.train import mesh as mesh_lib, optim
+    >>> from rl.train.state import TrainState
+    >>> config = simclr_config.get_config("smoke")
+    >>> method, tx, probe_tx = rl.methods.get_method(config), optim.make_optimizer(config, 10), optax.adam(1e-3)
+    >>> x = np.random.RandomState(0).randn(16, 40).astype(np.float32)  # 16 mnist1d signals, already augmented
+    >>> params, method_state = method.init(jax.random.key(0), x[:2])
+    >>> probe = init_probe(feature_dim=16, num_classes=10)
+    >>> state = TrainState.create(params=params, opt_state=tx.init(params), method_state=method_state,
+    ...                           probe_params=probe, probe_opt_state=probe_tx.init(probe))
+    >>> step = make_train_step(method, tx, probe_tx, mesh=mesh_lib.make_mesh(), seed=0, recipes=(), out_size=None,
+    ...                        num_classes=10, schedule=optim.learning_rate_schedule(config, 10),
+    ...                        augment_on_device=False)  # the batch holds augmented views, not raw inputs
+    >>> state, metrics = step(state, {"views": (x, x + 0.1), "label": np.arange(16) % 10})
+    >>> int(state.step), sorted(metrics)
+    (1, ['grad_norm', 'learning_rate', 'loss', 'nt_xent', 'online_probe_accuracy', 'online_probe_loss'])
   """
   root = jax.random.key(seed)
   axis = mesh_lib.AXIS
@@ -130,6 +164,16 @@ def make_embed_fn(method: Method, eval_recipe, *, out_size: int | None, projecti
   """Returns `embed(params, method_state, x) -> features` on global, batch-sharded arrays (no collectives).
 
   With `projection`, the features are `method.project`'s (the projection head's output) instead of `method.embed`'s.
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> method = rl.methods.get_method(simclr_config.get_config("smoke"))
+    >>> x = np.zeros((16, 40), np.float32)
+    >>> params, method_state = method.init(jax.random.key(0), x[:2])
+    >>> embed = make_embed_fn(method, rl.data.augment.get_recipe("none_signal"), out_size=None)
+    >>> project = make_embed_fn(method, rl.data.augment.get_recipe("none_signal"), out_size=None, projection=True)
+    >>> embed(params, method_state, x).shape, project(params, method_state, x).shape
+    ((16, 16), (16, 8))
   """
   fn = method.project if projection else method.embed
   if fn is None:
@@ -143,7 +187,19 @@ def make_embed_fn(method: Method, eval_recipe, *, out_size: int | None, projecti
 
 
 def make_view_embed_fn(method: Method, recipe, *, out_size: int | None):
-  """Embeds one augmented view of `x` (for alignment between two views of the test set)."""
+  """Embeds one augmented view of `x` (for alignment between two views of the test set).
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> method = rl.methods.get_method(simclr_config.get_config("smoke"))
+    >>> x = np.random.RandomState(0).randn(16, 40).astype(np.float32)
+    >>> params, method_state = method.init(jax.random.key(0), x[:2])
+    >>> embed_view = make_view_embed_fn(method, rl.data.augment.get_recipe("mnist1d"), out_size=None)
+    >>> z1 = embed_view(params, method_state, x, jax.random.key(1))
+    >>> z2 = embed_view(params, method_state, x, jax.random.key(2))
+    >>> z1.shape, bool((z1 != z2).any())  # two random views of the same signals
+    ((16, 16), True)
+  """
 
   @jax.jit
   def embed(params, method_state, x, key):

@@ -191,6 +191,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   `augment.view_sizes`) larger than the host images (`image_size`, or the dataset's default); `eval.knn_ks`
   positive and at most `eval.max_train_examples`; `compute_dtype`. Keys that the config lacks are skipped.
 
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> check_config(config)  # returns None: nothing to complain about
+    >>> config.optim.lr = 0.0
+    >>> check_config(config)
+    Traceback (most recent call last):
+    ValueError: config.optim.lr: expected a finite number > 0, got 0.0.
+
   Args:
     config: the run's config (`configs/<method>.py:get_config(...)` with overrides).
 

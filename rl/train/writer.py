@@ -49,6 +49,18 @@ class MetricWriter:
 
 
 def read_metrics(workdir: epath.PathLike) -> list[dict]:
+  """Every line of `workdir/metrics.jsonl` as a dict (`step`, `kind` and the scalars); [] if there is none.
+
+  Example:
+    >>> import tempfile
+    >>> workdir = tempfile.mkdtemp()
+    >>> writer = MetricWriter(workdir, resume_step=0)
+    >>> writer.write(10, "train", {"loss": 2.5, "learning_rate": np.float32(0.001)})
+    >>> writer.write(20, "eval", {"knn_top1": 0.75}); writer.close()
+    >>> read_metrics(workdir)
+    [{'step': 10, 'kind': 'train', 'loss': 2.5, 'learning_rate': 0.0010000000474974513},
+     {'step': 20, 'kind': 'eval', 'knn_top1': 0.75}]
+  """
   path = epath.Path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
