@@ -29,9 +29,9 @@ import rl.losses
 # Names the examples may use without importing them (the docstrings stay short).
 DOCTEST_GLOBS = {"jax": jax, "jnp": jnp, "np": np, "rl": rl, "losses": rl.losses}
 
-# Packages whose public functions must all carry a `>>>` example. The rest of `rl` (rl.data,
-# rl.train) is not covered yet: its examples run if present, but their absence is not an error.
-COMPLETE = ("rl.losses", "rl.eval", "rl.models", "rl.methods")
+# Packages whose public functions must all carry a `>>>` example. The rest of `rl` (rl.data)
+# is not covered yet: its examples run if present, but their absence is not an error.
+COMPLETE = ("rl.losses", "rl.eval", "rl.models", "rl.methods", "rl.train")
 
 # Public functions that cannot have a runnable example, each with the reason. Keep it short.
 NO_EXAMPLE: dict[str, str] = {}

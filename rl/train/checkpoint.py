@@ -50,6 +50,17 @@ def _key(path: tuple[str, ...]) -> str:
 def check_structure(template: TrainState, metadata_tree, *, step: int, directory) -> None:
   """Raises `CheckpointMismatchError` naming the first key whose presence, shape or dtype differs.
 
+  Example:
+    >>> template = {"params": {"w": np.zeros((8,), np.float32)}, "step": np.zeros((), np.int32)}
+    >>> fits = {"params": {"w": jax.ShapeDtypeStruct((8,), np.float32)}, "step": jax.ShapeDtypeStruct((), np.int32)}
+    >>> check_structure(template, fits, step=4, directory="/runs/a/checkpoints")  # nothing to complain about
+    >>> wider = {"params": {"w": jax.ShapeDtypeStruct((12,), np.float32)}, "step": jax.ShapeDtypeStruct((), np.int32)}
+    >>> check_structure(template, wider, step=4, directory="/runs/a/checkpoints")
+    Traceback (most recent call last):
+    rl.train.checkpoint.CheckpointMismatchError: checkpoint of step 4 in /runs/a/checkpoints does not fit this run:
+      params/w has shape (12,) float32 in the checkpoint and (8,) float32 here; it was written by another model,
+      method or optimizer (use a new workdir, or the run's own config).
+
   Args:
     template: this run's state (shapes and dtypes).
     metadata_tree: the checkpoint's item metadata tree (`CheckpointManager.item_metadata(step).tree`).

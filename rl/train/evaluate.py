@@ -31,7 +31,38 @@ def _to_host(x: jax.Array) -> np.ndarray:
 
 def extract(embed: Callable, params, method_state, config: ml_collections.ConfigDict, split: str, *,
             sharding, keep_inputs: bool = False, max_examples: int | None = None) -> Split:
-  """Embeds every example of `split` once (padding is masked out), in the split's order."""
+  """Embeds every example of `split` once (padding is masked out), in the split's order.
+
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> from rl.train import mesh as mesh_lib, step as step_lib
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.data_dir = tempfile.mkdtemp()
+    >>> rl.data.prepare(config.dataset, data_dir=config.data_dir)
+    Downloading and preparing dataset ...
+    >>> method = rl.methods.get_method(config)
+    >>> params, method_state = method.init(jax.random.key(0), np.zeros((2, 40), np.float32))
+    >>> embed = step_lib.make_embed_fn(method, rl.data.augment.get_recipe("none_signal"), out_size=None)
+    >>> sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh())
+    >>> test = extract(embed, params, method_state, config, "test", sharding=sharding, max_examples=100)
+    >>> test.features.shape, test.labels.shape, test.inputs
+    ((100, 16), (100,), None)
+
+  Args:
+    embed: `embed(params, method_state, x) -> [b, f]` on global, batch-sharded arrays
+      (`rl.train.step.make_embed_fn`).
+    params: the method's parameters.
+    method_state: the method's state.
+    config: the run's config (`dataset`, `data_dir`, `image_size`, `eval.batch_size`).
+    split: the TFDS split, e.g. 'test'.
+    sharding: how each batch is laid out (`rl.train.mesh.batch_sharding`).
+    keep_inputs: also return the raw inputs (for the raw-input baseline and augmented views).
+    max_examples: stop after this many examples (the first ones, in the split's order); None for all.
+
+  Returns:
+    A `Split` of float32 features `[n, f]`, integer labels `[n]` and, with `keep_inputs`, the inputs `[n, ...]`.
+  """
   feats, labels, inputs = [], [], []
   seen = 0
   for batch in data.eval_batches(config.dataset, split, global_batch_size=config.eval.batch_size,
@@ -50,6 +81,20 @@ def extract(embed: Callable, params, method_state, config: ml_collections.Config
 
 
 def knn_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  """kNN accuracy of `test` against `train` for each k of `config.eval.knn_ks` (`rl.eval.knn_accuracy`).
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.eval.knn_ks
+    (5, 20)
+    >>> rng = np.random.RandomState(0)
+    >>> def split(n):  # two classes, far apart in 8-D
+    ...   labels = np.arange(n) % 2
+    ...   return Split(rng.randn(n, 8).astype(np.float32) + 4.0 * labels[:, None], labels)
+    >>> knn_eval(split(100), split(40), config, num_classes=2)
+    {'knn_5_accuracy': 0.975, 'knn_20_accuracy': 0.925}
+  """
   accs = rl_eval.knn_accuracy(train.features, train.labels, test.features, test.labels, num_classes=num_classes,
                               ks=tuple(config.eval.knn_ks), temperature=config.eval.knn_temperature)
   return {f"knn_{k}_accuracy": float(v) for k, v in accs.items()}
@@ -59,7 +104,17 @@ DEFAULT_FEWSHOT_SHOTS = (1, 5, 10)
 
 
 def retrieval_eval(test: Split) -> dict:
-  """Recall@1 and mAP of the test set searched against itself, each query left out of its own ranking."""
+  """Recall@1 and mAP of the test set searched against itself, each query left out of its own ranking.
+
+  Example:
+    >>> rng = np.random.RandomState(0)
+    >>> labels = np.arange(40) % 2
+    >>> test = Split(rng.randn(40, 8).astype(np.float32) + 4.0 * labels[:, None], labels)
+    >>> {k: round(v, 3) for k, v in retrieval_eval(test).items()}
+    {'recall_at_1': 0.9, 'map': 0.826}
+    >>> retrieval_eval(Split(test.features, np.arange(40)))  # every label unique: no query has a match
+    {}
+  """
   if len(test.labels) < 2 or len(np.unique(test.labels)) == len(test.labels):
     return {}  # no query has a same-label neighbour: retrieval is undefined
   out = rl_eval.retrieval_metrics(test.features, test.labels, test.features, test.labels, ks=(1,),
@@ -68,7 +123,18 @@ def retrieval_eval(test: Split) -> dict:
 
 
 def fewshot_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int) -> dict:
-  """big_vision's few-shot ridge regression, for the shot counts that every class of `train` can supply."""
+  """big_vision's few-shot ridge regression, for the shot counts that every class of `train` can supply.
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> rng = np.random.RandomState(0)
+    >>> def split(n):  # two classes, far apart in 8-D
+    ...   labels = np.arange(n) % 2
+    ...   return Split(rng.randn(n, 8).astype(np.float32) + 4.0 * labels[:, None], labels)
+    >>> fewshot_eval(split(12), split(40), config, num_classes=2)  # 6 examples per class: 1 and 5 shots, not 10
+    {'fewshot_1': 1.0, 'fewshot_5': 1.0}
+  """
   shots = tuple(config.eval.get("fewshot_shots", DEFAULT_FEWSHOT_SHOTS))
   fewest = int(np.bincount(train.labels, minlength=num_classes).min())
   shots = tuple(s for s in shots if s <= fewest)  # a capped train set may lack some classes
@@ -81,7 +147,27 @@ def fewshot_eval(train: Split, test: Split, config: ml_collections.ConfigDict, n
 
 def full_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int,
               *, view_pair: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-  """kNN, the linear probe, few-shot accuracy, retrieval and feature metrics of one representation."""
+  """kNN, the linear probe, few-shot accuracy, retrieval and feature metrics of one representation.
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> rng = np.random.RandomState(0)
+    >>> def split(n):  # two classes, far apart in 8-D
+    ...   labels = np.arange(n) % 2
+    ...   return Split(rng.randn(n, 8).astype(np.float32) + 4.0 * labels[:, None], labels)
+    >>> row = full_eval(split(100), split(40), config, num_classes=2)
+    >>> {k: round(v, 2) for k, v in row.items() if k != "eval_seconds"}
+    {'knn_5_accuracy': 0.97,
+     'knn_20_accuracy': 0.93,
+     'linear_probe_accuracy': 1.0,
+     'linear_probe_l2': 1.0,
+     'fewshot_1': 1.0,
+     'fewshot_5': 1.0,
+     'fewshot_10': 1.0,
+     'recall_at_1': 0.93,
+     'map': 0.82}
+  """
   t0 = time.time()
   row = knn_eval(train, test, config, num_classes)
   probe = rl_eval.linear_probe(train.features, train.labels, test.features, test.labels, num_classes=num_classes,
@@ -98,7 +184,20 @@ def full_eval(train: Split, test: Split, config: ml_collections.ConfigDict, num_
 
 
 def raw_input_baseline(train: Split, test: Split, config: ml_collections.ConfigDict, num_classes: int) -> dict:
-  """Logistic regression (the same probe) on the flattened raw inputs."""
+  """Logistic regression (the same probe) on the flattened raw inputs.
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> rng = np.random.RandomState(0)
+    >>> def split(n):  # the class is the sign of the signal's mean
+    ...   labels = np.arange(n) % 2
+    ...   inputs = rng.randn(n, 40).astype(np.float32) + (2.0 * labels[:, None] - 1.0)
+    ...   return Split(np.zeros((n, 1), np.float32), labels, inputs=inputs)
+    >>> row = raw_input_baseline(split(100), split(40), config, num_classes=2)
+    >>> row["linear_probe_accuracy"], row["knn_5_accuracy"]
+    (1.0, 1.0)
+  """
   tr = Split(train.inputs.reshape(len(train.inputs), -1).astype(np.float32), train.labels)
   te = Split(test.inputs.reshape(len(test.inputs), -1).astype(np.float32), test.labels)
   return full_eval(tr, te, config, num_classes)
@@ -111,7 +210,23 @@ REPORT_COLUMNS = ("representation", "linear_probe_accuracy", "knn_20_accuracy", 
 
 def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collections.ConfigDict,
                  train_seconds: float, steps: int) -> str:
-  """Writes `report.md` (the final table) and returns the table."""
+  """Writes `report.md` (the final table) and returns the table.
+
+  Example:
+    >>> import tempfile, os
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> workdir = tempfile.mkdtemp()
+    >>> rows = [{"representation": "simclr (trained)", "linear_probe_accuracy": 0.861, "knn_20_accuracy": 0.8},
+    ...     {"representation": "raw inputs (baseline)", "linear_probe_accuracy": 0.612, "knn_20_accuracy": 0.55}]
+    >>> print(write_report(workdir, rows, config=config, train_seconds=95.0, steps=6))
+    | representation | linear_probe_accuracy | knn_20_accuracy |
+    | --- | --- | --- |
+    | simclr (trained) | 0.861 | 0.8 |
+    | raw inputs (baseline) | 0.612 | 0.55 |
+    >>> os.listdir(workdir)
+    ['report.md']
+  """
   columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
   table = rl_eval.markdown_table(rows, columns)
   text = (f"# {config.method} on {config.dataset}\n\n"
@@ -131,6 +246,19 @@ def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collec
 
 def write_plots(workdir: epath.PathLike, metrics: list[dict], test: Split, *, title: str, tsne_points: int,
                 seed: int) -> None:
+  """Writes `loss.png` and `accuracy.png` (from the `metrics.jsonl` lines) and `tsne.png` (if `tsne_points`).
+
+  Example:
+    >>> import tempfile, os
+    >>> workdir = tempfile.mkdtemp()
+    >>> metrics = [{"step": s, "kind": "train", "loss": 5.0 / s, "online_probe_accuracy": 0.1 * s} for s in (1, 2, 3)]
+    >>> metrics.append({"step": 3, "kind": "eval", "knn_20_accuracy": 0.4})
+    >>> labels = np.arange(40) % 2
+    >>> test = Split(np.random.RandomState(0).randn(40, 8).astype(np.float32) + 4.0 * labels[:, None], labels)
+    >>> write_plots(workdir, metrics, test, title="simclr on mnist1d", tsne_points=40, seed=0)
+    >>> sorted(os.listdir(workdir))
+    ['accuracy.png', 'loss.png', 'tsne.png']
+  """
   workdir = epath.Path(workdir)
   train = [m for m in metrics if m["kind"] == "train"]
   evals = [m for m in metrics if m["kind"] == "eval"]

@@ -93,7 +93,20 @@ def _writable_workdir(workdir: epath.Path) -> None:
 
 
 def build(config: ml_collections.ConfigDict):
-  """Everything the loop needs, without running it (also used by tests and evaluation scripts)."""
+  """Everything the loop needs, without running it (also used by tests and evaluation scripts).
+
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.data_dir = tempfile.mkdtemp()
+    >>> mesh, sharding, info, method, recipes, eval_recipe, out_size, view_sizes = build(config)
+    Downloading and preparing dataset ...
+    >>> mesh.axis_names, info.name, info.shape, method.name, len(recipes), view_sizes
+    (('data',), 'mnist1d', (40,), 'simclr', 2, (None, None))
+    >>> config.num_train_examples  # filled in from the data (per-example memories are sized with it)
+    4000
+  """
   validate.check_config(config)  # every mistake of the config, in one sentence, before any data or compilation
   mesh = mesh_lib.make_mesh()
   sharding = mesh_lib.batch_sharding(mesh)
@@ -119,7 +132,21 @@ def build(config: ml_collections.ConfigDict):
 
 
 def init_state(config, method, info, tx, probe_tx, *, eval_recipe, out_size, mesh) -> TrainState:
-  """Initial parameters from `fold_in(root, -1)`... deterministic in `config.seed`."""
+  """Initial parameters from `fold_in(root, -1)`... deterministic in `config.seed`.
+
+  Example:
+    >>> import tempfile, optax
+    >>> from configs import simclr as simclr_config
+    >>> from rl.train import optim
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.data_dir = tempfile.mkdtemp()
+    >>> mesh, sharding, info, method, recipes, eval_recipe, out_size, view_sizes = build(config)
+    Downloading and preparing dataset ...
+    >>> tx, probe_tx = optim.make_optimizer(config, config.total_steps), optax.adam(1e-3)
+    >>> state = init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
+    >>> int(state.step), sorted(state.params), jax.tree.map(jnp.shape, state.probe_params)
+    (0, ['encoder', 'projector'], {'bias': (10,), 'kernel': (16, 10)})
+  """
   sample = jnp.zeros((2,) + tuple(info.shape), jnp.uint8 if info.kind == "image" else jnp.float32)
   sample_view = augment.eval_view(sample, eval_recipe, out_size=out_size)
   init_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)  # never a step index
@@ -138,6 +165,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   On SIGTERM or SIGINT it finishes the step in flight, saves a checkpoint, waits until it is on disk and returns
   `{'rows': [], 'interrupted': {'signal': name, 'step': step}}` without the final evaluation; otherwise it returns
   `{'rows': the rows of the final report}`.
+
+  Example:
+    >>> import os, tempfile
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")  # 6 steps of a tiny SimCLR on mnist1d
+    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> config.eval.every_steps, config.eval.baselines, config.eval.tsne_points = 0, False, 0  # a quicker evaluation
+    >>> result = train_and_evaluate(config, workdir)
+    Downloading and preparing dataset ...
+    [rl] starting at step 0/6 on ... device(s); workdir ...
+    [rl] step 6/6 loss ...
+    [rl] results (.../report.md):
+    | representation | linear_probe_accuracy | knn_20_accuracy | ...
+    >>> [row["representation"] for row in result["rows"]]
+    ['simclr (trained)', 'simclr (projection head output)']
+    >>> sorted(os.listdir(workdir))
+    ['accuracy.png',
+     'checkpoints',
+     'config.json',
+     'loss.png',
+     'metrics.jsonl',
+     'report.md',
+     'results.json',
+     'tensorboard']
 
   Raises:
     NonFiniteLossError: a non-finite loss or gradient (beyond `config.skip_nonfinite_steps` skipped steps).
@@ -262,6 +313,25 @@ def final_evaluation(config, workdir, method, state, embed, *, sharding, info, r
 
   Also called outside the loop (`rl.train.restore.evaluate_checkpoint`): then `writer` is None and no "final"
   line is appended to `metrics.jsonl`.
+
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> from rl.train import restore
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> config.eval.baselines, config.eval.tsne_points = False, 0
+    >>> run = restore.build_run(config)
+    Downloading and preparing dataset ...
+    >>> state = run.init_state()  # an untrained encoder
+    >>> out = final_evaluation(
+    ...     config, epath.Path(workdir), run.method, state, run.embed, sharding=run.sharding, info=run.info,
+    ...     recipes=run.recipes, out_size=run.out_size, view_sizes=run.view_sizes, tx=run.tx, probe_tx=run.probe_tx,
+    ...     mesh=run.mesh, eval_recipe=run.eval_recipe, train_seconds=0.0, writer=None)
+    [rl] results (.../report.md):
+    | representation | linear_probe_accuracy | knn_20_accuracy | ...
+    >>> [row["representation"] for row in out["rows"]]
+    ['simclr (trained)', 'simclr (projection head output)']
   """
   cap = config.eval.max_train_examples
   # The raw training inputs stay in host memory only for the raw-input baseline (ImageNet: tens of GB).

@@ -44,6 +44,8 @@ def distributed_arguments(env: Mapping[str, str] | None = None) -> dict | None:
     {'coordinator_address': '10.0.0.1:1234', 'num_processes': 4, 'process_id': 1}
     >>> distributed_arguments({"SLURM_STEP_NODELIST": "node[1-2]", "SLURM_NTASKS": "2"})  # JAX reads Slurm itself
     {}
+    >>> distributed_arguments({"RL_DISTRIBUTED": "1"}), distributed_arguments({"RL_DISTRIBUTED": "0"})
+    ({}, None)
     >>> distributed_arguments({"JAX_COORDINATOR_ADDRESS": "10.0.0.1"})
     Traceback (most recent call last):
     ValueError: JAX_COORDINATOR_ADDRESS: expected host:port, got '10.0.0.1'

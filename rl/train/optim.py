@@ -26,11 +26,21 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
   Example:
     >>> from configs import simclr as simclr_config
     >>> config = simclr_config.get_config("mnist1d")
-    >>> config.optim.lr, config.optim.warmup_steps, config.batch_size
-    (0.004, 100, 128)
+    >>> config.optim.lr, config.optim.warmup_steps, config.batch_size, config.optim.scale_by_batch
+    (0.004, 100, 128, False)
     >>> schedule = learning_rate_schedule(config, total_steps=1000)
     >>> [round(float(schedule(s)), 6) for s in (0, 50, 100, 550, 1000)]
     [0.0, 0.002, 0.004, 0.002, 0.0]
+    >>> config.optim.scale_by_batch = True  # peak 0.004 * 128 / 256
+    >>> round(float(learning_rate_schedule(config, total_steps=1000)(100)), 6)
+    0.002
+
+  Args:
+    config: the run's config (`config.optim.lr`, `.warmup_steps`, `.scale_by_batch`, `config.batch_size`).
+    total_steps: the length of the run; the warm-up is cut to `total_steps - 1` steps if it is longer.
+
+  Returns:
+    An optax schedule: step -> learning rate.
   """
   peak = config.optim.lr * (config.batch_size / 256 if config.optim.scale_by_batch else 1.0)
   warmup = min(config.optim.warmup_steps, max(total_steps - 1, 0))
@@ -56,6 +66,17 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
     >>> make_optimizer(config, total_steps=10)
     Traceback (most recent call last):
     ValueError: config.optim.name: unknown optimizer 'adamm'; known optimizers: sgd, adamw, lars.
+
+  Args:
+    config: the run's config (`config.optim`: name, weight decay, momentum or betas, `grad_clip_norm`).
+    total_steps: the length of the run, for `learning_rate_schedule`.
+
+  Returns:
+    An optax transformation: weight decay masked by `decay_mask`, the schedule, and a global-norm clip first
+    when `config.optim.grad_clip_norm` is set.
+
+  Raises:
+    ValueError: an unknown `config.optim.name`.
   """
   opt = config.optim
   schedule = learning_rate_schedule(config, total_steps)

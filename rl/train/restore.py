@@ -72,6 +72,14 @@ def config_from_json(text: str, template: ml_collections.ConfigDict | None = Non
   Lists become tuples again. Keys of `template` (e.g. `configs.common.base()`) keep their types, so a None
   placeholder such as `data_dir` stays overridable as a str; other None values become `placeholder(object)`.
 
+  Example:
+    >>> from configs import common
+    >>> config = config_from_json('{"method": "simclr", "batch_size": 64, "augment": {"views": ["simclr", "simclr"]}}')
+    >>> config.method, config.batch_size, config.augment.views  # lists become tuples again
+    ('simclr', 64, ('simclr', 'simclr'))
+    >>> config = config_from_json('{"data_dir": null}', template=common.base())
+    >>> config.data_dir = "/data/tfds"  # the template keeps data_dir a str placeholder, so it can be set
+
   Args:
     text: the JSON text.
     template: a config whose keys and field types seed the result; it is not modified.
@@ -94,6 +102,19 @@ def config_from_json(text: str, template: ml_collections.ConfigDict | None = Non
 def read_config(workdir: epath.PathLike,
                 template: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
   """`config_from_json` of `workdir/config.json`.
+
+  Example:
+    >>> import pathlib, tempfile
+    >>> from configs import simclr as simclr_config
+    >>> workdir = pathlib.Path(tempfile.mkdtemp())
+    >>> config = simclr_config.get_config("smoke")
+    >>> _ = (workdir / "config.json").write_text(config.to_json_best_effort())  # as the trainer does
+    >>> read_config(workdir).method, read_config(workdir).total_steps
+    ('simclr', 6)
+    >>> read_config(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    FileNotFoundError: workdir: no config.json in ...; is it the workdir of a training run (experiments/main.py
+      writes it when it starts)?
 
   Args:
     workdir: a run's workdir.
@@ -137,6 +158,19 @@ class Run:
 def build_run(config: ml_collections.ConfigDict) -> Run:
   """Builds the trainer's objects for `config` as `loop.train_and_evaluate` does.
 
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")
+    >>> config.data_dir = tempfile.mkdtemp()
+    >>> run = build_run(config)
+    Downloading and preparing dataset ...
+    >>> run.method.name, run.info.name, run.mesh.axis_names
+    ('simclr', 'mnist1d', ('data',))
+    >>> state = run.init_state()  # the untrained encoder of the baseline row
+    >>> run.embed(state.params, state.method_state, np.zeros((8, 40), np.float32)).shape
+    (8, 16)
+
   Args:
     config: a training config (e.g. from `read_config`).
 
@@ -151,7 +185,19 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
 
 
 def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
-  """Steps of the complete checkpoints in `workdir/checkpoints`, ascending ([] if there is none)."""
+  """Steps of the complete checkpoints in `workdir/checkpoints`, ascending ([] if there is none).
+
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
+    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> config.eval.final = False  # train only
+    >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
+    Downloading and preparing dataset ...
+    >>> checkpoint_steps(workdir), checkpoint_steps(tempfile.mkdtemp())
+    ([3, 6], [])
+  """
   directory = _workdir(workdir) / "checkpoints"
   if not directory.exists():
     return []
@@ -177,6 +223,21 @@ def _check_step(workdir: epath.Path, step: int | None) -> int:
 def restore_state(run: Run, workdir: epath.PathLike, step: int | None = None) -> TrainState:
   """Restores a checkpoint of `workdir` onto the trainer's state template.
 
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
+    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> config.eval.final = False  # train only
+    >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
+    Downloading and preparing dataset ...
+    >>> run = build_run(config)
+    >>> int(restore_state(run, workdir).step), int(restore_state(run, workdir, step=3).step)
+    (6, 3)
+    >>> restore_state(run, workdir, step=4)
+    Traceback (most recent call last):
+    ValueError: step: no checkpoint of step 4 in .../checkpoints; available steps: 3, 6
+
   Args:
     run: from `build_run` with the run's config.
     workdir: the run's workdir.
@@ -201,6 +262,17 @@ def restore_state(run: Run, workdir: epath.PathLike, step: int | None = None) ->
 def train_seconds_from_metrics(workdir: epath.PathLike, step: int) -> float:
   """Training time up to `step`, estimated from the `steps_per_second` of the train lines of `metrics.jsonl`.
 
+  Example:
+    >>> import json, tempfile, pathlib
+    >>> workdir = pathlib.Path(tempfile.mkdtemp())
+    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5},
+    ...          {"step": 6, "kind": "train", "steps_per_second": 2.0}]
+    >>> _ = (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\\n" for l in lines))
+    >>> train_seconds_from_metrics(workdir, step=6)  # 2 steps at 0.5/s, then 4 at 2/s
+    6.0
+    >>> train_seconds_from_metrics(workdir, step=2)
+    4.0
+
   Args:
     workdir: the run's workdir.
     step: the last step to count.
@@ -224,6 +296,21 @@ def evaluate_checkpoint(workdir: epath.PathLike, config: ml_collections.ConfigDi
 
   `metrics.jsonl` is left as the trainer wrote it (no "final" line is added); the report's training time is
   estimated from it (`train_seconds_from_metrics`).
+
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
+    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> config.eval.final, config.eval.every_steps, config.eval.baselines, config.eval.tsne_points = False, 0, False, 0
+    >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
+    Downloading and preparing dataset ...
+    >>> result = evaluate_checkpoint(workdir, read_config(workdir), step=3)
+    [rl] evaluating the checkpoint of step 3 in .../checkpoints
+    [rl] results (.../report.md):
+    | representation | linear_probe_accuracy | knn_20_accuracy | ...
+    >>> [row["representation"] for row in result["rows"]]
+    ['simclr (trained)', 'simclr (projection head output)']
 
   Args:
     workdir: the run's workdir.
@@ -262,6 +349,20 @@ def fork_run(src: epath.PathLike, dst: epath.PathLike, *, step: int | None = Non
 
   Training in `dst` then resumes at `step` (with whatever config it is given: more steps, other classes), and
   `dst/metrics.jsonl` continues the log of `src`.
+
+  Example:
+    >>> import tempfile
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
+    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> config.eval.final = False  # train only
+    >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
+    Downloading and preparing dataset ...
+    >>> fork = tempfile.mkdtemp()
+    >>> fork_run(workdir, fork, step=3)
+    3
+    >>> checkpoint_steps(fork), [m["step"] for m in rl.train.writer.read_metrics(fork)]
+    ([3], [2])
 
   Args:
     src: the workdir to fork.

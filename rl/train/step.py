@@ -48,6 +48,16 @@ def probe_loss(probe_params, features, labels, *, num_classes: int, axis_name: s
     >>> loss, accuracy = probe_loss(probe, features, labels, num_classes=2, axis_name=None)
     >>> round(float(loss), 3), round(float(accuracy), 3)
     (1.351, 0.667)
+
+  Args:
+    probe_params: `{'kernel': [D, C], 'bias': [C]}` (see `init_probe`).
+    features: `[B, D]` features of this device's examples.
+    labels: `[B]` integer labels.
+    num_classes: C (unused: the logits' width comes from the kernel).
+    axis_name: the mesh axis to reduce over (inside `shard_map`), or None for a single device.
+
+  Returns:
+    `(loss, accuracy)`: scalars averaged over the global batch.
   """
   logits = features @ probe_params["kernel"] + probe_params["bias"]
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -102,6 +112,22 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     >>> state, metrics = step(state, {"views": (x, x + 0.1), "label": np.arange(16) % 10})
     >>> int(state.step), sorted(metrics)
     (1, ['grad_norm', 'learning_rate', 'loss', 'nt_xent', 'online_probe_accuracy', 'online_probe_loss'])
+
+  Args:
+    method: the `Method` (its `loss` is differentiated; `update_after_step`, if any, runs after the update).
+    tx: the optimizer of the method's parameters (`rl.train.optim.make_optimizer`).
+    probe_tx: the optimizer of the online linear probe.
+    mesh: the 1-D 'data' mesh (`rl.train.mesh.make_mesh`); the batch's leading axis is split over it.
+    seed: the root of the step keys (augmentation and method randomness: `fold_in(key(seed), step)`).
+    recipes: one augmentation recipe per view (`rl.data.augment.get_recipe`).
+    out_size: the output size of every view, or one per view; None keeps the input size.
+    num_classes: the number of label classes (the probe's outputs).
+    schedule: the learning-rate schedule, only to report `learning_rate` in the metrics.
+    augment_on_device: augment `batch['x']` inside the step (True) or take `batch['views']` as they are.
+    skip_nonfinite: leave the state unchanged (but the counters) after a non-finite loss or gradient.
+
+  Returns:
+    The jitted `step(state, batch) -> (state, metrics)`; `metrics` are replicated scalars.
   """
   root = jax.random.key(seed)
   axis = mesh_lib.AXIS
@@ -187,7 +213,9 @@ def make_embed_fn(method: Method, eval_recipe, *, out_size: int | None, projecti
 
 
 def make_view_embed_fn(method: Method, recipe, *, out_size: int | None):
-  """Embeds one augmented view of `x` (for alignment between two views of the test set).
+  """Returns `embed(params, method_state, x, key) -> features` of one random view of `x`, augmented by `recipe`.
+
+  Used for the alignment between two views of the test set (two calls, two keys).
 
   Example:
     >>> from configs import simclr as simclr_config
