@@ -99,7 +99,12 @@ _SPECS = {
 
 
 def known_datasets() -> tuple[str, ...]:
-  """Names accepted by every function of this module."""
+  """Names accepted by every function of this module.
+
+  Example:
+    >>> known_datasets()
+    ('mnist1d', 'digits', 'cifar10', 'cifar100', 'stl10', 'imagenette', 'imagenet2012')
+  """
   return tuple(_SPECS)
 
 
@@ -111,6 +116,13 @@ def _spec(name: str) -> _Spec:
 
 def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
   """Describes a data set as the pipeline delivers it.
+
+  Example:
+    >>> dataset_info("mnist1d").shape, dataset_info("mnist1d").kind
+    ((40,), 'signal')
+    >>> info = dataset_info("cifar10", image_size=40)  # host images resized to 40 x 40
+    >>> info.kind, info.shape, info.num_classes, info.test_split
+    ('image', (40, 40, 3), 10, 'test')
 
   Args:
     name: one of `known_datasets()`.
@@ -174,6 +186,17 @@ def prepare(name: str, *, data_dir: epath.PathLike | None = None, download: bool
   sets are downloaded and prepared only when `download=True` (this needs network); otherwise a missing data set
   raises an error that says how to prepare it.
 
+  Example:
+    >>> import tempfile
+    >>> data_dir = tempfile.mkdtemp()
+    >>> prepare("digits", data_dir=data_dir)  # embedded: generated offline the first time
+    Downloading and preparing dataset ...
+    >>> prepare("digits", data_dir=data_dir)  # then reused
+    >>> prepare("cifar10", data_dir=data_dir)  # streamed: must be prepared beforehand (or download=True)
+    Traceback (most recent call last):
+    FileNotFoundError: dataset 'cifar10' (TFDS 'cifar10') is not prepared in .... On a machine with network run
+      `tfds build cifar10 --data_dir=...` ...
+
   Args:
     name: one of `known_datasets()`.
     data_dir: TFDS data dir; None for `$TFDS_DATA_DIR` or the TFDS default (~/tensorflow_datasets).
@@ -207,6 +230,14 @@ def _split_size(name: str, builder: tfds.core.DatasetBuilder, split: Any) -> int
 
 def num_examples(name: str, split: str, *, data_dir: epath.PathLike | None = None) -> int:
   """Number of examples in `split` of `name` (all processes together).
+
+  Example:
+    >>> import tempfile
+    >>> data_dir = tempfile.mkdtemp()
+    >>> prepare("digits", data_dir=data_dir)
+    Downloading and preparing dataset ...
+    >>> num_examples("digits", "train", data_dir=data_dir), num_examples("digits", "test[:10%]", data_dir=data_dir)
+    (1437, 36)
 
   Args:
     name: one of `known_datasets()`.
@@ -377,6 +408,18 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
                        data_shards: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of `train_batches`, as NumPy arrays (see `train_batches` for the order).
 
+  Example:
+    >>> import tempfile
+    >>> data_dir = tempfile.mkdtemp()
+    >>> prepare("mnist1d", data_dir=data_dir)
+    Downloading and preparing dataset ...
+    >>> first = [next(host_train_batches("mnist1d", local_batch_size=8, seed=0, data_dir=data_dir, process_index=p,
+    ...                                 process_count=2)) for p in (0, 1)]  # as two processes would
+    >>> first[0]["x"].shape, first[0]["x"].dtype
+    ((8, 40), dtype('float32'))
+    >>> bool(first[0]["index"].max() < 2000 <= first[1]["index"].min())  # each reads its half of the 4000 signals
+    True
+
   Args:
     name: one of `known_datasets()`.
     local_batch_size: rows per batch of this process.
@@ -503,6 +546,23 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
   only examples of those classes are read, and an epoch counts only them (`kept examples // global_batch_size`
   on one process), so `start_step` still resumes exactly.
 
+  Example:
+    >>> import tempfile
+    >>> from rl.train import mesh as mesh_lib
+    >>> data_dir = tempfile.mkdtemp()
+    >>> prepare("digits", data_dir=data_dir)
+    Downloading and preparing dataset ...
+    >>> sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh())
+    >>> stream = train_batches("digits", global_batch_size=16, seed=0, sharding=sharding, data_dir=data_dir)
+    >>> batch = next(stream)
+    >>> {k: (v.shape, v.dtype.name) for k, v in batch.items()}
+    {'x': ((16, 8, 8, 1), 'uint8'), 'label': ((16,), 'int32'), 'index': ((16,), 'int32')}
+    >>> resumed = train_batches("digits", global_batch_size=16, seed=0, sharding=sharding, data_dir=data_dir,
+    ...                       start_step=1)  # a resumed run starts at its step
+    >>> resumed = next(resumed)
+    >>> bool((resumed["index"] == next(stream)["index"]).all())  # batch s depends only on (seed, s)
+    True
+
   Args:
     name: one of `known_datasets()`.
     global_batch_size: rows per batch over all processes; divisible by the number of devices of `sharding`.
@@ -544,6 +604,15 @@ def host_eval_batches(name: str, split: str, *, local_batch_size: int,
                       process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of `eval_batches`, as NumPy arrays.
 
+  Example:
+    >>> import tempfile
+    >>> data_dir = tempfile.mkdtemp()
+    >>> prepare("digits", data_dir=data_dir)
+    Downloading and preparing dataset ...
+    >>> batches = list(host_eval_batches("digits", "test", local_batch_size=100, data_dir=data_dir))
+    >>> [int(b["mask"].sum()) for b in batches], batches[0]["x"].shape
+    ([100, 100, 100, 60], (100, 8, 8, 1))
+
   Args:
     name: one of `known_datasets()`.
     split: TFDS split.
@@ -583,6 +652,19 @@ def eval_batches(name: str, split: str, *, global_batch_size: int, sharding: jax
 
   Every process yields `ceil(largest process slice / local batch)` batches; rows past the end of a process's
   slice are padding (x zeros, label -1, mask False). Reduce metrics with the mask.
+
+  Example:
+    >>> import tempfile
+    >>> from rl.train import mesh as mesh_lib
+    >>> data_dir = tempfile.mkdtemp()
+    >>> prepare("digits", data_dir=data_dir)
+    Downloading and preparing dataset ...
+    >>> sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh())
+    >>> batches = list(eval_batches("digits", "test", global_batch_size=128, sharding=sharding, data_dir=data_dir))
+    >>> len(batches), sum(int(b["mask"].sum()) for b in batches)  # 360 test images in 3 padded batches
+    (3, 360)
+    >>> batches[-1]["label"][-3:]  # padding rows: label -1, mask False
+    Array([-1, -1, -1], dtype=int32)
 
   Args:
     name: one of `known_datasets()`.

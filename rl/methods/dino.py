@@ -67,7 +67,7 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
     >>> sorted(params), sorted(state)
     (['encoder', 'head'], ['batch_stats', 'center', 'step', 'teacher'])
     >>> views = (x, x + 0.1) + tuple(x[:, i:i + 20] for i in range(4))  # 2 global, 4 local crops
-    >>> loss, (state, aux) = method.loss(params, state, {"views": views}, jax.random.key(1))
+    >>> loss, (state, aux) = jax.jit(method.loss)(params, state, {"views": views}, jax.random.key(1))  # jitted: faster
     >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
     (['dino', 'teacher_temp'], (8, 16))
   """

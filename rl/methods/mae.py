@@ -79,14 +79,14 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import mae as mae_config
-    >>> config = mae_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
+    >>> config = mae_config.get_config("smoke")  # mnist1d: signals of length 40, a 1-block 1-D ViT, (1, 4) patches
     >>> method = rl.methods.mae.make(config)
     >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
+    >>> params, state = jax.jit(method.init)(jax.random.key(0), x)  # jitted: faster than ~200 eager op compiles
     >>> sorted(params), sorted(state)
     (['decoder', 'encoder'], [])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
+    >>> loss, (state, aux) = jax.jit(method.loss)(params, state, {"views": (x,)}, jax.random.key(1))
+    >>> sorted(aux["metrics"]), jax.jit(method.embed)(params, state, x).shape
     (['mae'], (8, 16))
   """
   model = build_model(config)

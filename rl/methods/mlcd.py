@@ -34,7 +34,7 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   Example:
     >>> from configs import mlcd as mlcd_config
     >>> config = mlcd_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> config.num_train_examples = 64  # the trainer sets it from the data; its banks have one row each
+    >>> config.num_train_examples = 64  # set by the trainer from the data: one bank row per training example
     >>> method = rl.methods.mlcd.make(config)
     >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
     >>> params, state = method.init(jax.random.key(0), x)
@@ -42,6 +42,8 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
     (['encoder', 'projector', 'prototypes'], ['bank', 'batch_stats', 'centroids', 'labels', 'num_clusterings'])
     >>> batch = {"views": (x, x + 0.1), "index": np.arange(8)}  # index: each example's row in the banks
     >>> loss, (state, aux) = method.loss(params, state, batch, jax.random.key(1))
+    >>> float(loss), state["bank"].shape  # the loss is 0 until the first clustering (after one epoch by default)
+    (0.0, (64, 8))
     >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
     (['clusters_used', 'mlcd', 'num_clusterings'], (8, 16))
   """

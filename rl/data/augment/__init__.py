@@ -47,6 +47,18 @@ _RECIPES: dict[str, Recipe] = {
 def get_recipe(name: str, **overrides) -> Recipe:
   """Returns the named preset, with fields replaced by `overrides`.
 
+  Example:
+    >>> recipe = get_recipe("simclr")
+    >>> type(recipe).__name__, recipe.crop_scale, recipe.blur_p
+    ('ImageRecipe', (0.08, 1.0), 0.5)
+    >>> get_recipe("simclr", blur_p=0.0).blur_p
+    0.0
+    >>> get_recipe("mnist1d").shift_range
+    (-8, 8)
+    >>> get_recipe("simclr", blur=0.0)
+    Traceback (most recent call last):
+    ValueError: unknown override field(s) ['blur'] for ImageRecipe 'simclr'; known fields: ['crop_scale', ...
+
   Args:
     name: one of 'simclr', 'simclr_global', 'simclr_local' (multi-crop), 'byol_view1', 'byol_view2' (images),
       'mnist1d', 'mnist1d_local' (multi-crop; signals), 'none' (images: resize and normalise only) and
@@ -79,6 +91,16 @@ def augment_batch(key: jax.Array, x: jax.Array, recipe: Recipe, *, out_size: int
                   axis_name: str | None = None) -> jax.Array:
   """One augmented view of a batch.
 
+  Example:
+    >>> images = jnp.asarray(np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)), jnp.uint8)
+    >>> augment = jax.jit(augment_batch, static_argnames=("recipe", "out_size"))  # as inside a train step
+    >>> view = augment(jax.random.key(0), images, recipe=get_recipe("simclr"), out_size=24)
+    >>> view.shape, view.dtype
+    ((4, 24, 24, 3), dtype('float32'))
+    >>> signals = jnp.asarray(np.random.RandomState(0).randn(4, 40), jnp.float32)
+    >>> augment_batch(jax.random.key(0), signals, get_recipe("mnist1d")).shape
+    (4, 40)
+
   Args:
     key: PRNG key (pass the same key on every device; `axis_name` makes the shards' draws differ).
     x: images [b, h, w, c] uint8 (or float in [0, 1]) for an `ImageRecipe`; signals [b, l] (or [b, l, c])
@@ -104,6 +126,15 @@ def make_views(key: jax.Array, x: jax.Array, recipes: Sequence[Recipe],
                axis_name: str | None = None) -> tuple[jax.Array, ...]:
   """Several views of one batch: view i uses `recipes[i]` and key `jax.random.fold_in(key, i)`.
 
+  Example:
+    >>> signals = jnp.asarray(np.random.RandomState(0).randn(4, 40), jnp.float32)
+    >>> recipes = (get_recipe("mnist1d"),) * 2 + (get_recipe("mnist1d_local"),) * 2
+    >>> views = make_views(jax.random.key(0), signals, recipes, out_size=(40, 40, 20, 20))  # multi-crop
+    >>> [v.shape for v in views]
+    [(4, 40), (4, 40), (4, 20), (4, 20)]
+    >>> bool(jnp.any(views[0] != views[1]))  # independent randomness per view
+    True
+
   Args:
     key: PRNG key.
     x: batch, as for `augment_batch`.
@@ -127,6 +158,15 @@ def make_views(key: jax.Array, x: jax.Array, recipes: Sequence[Recipe],
 
 def eval_view(x: jax.Array, recipe: Recipe, *, out_size: int | None = None) -> jax.Array:
   """Deterministic eval preprocessing.
+
+  Example:
+    >>> images = jnp.full((2, 32, 40, 3), 255, jnp.uint8)
+    >>> x = eval_view(images, get_recipe("none"), out_size=16)  # central 32 x 32 square, resized
+    >>> x.shape, x.dtype
+    ((2, 16, 16, 3), dtype('float32'))
+    >>> signals = jnp.ones((2, 40))
+    >>> bool((eval_view(signals, get_recipe("none_signal")) == signals).all())  # signals: the identity
+    True
 
   Args:
     x: batch, as for `augment_batch`.

@@ -164,6 +164,14 @@ def sample_crop_box(key: jax.Array, height: int, width: int, *, scale: tuple[flo
   image clamped to the ratio range. Boxes are continuous (not rounded to pixels), so the area fraction lies
   exactly in `scale`; the bilinear resampler handles sub-pixel edges.
 
+  Example:
+    >>> box = sample_crop_box(jax.random.key(0), 32, 32, scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    >>> np.asarray(box).round(2)[2:]  # (height, width): a quarter of the area at ratio 1
+    array([16., 16.], dtype=float32)
+    >>> top, left, h, w = np.asarray(sample_crop_box(jax.random.key(1), 32, 48))
+    >>> bool(0 <= top and top + h <= 32 and 0 <= left and left + w <= 48)  # always inside the image
+    True
+
   Args:
     key: PRNG key.
     height: image height h (static).
@@ -202,6 +210,16 @@ def resample_box(image: jax.Array, box: jax.Array, *, out_size: int, flip: jax.A
   Downscaling widens the triangle kernel (antialiasing, as PIL's bilinear). `flip` mirrors the sample positions,
   so a flipped view is the same resampling, exactly the mirror image of the unflipped one.
 
+  Example:
+    >>> image = jnp.arange(16.0).reshape(4, 4, 1) / 15
+    >>> out = resample_box(image, jnp.array([0.0, 0.0, 2.0, 2.0]), out_size=2)  # the top-left 2 x 2 pixels
+    >>> np.asarray(out[..., 0]).round(3)
+    array([[0.   , 0.067],
+           [0.267, 0.333]], dtype=float32)
+    >>> mirrored = resample_box(image, jnp.array([0.0, 0.0, 2.0, 2.0]), out_size=2, flip=True)
+    >>> bool(jnp.allclose(mirrored, out[:, ::-1]))
+    True
+
   Args:
     image: [h, w, c] float image in [0, 1] (or uint8).
     box: [4] (top, left, box_height, box_width) in pixels, e.g. from `sample_crop_box`.
@@ -221,6 +239,12 @@ def random_resized_crop(key: jax.Array, image: jax.Array, *, out_size: int,
                         ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> jax.Array:
   """Random resized crop (Szegedy et al. 2015 "Inception" crop; SimCLR's main augmentation).
 
+  Example:
+    >>> image = jnp.asarray(np.random.RandomState(0).randint(0, 256, (32, 32, 3)), jnp.uint8)
+    >>> crop = random_resized_crop(jax.random.key(0), image, out_size=16)
+    >>> crop.shape, crop.dtype, bool(0.0 <= crop.min() and crop.max() <= 1.0)
+    ((16, 16, 3), dtype('float32'), True)
+
   Args:
     key: PRNG key; the box is `sample_crop_box(key, h, w, scale=scale, ratio=ratio)`.
     image: [h, w, c] uint8 or float image in [0, 1].
@@ -238,6 +262,13 @@ def random_resized_crop(key: jax.Array, image: jax.Array, *, out_size: int,
 
 def center_resize(image: jax.Array, *, out_size: int) -> jax.Array:
   """Deterministic eval preprocessing: the largest central square, resized to [out_size, out_size].
+
+  Example:
+    >>> image = jnp.asarray(np.random.RandomState(0).randint(0, 256, (32, 48, 3)), jnp.uint8)
+    >>> center_resize(image, out_size=16).shape
+    (16, 16, 3)
+    >>> bool(jnp.allclose(center_resize(image, out_size=32), image[:, 8:40] / 255))  # the central 32 x 32 square
+    True
 
   Args:
     image: [h, w, c] uint8 or float image in [0, 1].
@@ -257,7 +288,15 @@ def center_resize(image: jax.Array, *, out_size: int) -> jax.Array:
 
 
 def random_flip(key: jax.Array, image: jax.Array, *, p: float = 0.5) -> jax.Array:
-  """Flips [h, w, c] `image` left-right with probability `p` (`augment_images` folds the flip into the crop)."""
+  """Flips [h, w, c] `image` left-right with probability `p` (`augment_images` folds the flip into the crop).
+
+  Example:
+    >>> image = jnp.arange(3.0).reshape(1, 3, 1)
+    >>> random_flip(jax.random.key(0), image, p=1.0)[0, :, 0]
+    Array([2., 1., 0.], dtype=float32)
+    >>> random_flip(jax.random.key(0), image, p=0.0)[0, :, 0]
+    Array([0., 1., 2.], dtype=float32)
+  """
   return jnp.where(jax.random.uniform(key) < p, pix.flip_left_right(image), image)
 
 
@@ -306,6 +345,14 @@ def color_jitter(key: jax.Array, image: jax.Array, *, p: float = 0.8, brightness
   every adjustment, as the SimCLR and BYOL code do. Saturation and hue are skipped for single-channel images.
   This is the op-by-op definition (dm-pix ops, one pass per slot); `augment_images` runs the same draws through
   `fused_color`.
+
+  Example:
+    >>> image = jnp.full((4, 4, 3), 0.5)
+    >>> out = color_jitter(jax.random.key(0), image, brightness=0.8, contrast=0.0, saturation=0.0, hue=0.0, p=1.0)
+    >>> out.shape, bool(jnp.allclose(out, out[0, 0]))  # one brightness factor for the whole image
+    ((4, 4, 3), True)
+    >>> bool(jnp.all(color_jitter(jax.random.key(0), image, p=0.0) == image))  # p = 0: unchanged
+    True
 
   Args:
     key: PRNG key.
@@ -361,6 +408,11 @@ def random_grayscale(key: jax.Array, image: jax.Array, *, p: float = 0.2) -> jax
   """Converts [h, w, 3] `image` to grayscale (rec601 luma, tiled to 3 equal channels) with probability `p`.
 
   Single-channel images are returned unchanged.
+
+  Example:
+    >>> image = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (2, 2, 3))  # pure red
+    >>> np.asarray(random_grayscale(jax.random.key(0), image, p=1.0)[0, 0]).round(3)  # rec601 luma of red, 3 times
+    array([0.299, 0.299, 0.299], dtype=float32)
   """
   _check_image(image)
   if image.shape[-1] == 1:
@@ -370,7 +422,13 @@ def random_grayscale(key: jax.Array, image: jax.Array, *, p: float = 0.2) -> jax
 
 
 def random_solarize(key: jax.Array, image: jax.Array, *, p: float = 0.2, threshold: float = 0.5) -> jax.Array:
-  """Inverts the pixels >= `threshold` of a [0, 1] `image` (x -> 1 - x) with probability `p` (BYOL)."""
+  """Inverts the pixels >= `threshold` of a [0, 1] `image` (x -> 1 - x) with probability `p` (BYOL).
+
+  Example:
+    >>> image = jnp.array([0.2, 0.5, 0.9]).reshape(1, 3, 1)
+    >>> np.asarray(random_solarize(jax.random.key(0), image, p=1.0)[0, :, 0]).round(2)  # >= 0.5 -> 1 - x
+    array([0.2, 0.5, 0.1], dtype=float32)
+  """
   return jnp.where(jax.random.uniform(key) < p, pix.solarize(image, threshold), image)
 
 
@@ -440,6 +498,15 @@ def augment_images(key: jax.Array, x: jax.Array, recipe: ImageRecipe, *, out_siz
 
   Per-example keys are `fold_in(key, global index)`, so with `axis_name` the shards of a `jax.shard_map` get
   the same per-example draws as one device over the global batch (blur excepted: its subset is drawn per shard).
+
+  Example:
+    >>> images = jnp.asarray(np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)), jnp.uint8)
+    >>> recipe = SIMCLR
+    >>> view = augment_images(jax.random.key(0), images, recipe, out_size=24)
+    >>> view.shape, view.dtype
+    ((4, 24, 24, 3), dtype('float32'))
+    >>> bool(jnp.all(view == augment_images(jax.random.key(0), images, recipe, out_size=24)))  # same key, same view
+    True
 
   Args:
     key: PRNG key, the same on every device.
@@ -548,6 +615,12 @@ def _augment_images_op_by_op(key: jax.Array, x: jax.Array, recipe: ImageRecipe, 
 
 def eval_images(x: jax.Array, recipe: ImageRecipe, *, out_size: int | None = None) -> jax.Array:
   """Deterministic eval view: central square resized to S (see `center_resize`), then normalised.
+
+  Example:
+    >>> images = jnp.full((2, 32, 32, 3), 255, jnp.uint8)
+    >>> x = eval_images(images, ImageRecipe(mean=(0.5,), std=(0.5,)), out_size=16)
+    >>> x.shape, round(float(x.min()), 3), round(float(x.max()), 3)  # (1 - 0.5) / 0.5
+    ((2, 16, 16, 3), 1.0, 1.0)
 
   Args:
     x: [b, h, w, c] uint8 images (or float in [0, 1]), c in (1, 3).

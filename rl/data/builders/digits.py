@@ -37,6 +37,10 @@ _CITATION = """\
 def to_uint8(levels: np.ndarray) -> np.ndarray:
   """Maps load_digits' grey levels 0..16 to uint8 0..255 by round(level * 255 / 16).
 
+  Example:
+    >>> to_uint8(np.array([0, 8, 16]))
+    array([  0, 128, 255], dtype=uint8)
+
   Args:
     levels: array of levels in [0, 16], any shape.
 
@@ -48,6 +52,11 @@ def to_uint8(levels: np.ndarray) -> np.ndarray:
 
 def split_indices() -> dict[str, np.ndarray]:
   """The fixed stratified 80/20 split of the 1797 examples.
+
+  Example:
+    >>> split = split_indices()
+    >>> len(split["train"]), len(split["test"])
+    (1437, 360)
 
   Returns:
     {'train': int indices [1437], 'test': int indices [360]} into `load_digits()`'s arrays.
