@@ -253,11 +253,10 @@ def write_plots(workdir: epath.PathLike, metrics: list[dict], test: Split, *, ti
     >>> workdir = tempfile.mkdtemp()
     >>> metrics = [{"step": s, "kind": "train", "loss": 5.0 / s, "online_probe_accuracy": 0.1 * s} for s in (1, 2, 3)]
     >>> metrics.append({"step": 3, "kind": "eval", "knn_20_accuracy": 0.4})
-    >>> labels = np.arange(40) % 2
-    >>> test = Split(np.random.RandomState(0).randn(40, 8).astype(np.float32) + 4.0 * labels[:, None], labels)
-    >>> write_plots(workdir, metrics, test, title="simclr on mnist1d", tsne_points=40, seed=0)
+    >>> test = Split(np.zeros((40, 8), np.float32), np.arange(40) % 2)  # only the t-SNE plot reads it
+    >>> write_plots(workdir, metrics, test, title="simclr on mnist1d", tsne_points=0, seed=0)  # 0: no t-SNE
     >>> sorted(os.listdir(workdir))
-    ['accuracy.png', 'loss.png', 'tsne.png']
+    ['accuracy.png', 'loss.png']
   """
   workdir = epath.Path(workdir)
   train = [m for m in metrics if m["kind"] == "train"]

@@ -132,7 +132,10 @@ def build(config: ml_collections.ConfigDict):
 
 
 def init_state(config, method, info, tx, probe_tx, *, eval_recipe, out_size, mesh) -> TrainState:
-  """Initial parameters from `fold_in(root, -1)`... deterministic in `config.seed`.
+  """The step-0 `TrainState`, replicated on `mesh`; deterministic in `config.seed`.
+
+  The parameters are drawn from `fold_in(key(config.seed), 2**31 - 1)`, a key that no training step uses; the
+  online probe starts at zero.
 
   Example:
     >>> import tempfile, optax
@@ -146,6 +149,19 @@ def init_state(config, method, info, tx, probe_tx, *, eval_recipe, out_size, mes
     >>> state = init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
     >>> int(state.step), sorted(state.params), jax.tree.map(jnp.shape, state.probe_params)
     (0, ['encoder', 'projector'], {'bias': (10,), 'kernel': (16, 10)})
+
+  Args:
+    config: the run's config (`seed`).
+    method: the method (`build`).
+    info: the data set's `DatasetInfo` (`build`): input shape and kind, number of classes.
+    tx: the method's optimizer (`rl.train.optim.make_optimizer`).
+    probe_tx: the online probe's optimizer.
+    eval_recipe: the evaluation view of `build`, applied to the dummy batch that shapes the parameters.
+    out_size: the evaluation view's size (`build`).
+    mesh: the device mesh the state is replicated on.
+
+  Returns:
+    A `TrainState` at step 0.
   """
   sample = jnp.zeros((2,) + tuple(info.shape), jnp.uint8 if info.kind == "image" else jnp.float32)
   sample_view = augment.eval_view(sample, eval_recipe, out_size=out_size)

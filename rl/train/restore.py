@@ -189,12 +189,14 @@ def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
 
   Example:
     >>> import tempfile
-    >>> from configs import simclr as simclr_config
-    >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
-    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
-    >>> config.eval.final = False  # train only
-    >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
-    Downloading and preparing dataset ...
+    >>> from rl.train.state import TrainState
+    >>> workdir = tempfile.mkdtemp()
+    >>> state = TrainState.create(params={"w": jnp.zeros(3)}, opt_state=(), method_state={}, probe_params={},
+    ...                           probe_opt_state=())  # a stand-in for a run's state
+    >>> ckpt = rl.train.checkpoint.Checkpointer(f"{workdir}/checkpoints", max_to_keep=None)
+    >>> for step in (3, 6):  # as the trainer saves them
+    ...   _ = ckpt.save(state.replace(step=jnp.int32(step)))
+    >>> ckpt.wait(); ckpt.close()
     >>> checkpoint_steps(workdir), checkpoint_steps(tempfile.mkdtemp())
     ([3, 6], [])
   """
@@ -226,12 +228,14 @@ def restore_state(run: Run, workdir: epath.PathLike, step: int | None = None) ->
   Example:
     >>> import tempfile
     >>> from configs import simclr as simclr_config
-    >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
+    >>> config = simclr_config.get_config("smoke")
     >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
-    >>> config.eval.final = False  # train only
-    >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
-    Downloading and preparing dataset ...
     >>> run = build_run(config)
+    Downloading and preparing dataset ...
+    >>> ckpt = rl.train.checkpoint.Checkpointer(f"{workdir}/checkpoints", max_to_keep=None)
+    >>> for step in (3, 6):  # checkpoints of the untrained state, as the trainer would save them
+    ...   _ = ckpt.save(run.init_state().replace(step=jnp.int32(step)))
+    >>> ckpt.wait(); ckpt.close()
     >>> int(restore_state(run, workdir).step), int(restore_state(run, workdir, step=3).step)
     (6, 3)
     >>> restore_state(run, workdir, step=4)
@@ -351,18 +355,26 @@ def fork_run(src: epath.PathLike, dst: epath.PathLike, *, step: int | None = Non
   `dst/metrics.jsonl` continues the log of `src`.
 
   Example:
-    >>> import tempfile
-    >>> from configs import simclr as simclr_config
-    >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
-    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
-    >>> config.eval.final = False  # train only
-    >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
-    Downloading and preparing dataset ...
+    >>> import json, tempfile
+    >>> from rl.train.state import TrainState
+    >>> workdir = tempfile.mkdtemp()
+    >>> state = TrainState.create(params={"w": jnp.zeros(3)}, opt_state=(), method_state={}, probe_params={},
+    ...                           probe_opt_state=())  # a stand-in for a run's state
+    >>> ckpt = rl.train.checkpoint.Checkpointer(f"{workdir}/checkpoints", max_to_keep=None)
+    >>> for step in (3, 6):  # as the trainer saves them
+    ...   _ = ckpt.save(state.replace(step=jnp.int32(step)))
+    >>> ckpt.wait(); ckpt.close()
+    >>> lines = [{"step": s, "kind": "train", "loss": 6.0 - s / 10} for s in (2, 4, 6)] + [{"step": 6, "kind": "final"}]
+    >>> with open(f"{workdir}/metrics.jsonl", "w") as f:
+    ...   _ = f.write("".join(json.dumps(l) + "\\n" for l in lines))
     >>> fork = tempfile.mkdtemp()
     >>> fork_run(workdir, fork, step=3)
     3
-    >>> checkpoint_steps(fork), [m["step"] for m in rl.train.writer.read_metrics(fork)]
-    ([3], [2])
+    >>> checkpoint_steps(fork), [(m["step"], m["kind"]) for m in rl.train.writer.read_metrics(fork)]
+    ([3], [(2, 'train')])
+    >>> fork_run(workdir, fork)
+    Traceback (most recent call last):
+    FileExistsError: dst: .../checkpoints already holds checkpoints (steps 3); fork into an empty workdir.
 
   Args:
     src: the workdir to fork.
