@@ -35,5 +35,7 @@ setuptools.setup(
     # nbclient/nbformat/ipykernel run the notebooks in the suite; pdoc builds the API reference (`make docs`), whose
     # references the suite checks.
     extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "nbclient>=0.10,<1", "nbformat>=5.10,<6",
-                             "ipykernel>=6.29,<8", "pdoc>=15,<17"]},
+                             "ipykernel>=6.29,<8", "pdoc>=15,<17"],
+                    # A gs:// workdir: tensorboardX writes its event files through google-cloud-storage.
+                    "gcs": ["google-cloud-storage>=2,<4"]},
 )

@@ -82,6 +82,13 @@ def _check_finite(state: TrainState, ckpt: ckpt_lib.Checkpointer, *, skip_limit:
 
 def _writable_workdir(workdir: epath.Path) -> None:
   """Fails at once, naming the path, if the workdir cannot be created or written (not at the first save)."""
+  if str(workdir).startswith("gs://"):
+    try:  # tensorboardX writes gs:// event files through it; without it the run would fail after data preparation
+      import google.cloud.storage  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError as e:
+      raise ImportError(f"workdir: {workdir} is on Google Cloud Storage, and the TensorBoard writer (tensorboardX) "
+                        "needs the google-cloud-storage package for gs:// paths; install it on every host "
+                        "(`pip install -e .[gcs]` or `pip install google-cloud-storage`).") from e
   probe = workdir / ".rl-write-test"
   try:
     workdir.mkdir(parents=True, exist_ok=True)

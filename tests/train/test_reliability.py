@@ -288,6 +288,15 @@ def test_unwritable_workdir_is_named_before_training(data_dir, tmp_path):
     loop.train_and_evaluate(_config("simclr", data_dir), blocker / "run")
 
 
+def test_gs_workdir_without_google_cloud_storage_is_refused_before_any_work(monkeypatch):
+  # No bucket is reachable here: the check must come before anything touches the path (or the data).
+  monkeypatch.setitem(sys.modules, "google.cloud.storage", None)  # an import of it now raises ImportError
+  monkeypatch.setattr(loop, "build", lambda config: pytest.fail("build ran before the workdir check"))
+  with pytest.raises(ImportError, match=r"workdir: gs://bucket/run is on Google Cloud Storage, .*tensorboardX.*"
+                                        r"pip install -e \.\[gcs\]"):
+    loop.train_and_evaluate(_config("simclr", "/nonexistent"), "gs://bucket/run")
+
+
 def test_disk_full_during_a_save_is_reported_and_nothing_is_declared_saved(straight, data_dir, tmp_path,
                                                                            monkeypatch, capsys):
   straight("simclr")
