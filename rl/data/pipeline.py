@@ -411,13 +411,13 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
   Example:
     >>> import tempfile
     >>> data_dir = tempfile.mkdtemp()
-    >>> prepare("mnist1d", data_dir=data_dir)
+    >>> prepare("digits", data_dir=data_dir)
     Downloading and preparing dataset ...
-    >>> first = [next(host_train_batches("mnist1d", local_batch_size=8, seed=0, data_dir=data_dir, process_index=p,
+    >>> first = [next(host_train_batches("digits", local_batch_size=8, seed=0, data_dir=data_dir, process_index=p,
     ...                                 process_count=2)) for p in (0, 1)]  # as two processes would
-    >>> first[0]["x"].shape, first[0]["x"].dtype
-    ((8, 40), dtype('float32'))
-    >>> bool(first[0]["index"].max() < 2000 <= first[1]["index"].min())  # each reads its half of the 4000 signals
+    >>> {k: (v.shape, v.dtype.name) for k, v in first[0].items()}
+    {'x': ((8, 8, 8, 1), 'uint8'), 'label': ((8,), 'int32'), 'index': ((8,), 'int32')}
+    >>> bool(first[0]["index"].max() < 719 <= first[1]["index"].min())  # halves [0, 719), [719, 1437) of 'train'
     True
 
   Args:

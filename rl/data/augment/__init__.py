@@ -93,12 +93,11 @@ def augment_batch(key: jax.Array, x: jax.Array, recipe: Recipe, *, out_size: int
 
   Example:
     >>> images = jnp.asarray(np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)), jnp.uint8)
-    >>> augment = jax.jit(augment_batch, static_argnames=("recipe", "out_size"))  # as inside a train step
-    >>> view = augment(jax.random.key(0), images, recipe=get_recipe("simclr"), out_size=24)
-    >>> view.shape, view.dtype
-    ((4, 24, 24, 3), dtype('float32'))
+    >>> view = augment_batch(jax.random.key(0), images, get_recipe("none"))  # an ImageRecipe: image.augment_images
+    >>> view.shape, view.dtype  # uint8 in, normalised float32 out
+    ((4, 32, 32, 3), dtype('float32'))
     >>> signals = jnp.asarray(np.random.RandomState(0).randn(4, 40), jnp.float32)
-    >>> augment_batch(jax.random.key(0), signals, get_recipe("mnist1d")).shape
+    >>> augment_batch(jax.random.key(0), signals, get_recipe("mnist1d")).shape  # a SignalRecipe: signal.augment_signals
     (4, 40)
 
   Args:
@@ -160,10 +159,10 @@ def eval_view(x: jax.Array, recipe: Recipe, *, out_size: int | None = None) -> j
   """Deterministic eval preprocessing.
 
   Example:
-    >>> images = jnp.full((2, 32, 40, 3), 255, jnp.uint8)
-    >>> x = eval_view(images, get_recipe("none"), out_size=16)  # central 32 x 32 square, resized
-    >>> x.shape, x.dtype
-    ((2, 16, 16, 3), dtype('float32'))
+    >>> images = jnp.full((2, 32, 32, 3), 255, jnp.uint8)
+    >>> x = eval_view(images, get_recipe("none", mean=(0.5,), std=(0.5,)))  # images: central square, normalised
+    >>> x.shape, x.dtype, round(float(x.max()), 3)  # white: (1 - 0.5) / 0.5
+    ((2, 32, 32, 3), dtype('float32'), 1.0)
     >>> signals = jnp.ones((2, 40))
     >>> bool((eval_view(signals, get_recipe("none_signal")) == signals).all())  # signals: the identity
     True

@@ -211,13 +211,12 @@ def resample_box(image: jax.Array, box: jax.Array, *, out_size: int, flip: jax.A
   so a flipped view is the same resampling, exactly the mirror image of the unflipped one.
 
   Example:
-    >>> image = jnp.arange(16.0).reshape(4, 4, 1) / 15
-    >>> out = resample_box(image, jnp.array([0.0, 0.0, 2.0, 2.0]), out_size=2)  # the top-left 2 x 2 pixels
-    >>> np.asarray(out[..., 0]).round(3)
-    array([[0.   , 0.067],
-           [0.267, 0.333]], dtype=float32)
-    >>> mirrored = resample_box(image, jnp.array([0.0, 0.0, 2.0, 2.0]), out_size=2, flip=True)
-    >>> bool(jnp.allclose(mirrored, out[:, ::-1]))
+    >>> image = jnp.asarray(np.random.RandomState(0).rand(32, 48, 3), jnp.float32)
+    >>> box = jnp.array([0.0, 16.0, 32.0, 32.0])  # top, left, height, width: rows 0-31, columns 16-47
+    >>> out = resample_box(image, box, out_size=32)
+    >>> out.shape, bool(jnp.allclose(out, image[:, 16:]))  # box as large as the output: exactly its pixels
+    ((32, 32, 3), True)
+    >>> bool(jnp.allclose(resample_box(image, box, out_size=32, flip=True), out[:, ::-1]))  # flip: mirror image
     True
 
   Args:
@@ -240,10 +239,10 @@ def random_resized_crop(key: jax.Array, image: jax.Array, *, out_size: int,
   """Random resized crop (Szegedy et al. 2015 "Inception" crop; SimCLR's main augmentation).
 
   Example:
-    >>> image = jnp.asarray(np.random.RandomState(0).randint(0, 256, (32, 32, 3)), jnp.uint8)
-    >>> crop = random_resized_crop(jax.random.key(0), image, out_size=16)
+    >>> image = jnp.asarray(np.random.RandomState(0).randint(0, 256, (32, 48, 3)), jnp.uint8)
+    >>> crop = random_resized_crop(jax.random.key(0), image, out_size=32)
     >>> crop.shape, crop.dtype, bool(0.0 <= crop.min() and crop.max() <= 1.0)
-    ((16, 16, 3), dtype('float32'), True)
+    ((32, 32, 3), dtype('float32'), True)
 
   Args:
     key: PRNG key; the box is `sample_crop_box(key, h, w, scale=scale, ratio=ratio)`.
@@ -265,10 +264,9 @@ def center_resize(image: jax.Array, *, out_size: int) -> jax.Array:
 
   Example:
     >>> image = jnp.asarray(np.random.RandomState(0).randint(0, 256, (32, 48, 3)), jnp.uint8)
-    >>> center_resize(image, out_size=16).shape
-    (16, 16, 3)
-    >>> bool(jnp.allclose(center_resize(image, out_size=32), image[:, 8:40] / 255))  # the central 32 x 32 square
-    True
+    >>> out = center_resize(image, out_size=32)
+    >>> out.shape, out.dtype, bool(jnp.allclose(out, image[:, 8:40] / 255))  # the central 32 x 32 square, in [0, 1]
+    ((32, 32, 3), dtype('float32'), True)
 
   Args:
     image: [h, w, c] uint8 or float image in [0, 1].
@@ -348,10 +346,11 @@ def color_jitter(key: jax.Array, image: jax.Array, *, p: float = 0.8, brightness
 
   Example:
     >>> image = jnp.full((4, 4, 3), 0.5)
-    >>> out = color_jitter(jax.random.key(0), image, brightness=0.8, contrast=0.0, saturation=0.0, hue=0.0, p=1.0)
+    >>> only_brightness = dict(brightness=0.8, contrast=0.0, saturation=0.0, hue=0.0)
+    >>> out = color_jitter(jax.random.key(0), image, p=1.0, **only_brightness)
     >>> out.shape, bool(jnp.allclose(out, out[0, 0]))  # one brightness factor for the whole image
     ((4, 4, 3), True)
-    >>> bool(jnp.all(color_jitter(jax.random.key(0), image, p=0.0) == image))  # p = 0: unchanged
+    >>> bool(jnp.all(color_jitter(jax.random.key(0), image, p=0.0, **only_brightness) == image))  # p = 0: unchanged
     True
 
   Args:
@@ -501,12 +500,14 @@ def augment_images(key: jax.Array, x: jax.Array, recipe: ImageRecipe, *, out_siz
 
   Example:
     >>> images = jnp.asarray(np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)), jnp.uint8)
-    >>> recipe = SIMCLR
-    >>> view = augment_images(jax.random.key(0), images, recipe, out_size=24)
+    >>> augment = jax.jit(augment_images, static_argnames=("recipe", "out_size"))  # as inside a train step
+    >>> view = augment(jax.random.key(0), images, recipe=SIMCLR, out_size=16)
     >>> view.shape, view.dtype
-    ((4, 24, 24, 3), dtype('float32'))
-    >>> bool(jnp.all(view == augment_images(jax.random.key(0), images, recipe, out_size=24)))  # same key, same view
+    ((4, 16, 16, 3), dtype('float32'))
+    >>> bool(jnp.all(view == augment(jax.random.key(0), images, recipe=SIMCLR, out_size=16)))  # same key, same view
     True
+    >>> bool(jnp.all(view[0] == augment(jax.random.key(1), images, recipe=SIMCLR, out_size=16)[0]))  # new key
+    False
 
   Args:
     key: PRNG key, the same on every device.
@@ -617,10 +618,10 @@ def eval_images(x: jax.Array, recipe: ImageRecipe, *, out_size: int | None = Non
   """Deterministic eval view: central square resized to S (see `center_resize`), then normalised.
 
   Example:
-    >>> images = jnp.full((2, 32, 32, 3), 255, jnp.uint8)
-    >>> x = eval_images(images, ImageRecipe(mean=(0.5,), std=(0.5,)), out_size=16)
-    >>> x.shape, round(float(x.min()), 3), round(float(x.max()), 3)  # (1 - 0.5) / 0.5
-    ((2, 16, 16, 3), 1.0, 1.0)
+    >>> images = jnp.full((2, 32, 32, 3), 255, jnp.uint8)  # square at the output size: no resampling
+    >>> x = eval_images(images, ImageRecipe(mean=(0.5,), std=(0.5,)))
+    >>> x.shape, x.dtype, round(float(x.min()), 3), round(float(x.max()), 3)  # white: (1 - 0.5) / 0.5
+    ((2, 32, 32, 3), dtype('float32'), 1.0, 1.0)
 
   Args:
     x: [b, h, w, c] uint8 images (or float in [0, 1]), c in (1, 3).
