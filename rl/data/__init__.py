@@ -1,9 +1,14 @@
-"""Data layer: TFDS builders for the embedded data sets and the input pipeline.
+"""Data layer: the registry of data sets, the input pipeline, and the embedded TFDS builders.
 
-Importing `rl.data` registers the embedded TFDS builders ('mnist1d', 'digits'). On-device augmentations live in
-`rl.data.augment`, imported separately by whoever needs them.
+A data set is declared once in the registry (`register_dataset(name, DatasetSpec(...))`, `rl.data.registry`);
+its source is a TFDS builder or an in-memory loader of NumPy arrays. Importing `rl.data` loads neither
+TensorFlow nor TFDS: TensorFlow is imported when a TFDS source is first read (`rl.data.pipeline`), and the
+embedded TFDS builders ('mnist1d', 'digits') are registered with TFDS at that moment, or when
+`rl.data.builders` is first used. On-device augmentations live in `rl.data.augment`, imported separately by
+whoever needs them.
 """
-from rl.data import builders
+import importlib
+
 from rl.data.pipeline import DatasetInfo
 from rl.data.pipeline import dataset_info
 from rl.data.pipeline import eval_batches
@@ -13,16 +18,31 @@ from rl.data.pipeline import known_datasets
 from rl.data.pipeline import num_examples
 from rl.data.pipeline import prepare
 from rl.data.pipeline import train_batches
+from rl.data.registry import DatasetSpec
+from rl.data.registry import dataset_spec
+from rl.data.registry import register_dataset
+from rl.data.registry import unregister_dataset
 
 __all__ = [
     "DatasetInfo",
+    "DatasetSpec",
     "builders",
     "dataset_info",
+    "dataset_spec",
     "eval_batches",
     "host_eval_batches",
     "host_train_batches",
     "known_datasets",
     "num_examples",
     "prepare",
+    "register_dataset",
     "train_batches",
+    "unregister_dataset",
 ]
+
+
+def __getattr__(name: str):
+  # PEP 562: `rl.data.builders` imports TFDS (and TensorFlow), so it is loaded on first use only.
+  if name == "builders":
+    return importlib.import_module("rl.data.builders")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

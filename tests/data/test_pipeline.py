@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import rl.data
-from rl.data import pipeline
+from rl.data import _tfds  # pylint: disable=protected-access  (the TF resize is tested directly)
 
 
 @pytest.fixture(scope="module")
@@ -229,18 +229,18 @@ def test_images_resized_and_centre_cropped(data_dir, sharding):
   # A tall image: three horizontal bands; the centre crop keeps only the middle one.
   tall = np.zeros((64, 32, 3), np.uint8)
   tall[:16], tall[16:48], tall[48:] = 255, 100, 0
-  out = pipeline._fixed_size(tf.constant(tall), 16).numpy()  # pylint: disable=protected-access
+  out = _tfds.fixed_size(tf.constant(tall), 16).numpy()
   assert out.shape == (16, 16, 3)
   # Rows next to the crop border see the outer bands through the anti-aliasing filter.
   np.testing.assert_array_equal(out[2:-2], 100)
   # A wide image: bands are vertical.
   wide = np.ascontiguousarray(np.transpose(tall, (1, 0, 2)))
-  out = pipeline._fixed_size(tf.constant(wide), 16).numpy()  # pylint: disable=protected-access
+  out = _tfds.fixed_size(tf.constant(wide), 16).numpy()
   np.testing.assert_array_equal(out[:, 2:-2], 100)
   # Upsampling a constant image stays constant; an image of the right size is left alone.
-  np.testing.assert_array_equal(pipeline._fixed_size(tf.fill([5, 7, 1], tf.constant(37, tf.uint8)), 12).numpy(), 37)
+  np.testing.assert_array_equal(_tfds.fixed_size(tf.fill([5, 7, 1], tf.constant(37, tf.uint8)), 12).numpy(), 37)
   same = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-  np.testing.assert_array_equal(pipeline._fixed_size(tf.constant(same), 16).numpy(), same)
+  np.testing.assert_array_equal(_tfds.fixed_size(tf.constant(same), 16).numpy(), same)
 
 
 @IN_MEMORY
