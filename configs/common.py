@@ -1,20 +1,71 @@
-"""Defaults shared by every method's config; a method's `get_config(arg)` starts from `base()`.
+"""What every method's config shares: `base()` (every key), the variants' dataset recipes, and `apply_variant`.
 
-Every key exists here (with a placeholder where it has no value), so overrides of unknown keys are errors.
+A method's file, `configs/<method>.py`, holds only what is its own: the section `c.<method>` with the method's
+defaults, and `OVERRIDES`, a table of what the method changes per variant. `get_config(arg)` builds the section
+and hands both to `apply_variant`, which applies the variant's dataset recipe and then the table:
+
+    def get_config(arg=None):
+      c = common.base("simclr")
+      c.simclr.temperature = 0.1
+      return common.apply_variant(c, arg, OVERRIDES)
+
+The variants (`VARIANT_TABLE`; `arg` picks one, mnist1d by default):
+
+  variant   dataset recipe (below)                                 groups of OVERRIDES applied after it, in order
+  mnist1d   mnist1d(): conv1d, 2 MNIST-1D views, AdamW 4e-3, 2000 x 128   all, mnist1d
+  digits    digits(): ResNet-18 (CIFAR stem), 8 x 8 digits, 1000 x 256    all, digits
+  cifar10   cifar(): ResNet-18, LARS, solo-learn's 1000 epochs of 256    all, cifar, cifar10
+  cifar100  cifar(), on CIFAR-100                                         all, cifar, cifar100
+  imagenet  imagenet(): ResNet-50 at 224, LARS, 100 epochs of 256        all, imagenet
+  smoke     mnist1d(); shrink_for_smoke() before the smoke group          all, mnist1d, smoke
+
+A group maps dotted config keys to values, applied in order: `"optim.lr": 0.4` sets one field, a dict value
+replaces the whole sub-dict (`"model.projector_kwargs": dict(hidden_dims=(2048,), out_dim=256)`) and a dotted key
+into it changes one field of it (`"model.projector_kwargs.out_dim": 256`). A key that `base()` and the method's
+section lack is an error, except inside the free-form keyword dicts (`*_kwargs`, `augment.overrides`). The recipe
+reads three keys of the variant's groups first: `batch_size` (also set) and, for cifar and imagenet, `epochs` and
+`warmup_epochs` (not config keys: the recipe turns them into `total_steps` and `optim.warmup_steps`).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import importlib
+from typing import Any, Mapping, Sequence
 
 import ml_collections
 
 from rl.data import augment
 
+# One group of a method's OVERRIDES: dotted config key -> value.
+Group = Mapping[str, Any]
+# The keys of a group that the dataset recipe takes as arguments (epochs: not config keys).
+RECIPE_ARGS = ("batch_size", "epochs", "warmup_epochs")
+# The smoke variant's projection head (and the predictors of the methods that have one): one hidden layer of 16, 8-d.
+SMOKE_PROJECTOR = dict(hidden_dims=(16,), out_dim=8)
+# solo-learn's asymmetric views (augmentations/asymmetric.yaml): BYOL's two view recipes, with torchvision's
+# multiplicative brightness. A group takes them as `**common.ASYMMETRIC_VIEWS`.
+ASYMMETRIC_VIEWS = {"augment.views": ("byol_view1", "byol_view2"),
+                    "augment.overrides.brightness_mode": "multiplicative"}
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR_TRAIN_EXAMPLES = 50000  # TFDS 'cifar10' and 'cifar100' train splits
+IMAGENET_TRAIN_EXAMPLES = 1281167  # TFDS 'imagenet2012' (ILSVRC-2012) train split
 
-def base() -> ml_collections.ConfigDict:
+
+def base(method: str = "") -> ml_collections.ConfigDict:
+  """Every key of every config, at its default; with `method`, also `c.method` and its empty section `c.<method>`.
+
+  Args:
+    method: the registered method name (`rl.methods.METHODS`); "" for the bare template (`rl.train.restore`).
+
+  Returns:
+    A new ConfigDict.
+  """
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.method = ""
+  c.method = method
   c.uses_labels = False  # True for the supervised references (SupCon, supervised): not self-supervised rows
   c.dataset = ""
   c.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or the TFDS default
@@ -79,30 +130,13 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint.preemption_sync_every_steps = 10
   # Steps with a non-finite loss or gradient to skip (the update is dropped) before stopping; 0: stop at the first.
   c.skip_nonfinite_steps = 0
+  if method:
+    c[method] = ml_collections.ConfigDict()
   return c
 
 
-def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The shared part of every method's `smoke` variant: a tiny conv1d encoder, 6 steps, a quick evaluation.
-
-  Each config calls it in its smoke branch and then shrinks its own heads (projector, predictor, queue).
-  """
-  c.batch_size = 64
-  c.total_steps = 6
-  c.log_every_steps = 2
-  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(8, 16)))
-  c.eval.every_steps = 4
-  c.eval.batch_size = 256
-  c.eval.knn_ks = (5, 20)
-  c.eval.alignment_examples = 200
-  c.eval.tsne_points = 100
-  c.eval.max_train_examples = 512
-  c.checkpoint.every_steps = 3
-  return c
-
-
-def mnist1d(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The `mnist1d` variant's shared part: conv1d encoder, two MNIST-1D views, AdamW 4e-3, 2000 steps of 128.
+def mnist1d(c: ml_collections.ConfigDict, *, batch_size: int = 128) -> None:
+  """The `mnist1d` recipe: conv1d encoder, two MNIST-1D views, AdamW 4e-3, 2000 steps of 128.
 
   The budget of `experiments/benchmarks/mnist1d_table.py` (every method x 3 seeds in 90 minutes on 2 CPU cores).
   At equal compute, 2000 steps of 128 gave SimCLR a better probe than 1000 steps of 256 (0.844-0.872 against
@@ -119,7 +153,7 @@ def mnist1d(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # fields stay with the presets: multi-crop's local views differ from the global ones only there).
   fields = {k: v for k, v in dataclasses.asdict(augment.MNIST1D).items() if not k.startswith("crop_")}
   c.augment.overrides = ml_collections.ConfigDict(fields)
-  c.batch_size = 128
+  c.batch_size = batch_size
   c.total_steps = 2000
   c.optim.name = "adamw"
   c.optim.lr = 4e-3
@@ -127,11 +161,10 @@ def mnist1d(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 100
   c.eval.every_steps = 500
   c.checkpoint.every_steps = 500
-  return c
 
 
-def digits(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The `digits` variant's shared part: ResNet-18 (CIFAR stem) on 8x8 grey digits, two SimCLR views."""
+def digits(c: ml_collections.ConfigDict, *, batch_size: int = 256) -> None:
+  """The `digits` recipe: ResNet-18 (CIFAR stem) on 8x8 grey digits, two SimCLR views, 1000 steps of 256."""
   c.dataset = "digits"
   c.model.encoder = "resnet18"
   c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
@@ -139,49 +172,40 @@ def digits(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.augment.views = ("simclr", "simclr")
   c.augment.out_size = 8
   c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
-  c.batch_size = 256
+  c.batch_size = batch_size
   c.total_steps = 1000
-  return c
 
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-
-
-def cifar(c: ml_collections.ConfigDict, variant: str, *, epochs: int = 1000,
-          batch_size: int = 256) -> ml_collections.ConfigDict:
-  """The `cifar10`/`cifar100` variants' shared part, after solo-learn's CIFAR recipes (scripts/pretrain/cifar/):
-  ResNet-18 with the CIFAR stem, two SimCLR views of 32x32 without blur, batch `batch_size` (256), LARS with the
-  lr scaled by batch/256, 10 warm-up epochs, `epochs` epochs of 50,000 images. Each method sets its lr, weight
-  decay and heads."""
-  c.dataset = variant
+def cifar(c: ml_collections.ConfigDict, dataset: str, *, epochs: int = 1000, warmup_epochs: int = 10,
+          batch_size: int = 256) -> None:
+  """The `cifar10`/`cifar100` recipe, after solo-learn's CIFAR recipes (scripts/pretrain/cifar/): ResNet-18 with the
+  CIFAR stem, two SimCLR views of 32x32 without blur, batch `batch_size` (256), LARS with the lr scaled by
+  batch/256, `warmup_epochs` (10) warm-up epochs, `epochs` (1000) epochs of 50,000 images. Each method sets its lr,
+  weight decay and heads."""
+  c.dataset = dataset
   c.model.encoder = "resnet18"
   c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
   c.augment.views = ("simclr", "simclr")
   c.augment.out_size = 32
   c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, mean=CIFAR_MEAN, std=CIFAR_STD))
   c.batch_size = batch_size
-  c.total_steps = epochs * 50000 // batch_size
+  c.total_steps = epochs * CIFAR_TRAIN_EXAMPLES // batch_size
   c.optim.name = "lars"
   c.optim.scale_by_batch = True
-  c.optim.warmup_steps = 10 * 50000 // batch_size
+  c.optim.warmup_steps = warmup_epochs * CIFAR_TRAIN_EXAMPLES // batch_size
   c.eval.every_steps = 5000
   c.checkpoint.every_steps = 2000
-  return c
 
 
-IMAGENET_TRAIN_EXAMPLES = 1281167  # TFDS 'imagenet2012' (ILSVRC-2012) train split
+def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, warmup_epochs: int = 10,
+             batch_size: int = 256) -> None:
+  """The `imagenet` recipe: ImageNet-1k (TFDS 'imagenet2012', 1,281,167 training images).
 
-
-def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, encoder: str = "resnet50",
-             batch_size: int = 256) -> ml_collections.ConfigDict:
-  """The `imagenet` variant's shared part: ImageNet-1k (TFDS 'imagenet2012', 1,281,167 training images).
-
-  `encoder` at its defaults ('resnet50': the ImageNet stem; 'vit_small': ViT-S/16), two SimCLR views of 224 x 224
-  (with blur; ImageNet's mean and std, the recipes' defaults), batch `batch_size`, LARS with the lr scaled by
-  batch/256, 10 warm-up epochs (solo-learn's default, solo/methods/base.py), `epochs` epochs. Each method sets its
-  lr, weight decay, heads and views; a method that changes the batch passes it here, so that the epoch-based
-  counts (total steps, warm-up, evaluation and checkpoint cadence) follow it.
+  ResNet-50 (the ImageNet stem; `"model.encoder": "vit_small"` gives ViT-S/16), two SimCLR views of 224 x 224 (with
+  blur; ImageNet's mean and std, the recipes' defaults), batch `batch_size`, LARS with the lr scaled by batch/256,
+  `warmup_epochs` warm-up epochs (10: solo-learn's default, solo/methods/base.py), `epochs` epochs. Each method
+  sets its lr, weight decay, heads and views; a method that changes the batch sets `batch_size` in its imagenet
+  group, so that the epoch-based counts (total steps, warm-up, evaluation and checkpoint cadence) follow it.
 
   Evaluation: kNN every 10 epochs, and the final evaluation, on the first 100,000 training images (~100 per
   class: 0.8 GB of ResNet-50 features, where all 1.28M would take 10 GB and the linear probe ten times longer),
@@ -191,7 +215,7 @@ def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, encoder: str = 
   steps_per_epoch = IMAGENET_TRAIN_EXAMPLES // batch_size
   c.dataset = "imagenet2012"
   c.image_size = 224
-  c.model.encoder = encoder
+  c.model.encoder = "resnet50"
   c.model.encoder_kwargs = ml_collections.ConfigDict()
   c.augment.views = ("simclr", "simclr")
   c.augment.out_size = 224
@@ -201,15 +225,121 @@ def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, encoder: str = 
   c.log_every_steps = 100
   c.optim.name = "lars"
   c.optim.scale_by_batch = True
-  c.optim.warmup_steps = 10 * IMAGENET_TRAIN_EXAMPLES // batch_size
+  c.optim.warmup_steps = warmup_epochs * IMAGENET_TRAIN_EXAMPLES // batch_size
   c.eval.every_steps = 10 * steps_per_epoch
   c.eval.max_train_examples = 100_000
   c.eval.baselines = False
   c.checkpoint.every_steps = steps_per_epoch
-  return c
 
 
-def check_variant(path: str, variant: str, variants) -> None:
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
+  """The shared part of the `smoke` variant (mnist1d for tests): a tiny conv1d encoder, 6 steps, a quick evaluation.
+
+  `apply_variant` calls it after the mnist1d groups; the method's smoke group then shrinks its own heads
+  (projector: `SMOKE_PROJECTOR`, predictor, queue, prototypes).
+  """
+  c.batch_size = 64
+  c.total_steps = 6
+  c.log_every_steps = 2
+  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(8, 16)))
+  c.eval.every_steps = 4
+  c.eval.batch_size = 256
+  c.eval.knn_ks = (5, 20)
+  c.eval.alignment_examples = 200
+  c.eval.tsne_points = 100
+  c.eval.max_train_examples = 512
+  c.checkpoint.every_steps = 3
+
+
+# variant -> (its dataset recipe, the groups of a method's OVERRIDES applied after it, in order). The first is the
+# default. A new dataset: its recipe function above and a row here (and, where a method needs them, its groups).
+VARIANT_TABLE = {
+    "mnist1d": (mnist1d, ("all", "mnist1d")),
+    "digits": (digits, ("all", "digits")),
+    "cifar10": (functools.partial(cifar, dataset="cifar10"), ("all", "cifar", "cifar10")),
+    "cifar100": (functools.partial(cifar, dataset="cifar100"), ("all", "cifar", "cifar100")),
+    "imagenet": (imagenet, ("all", "imagenet")),
+    "smoke": (mnist1d, ("all", "mnist1d", "smoke")),  # shrink_for_smoke() before the smoke group
+}
+VARIANTS = tuple(VARIANT_TABLE)
+GROUPS = frozenset(g for _, groups in VARIANT_TABLE.values() for g in groups)
+
+
+def check_variant(path: str, variant: str, variants: Sequence[str] = VARIANTS) -> None:
   """ValueError naming the config file and the known variants."""
   if variant not in variants:
     raise ValueError(f"{path}: unknown variant {variant!r}; known variants: {', '.join(variants)}.")
+
+
+def apply_variant(c: ml_collections.ConfigDict, arg: str | None, *tables: Mapping[str, Group]
+                  ) -> ml_collections.ConfigDict:
+  """Applies variant `arg` (None or "": mnist1d) to `c`: its dataset recipe, then each table's groups for it.
+
+  Args:
+    c: `base(method)` with the method's section filled in; changed in place.
+    arg: the variant, one of `VARIANTS`.
+    *tables: the method's OVERRIDES (and any table it shares with another method, first): group name ("all",
+      a variant, or "cifar" for both CIFARs) -> {dotted key: value}. For each group, the tables apply in order.
+
+  Returns:
+    `c`.
+
+  Raises:
+    ValueError: an unknown variant (naming `configs/<method>.py` and the known variants), an unknown group, or a
+      key that `base()` and the method's section lack.
+  """
+  path = f"configs/{c.method}.py"
+  variant = arg or VARIANTS[0]
+  check_variant(path, variant)
+  for table in tables:
+    if set(table) - GROUPS:
+      raise ValueError(f"{path}: unknown OVERRIDES groups {sorted(set(table) - GROUPS)}; known: {sorted(GROUPS)}.")
+  recipe, groups = VARIANT_TABLE[variant]
+  recipe(c, **{k: v for g in groups if g != "smoke" for t in tables for k, v in t.get(g, {}).items()
+               if k in RECIPE_ARGS})
+  for group in groups:
+    if group == "smoke":
+      shrink_for_smoke(c)
+    for table in tables:
+      for key, value in table.get(group, {}).items():
+        if key not in ("epochs", "warmup_epochs"):
+          _set(c, key, value, f"{path}: the {group!r} group")
+  return c
+
+
+def _set(c: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None:
+  """`c.<key> = value` for a dotted key; new keys only inside the free-form keyword dicts."""
+  *parents, leaf = key.split(".")
+  node = c
+  for parent in parents:
+    if parent not in node:
+      raise ValueError(f"{where} sets {key!r}, but the config has no {parent!r} there.")
+    node = node[parent]
+  free_form = parents and (parents[-1].endswith("_kwargs") or parents[-2:] == ["augment", "overrides"])
+  if leaf not in node and not free_form:
+    raise ValueError(f"{where} sets {key!r}, which base() and the method's section lack.")
+  node[leaf] = copy.deepcopy(value)  # the tables are module constants: configs share no mutable value
+
+
+def on_base(method: str, arg: str | None, bases: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
+  """The config of a method built on a base method, for `arg` = `VARIANT[,BASE]` (mnist1d and `bases[0]` by default).
+
+  It is the base's own config of that variant (`configs/<BASE>.py:get_config(VARIANT)`) with `c.method = method`
+  and the section `c.<method>` holding `base`.
+
+  Returns:
+    The config and the variant.
+
+  Raises:
+    ValueError: an unknown variant or base, naming `configs/<method>.py` and the known ones.
+  """
+  path = f"configs/{method}.py"
+  variant, _, base = (arg or "").partition(",")
+  variant, base = variant or VARIANTS[0], base or bases[0]
+  check_variant(path, variant)
+  if base not in bases:
+    raise ValueError(f"{path}: unknown base {base!r}; known bases: {', '.join(bases)}.")
+  c = importlib.import_module(f"configs.{base}").get_config(variant)
+  c.method = method
+  c[method] = ml_collections.ConfigDict(dict(base=base))
+  return c, variant

@@ -1,64 +1,43 @@
 """DINO (Caron et al. 2021). `--config configs/dino.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20),
-imagenet 2 global crops of 224 and 6 local crops of 96 with ResNet-50."""
+cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
+below. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20), imagenet 2 global
+crops of 224 and 6 local crops of 96 with ResNet-50."""
 from __future__ import annotations
 
 import ml_collections
 
 from configs import common
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
+VARIANTS = common.VARIANTS
 
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = arg or "mnist1d"
-  common.check_variant("configs/dino.py", variant, VARIANTS)
-  c = common.base()
-  c.method = "dino"
-  c.dino = ml_collections.ConfigDict()
-  # DINO's defaults (main_dino.py): head 2048-2048-256 bottleneck -> 65536, student tau 0.1, teacher tau 0.04 ->
-  # 0.07 (warm-up over 30 epochs in the long runs), centre momentum 0.9, teacher momentum 0.996 -> 1 (cosine),
-  # last layer frozen for the first epoch.
-  c.dino.head_kwargs = ml_collections.ConfigDict(dict(out_dim=65536, hidden_dim=2048, bottleneck_dim=256,
-                                                      num_layers=3, use_bn=False, norm_last_layer=True))
-  c.dino.num_global_crops = 2
-  c.dino.student_temp = 0.1
-  c.dino.teacher_temp = 0.07
-  c.dino.warmup_teacher_temp = 0.04
-  c.dino.warmup_teacher_temp_steps = 0
-  c.dino.center_momentum = 0.9
-  c.dino.base_momentum = 0.996
-  c.dino.final_momentum = 1.0
-  c.dino.freeze_last_layer_steps = 0
-
-  if variant in ("mnist1d", "smoke"):
-    common.mnist1d(c)
-    c.augment.views = ("mnist1d",) * 2 + ("mnist1d_local",) * 4
-    c.augment.view_sizes = (None, None, 20, 20, 20, 20)
-    c.dino.head_kwargs = ml_collections.ConfigDict(dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64,
-                                                        num_layers=3, use_bn=False, norm_last_layer=True))
-    c.dino.base_momentum = 0.99  # a short run (solo-learn's CIFAR runs start at 0.99 to 0.9995)
-    c.dino.warmup_teacher_temp_steps = 1000
-    c.dino.freeze_last_layer_steps = 4000 // c.batch_size  # one epoch of the 4000 training signals
-  elif variant == "digits":
-    common.digits(c)
-    c.dino.head_kwargs = ml_collections.ConfigDict(dict(out_dim=1024, hidden_dim=512, bottleneck_dim=128,
-                                                        num_layers=3, use_bn=False, norm_last_layer=True))
-    c.dino.base_momentum = 0.99
-    c.dino.freeze_last_layer_steps = 1437 // 256
-  elif variant in ("cifar10", "cifar100"):
+OVERRIDES = {
+    "mnist1d": {
+        "augment.views": ("mnist1d",) * 2 + ("mnist1d_local",) * 4,
+        "augment.view_sizes": (None, None, 20, 20, 20, 20),
+        "dino.head_kwargs": dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, use_bn=False,
+                                 norm_last_layer=True),
+        "dino.base_momentum": 0.99,  # a short run (solo-learn's CIFAR runs start at 0.99 to 0.9995)
+        "dino.warmup_teacher_temp_steps": 1000,
+        "dino.freeze_last_layer_steps": 4000 // 128,  # one epoch of the 4000 training signals (batch 128)
+    },
+    "digits": {
+        "dino.head_kwargs": dict(out_dim=1024, hidden_dim=512, bottleneck_dim=128, num_layers=3, use_bn=False,
+                                 norm_last_layer=True),
+        "dino.base_momentum": 0.99,
+        "dino.freeze_last_layer_steps": 1437 // 256,
+    },
     # solo-learn's DINO CIFAR recipe (scripts/pretrain/cifar/dino.yaml and solo/methods/dino.py defaults): head
     # 2048 hidden, 256 bottleneck, 4096 prototypes, no BN, last layer normalised and frozen for 1 epoch, student
     # tau 0.1, teacher tau 0.07 (warm-up from 0.04 over 0 epochs), momentum 0.9995 -> 1, LARS lr 0.3 * batch/256,
     # wd 1e-6, 2 crops of 32.
-    common.cifar(c, variant)
-    c.dino.head_kwargs = ml_collections.ConfigDict(dict(out_dim=4096, hidden_dim=2048, bottleneck_dim=256,
-                                                        num_layers=3, use_bn=False, norm_last_layer=True))
-    c.dino.base_momentum = 0.9995
-    c.dino.freeze_last_layer_steps = 50000 // 256
-    c.optim.lr = 0.3
-    c.optim.weight_decay = 1e-6
-  elif variant == "imagenet":
+    "cifar": {
+        "dino.head_kwargs": dict(out_dim=4096, hidden_dim=2048, bottleneck_dim=256, num_layers=3, use_bn=False,
+                                 norm_last_layer=True),
+        "dino.base_momentum": 0.9995,
+        "dino.freeze_last_layer_steps": common.CIFAR_TRAIN_EXAMPLES // 256,
+        "optim.lr": 0.3,
+        "optim.weight_decay": 1e-6,
+    },
     # solo-learn's DINO scripts have no multi-crop (scripts/pretrain/imagenet-100/dino.yaml: ResNet-18, 2 crops; no
     # ImageNet-1k one), so this is the authors' ResNet-50 100-epoch command (facebookresearch/dino README,
     # "ResNet-50 and other convnets trainings": --arch resnet50 --optimizer sgd --lr 0.03 --weight_decay 1e-4
@@ -72,20 +51,40 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (0.4/0.4/0.2/0.1 p 0.8, grey 0.2) on every crop but SimCLR's blur p 0.5 on all of them (DINO: 1.0 and 0.1 on
     # the global crops, 0.5 on the local ones) and no solarisation (DINO: 0.2 on the second global crop); its
     # per-tensor gradient clipping at 3.0 has no equivalent (optim.grad_clip_norm clips the global norm), so none.
-    common.imagenet(c, batch_size=512)
-    c.augment.views = ("simclr_global",) * 2 + ("simclr_local",) * 6
-    c.augment.view_sizes = (224,) * 2 + (96,) * 6
-    c.augment.overrides = ml_collections.ConfigDict(dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1))
-    c.dino.teacher_temp = 0.04
-    c.dino.freeze_last_layer_steps = common.IMAGENET_TRAIN_EXAMPLES // c.batch_size  # 1 epoch
-    c.optim.name = "sgd"
-    c.optim.lr = 0.03
-    c.optim.weight_decay = 1e-4
+    "imagenet": {
+        "batch_size": 512,
+        "augment.views": ("simclr_global",) * 2 + ("simclr_local",) * 6,
+        "augment.view_sizes": (224,) * 2 + (96,) * 6,
+        "augment.overrides": dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1),
+        "dino.teacher_temp": 0.04,
+        "dino.freeze_last_layer_steps": common.IMAGENET_TRAIN_EXAMPLES // 512,  # 1 epoch
+        "optim.name": "sgd",
+        "optim.lr": 0.03,
+        "optim.weight_decay": 1e-4,
+    },
+    "smoke": {
+        "dino.head_kwargs": dict(out_dim=32, hidden_dim=16, bottleneck_dim=8, num_layers=3, use_bn=False,
+                                 norm_last_layer=True),
+        "dino.freeze_last_layer_steps": 1,
+        "dino.warmup_teacher_temp_steps": 4,
+    },
+}
 
-  if variant == "smoke":
-    common.shrink_for_smoke(c)
-    c.dino.head_kwargs = ml_collections.ConfigDict(dict(out_dim=32, hidden_dim=16, bottleneck_dim=8,
-                                                        num_layers=3, use_bn=False, norm_last_layer=True))
-    c.dino.freeze_last_layer_steps = 1
-    c.dino.warmup_teacher_temp_steps = 4
-  return c
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = common.base("dino")
+  # DINO's defaults (main_dino.py): head 2048-2048-256 bottleneck -> 65536, student tau 0.1, teacher tau 0.04 ->
+  # 0.07 (warm-up over 30 epochs in the long runs), centre momentum 0.9, teacher momentum 0.996 -> 1 (cosine),
+  # last layer frozen for the first epoch.
+  c.dino.head_kwargs = dict(out_dim=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3, use_bn=False,
+                            norm_last_layer=True)
+  c.dino.num_global_crops = 2
+  c.dino.student_temp = 0.1
+  c.dino.teacher_temp = 0.07
+  c.dino.warmup_teacher_temp = 0.04
+  c.dino.warmup_teacher_temp_steps = 0
+  c.dino.center_momentum = 0.9
+  c.dino.base_momentum = 0.996
+  c.dino.final_momentum = 1.0
+  c.dino.freeze_last_layer_steps = 0
+  return common.apply_variant(c, arg, OVERRIDES)

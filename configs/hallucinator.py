@@ -9,26 +9,17 @@ Hallucinator recipe; the base's recipe is kept as is.
 """
 from __future__ import annotations
 
-import importlib
-
 import ml_collections
 
 from configs import common
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
+VARIANTS = common.VARIANTS
 BASES = ("simclr", "moco_v2", "simsiam")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant, _, base = (arg or "mnist1d").partition(",")
-  variant, base = variant or "mnist1d", base or "simclr"
-  common.check_variant("configs/hallucinator.py", variant, VARIANTS)
-  if base not in BASES:
-    raise ValueError(f"configs/hallucinator.py: unknown base {base!r}; known bases: {', '.join(BASES)}.")
-  c = importlib.import_module(f"configs.{base}").get_config(variant)
-  c.method = "hallucinator"
-  c.hallucinator = ml_collections.ConfigDict()
-  c.hallucinator.base = base  # networks, state and objective; hyper-parameters in c.<base>
+  # c.hallucinator.base: networks, state and objective; hyper-parameters in c.<base>.
+  c, _ = common.on_base("hallucinator", arg, BASES)
   c.hallucinator.max_ratio = 0.1  # lam ~ U(0, max_ratio): the authors' random.uniform(0, 0.1)
   c.hallucinator.smoother = True  # the learned non-linear smoother (the authors' Generator MLP)
   # Hidden widths of the smoother; None: (2d, 2d) with d the hallucinated feature size, as the authors.

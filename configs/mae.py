@@ -1,5 +1,6 @@
 """MAE (He et al. 2022). `--config configs/mae.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke.
+cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
+below.
 
 `model.encoder` is the registered 'mae' model and `model.encoder_kwargs` its encoder/decoder sizes; `mae.mask_ratio`
 and `mae.norm_pix_loss` are the method's hyper-parameters. MNIST-1D signals [b, 40] go through the model as
@@ -11,104 +12,70 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
+VARIANTS = common.VARIANTS
 
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = arg or "mnist1d"
-  common.check_variant("configs/mae.py", variant, VARIANTS)
-  c = common.base()
-  c.method = "mae"
-  c.mae = ml_collections.ConfigDict()
-  c.mae.mask_ratio = 0.75
-  c.mae.norm_pix_loss = True
-  c.model.encoder = "mae"
-  c.augment.views = ("none",)
-  # MAE's AdamW (paper, appendix A.1): betas (0.9, 0.95), weight decay 0.05.
-  c.optim.name = "adamw"
-  c.optim.b2 = 0.95
-  c.optim.weight_decay = 0.05
-
-  if variant in ("mnist1d", "smoke"):
+OVERRIDES = {
+    # MAE's AdamW (paper, appendix A.1): betas (0.9, 0.95), weight decay 0.05. One view; no projector.
+    "all": {
+        "model.encoder": "mae",
+        "model.projector_kwargs": {},
+        "augment.views": ("none",),
+        "optim.name": "adamw",
+        "optim.b2": 0.95,
+        "optim.weight_decay": 0.05,
+    },
     # A tiny 1-D ViT on 20 tokens of 2 samples, 5 of them visible. Tuned on MNIST-1D (600-step sweeps, linear probe
     # minus the same network at init): (1, 2) patches + mask 0.75 +8 points; (1, 4) + mask 0.5 +2; mask 0.6 or
     # 0.85 +6; per-patch normalised targets (norm_pix_loss) 4 points worse at (1, 2) and below the random init at
     # (1, 4): raw targets keep each segment's level; a 1-block decoder, lr 2e-3, width 128 or no augmentation
     # changed < 3 points.
-    common.mnist1d(c)
-    c.model.encoder = "mae"
-    c.model.projector_kwargs = ml_collections.ConfigDict()
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(
-        width=64, depth=4, num_heads=4, patch_size=(1, 2), readout="mean",
-        decoder_width=64, decoder_depth=2, decoder_heads=4))
-    c.mae.mask_ratio = 0.75
-    c.mae.norm_pix_loss = False
-    c.augment.views = ("mnist1d",)
-    c.optim.lr = 1e-3
-    c.optim.weight_decay = 0.05
-    c.optim.warmup_steps = 200
-  elif variant == "digits":
+    "mnist1d": {
+        "model.encoder_kwargs": dict(width=64, depth=4, num_heads=4, patch_size=(1, 2), readout="mean",
+                                     decoder_width=64, decoder_depth=2, decoder_heads=4),
+        "mae.norm_pix_loss": False,
+        "augment.views": ("mnist1d",),
+        "optim.lr": 1e-3,
+        "optim.warmup_steps": 200,
+    },
     # 8x8 digits: 16 tokens of 2x2 pixels; a mild random resized crop as MAE's only augmentation (no flip).
-    c.dataset = "digits"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(
-        width=64, depth=4, num_heads=4, patch_size=2, readout="mean",
-        decoder_width=64, decoder_depth=2, decoder_heads=4))
-    c.mae.mask_ratio = 0.5
-    c.augment.views = ("none",)
-    c.augment.out_size = 8
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                                                         mean=(0.5,), std=(0.25,)))
-    c.batch_size = 256
-    c.total_steps = 1000
-    c.optim.lr = 1e-3
-    c.optim.warmup_steps = 100
-  elif variant in ("cifar10", "cifar100"):
+    "digits": {
+        "model.encoder_kwargs": dict(width=64, depth=4, num_heads=4, patch_size=2, readout="mean",
+                                     decoder_width=64, decoder_depth=2, decoder_heads=4),
+        "mae.mask_ratio": 0.5,
+        "augment.overrides": dict(crop_scale=(0.5, 1.0), crop_ratio=(3 / 4, 4 / 3), mean=(0.5,), std=(0.25,)),
+    },
     # solo-learn's MAE CIFAR recipe (scripts/pretrain/cifar/mae.yaml, augmentations/reconstruction.yaml): ViT-S
     # patch 4 at 32x32, decoder 512 wide, 8 blocks, 16 heads, mask ratio 0.75, norm_pix_loss; AdamW lr 2e-4 *
     # batch/256, betas (0.9, 0.95), weight decay 0.05, warm-up cosine (10 epochs), batch 256, 1000 epochs; random
     # resized crop (0.08, 1) and horizontal flip only.
-    c.dataset = variant
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(
-        width=384, depth=12, num_heads=6, patch_size=4, readout="cls",
-        decoder_width=512, decoder_depth=8, decoder_heads=16))
-    c.mae.mask_ratio = 0.75
-    c.mae.norm_pix_loss = True
-    c.augment.views = ("none",)
-    c.augment.out_size = 32
-    c.augment.overrides = ml_collections.ConfigDict(dict(
-        crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5,
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
-    c.batch_size = 256
-    c.total_steps = 1000 * 50000 // 256
-    c.optim.lr = 2e-4
-    c.optim.scale_by_batch = True
-    c.optim.warmup_steps = 10 * 50000 // 256
-    c.eval.every_steps = 5000
-    c.checkpoint.every_steps = 2000
-  elif variant == "imagenet":
+    "cifar": {
+        "model.encoder_kwargs": dict(width=384, depth=12, num_heads=6, patch_size=4, readout="cls",
+                                     decoder_width=512, decoder_depth=8, decoder_heads=16),
+        "augment.overrides": dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5,
+                                  mean=common.CIFAR_MEAN, std=common.CIFAR_STD),
+        "optim.lr": 2e-4,
+    },
     # MAE's ImageNet pre-training recipe (He et al. 2022, appendix A.1, Table 8) on ViT-S/16 for 100 epochs: mask
     # ratio 0.75, norm_pix_loss, decoder 512 wide and 8 blocks (16 heads), AdamW base lr 1.5e-4 * batch/256, betas
     # (0.9, 0.95), weight decay 0.05, batch 4096, 40 warm-up epochs for 800 (here scaled to 5 of 100), random
     # resized crop (0.2, 1) and flip only.
-    common.imagenet(c, batch_size=4096)
-    c.model.encoder = "mae"
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(
-        width=384, depth=12, num_heads=6, patch_size=16, readout="cls",
-        decoder_width=512, decoder_depth=8, decoder_heads=16))
-    c.mae.mask_ratio = 0.75
-    c.mae.norm_pix_loss = True
-    c.augment.views = ("none",)
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                                                         flip_p=0.5))
-    c.optim.name = "adamw"
-    c.optim.lr = 1.5e-4
-    c.optim.b2 = 0.95
-    c.optim.weight_decay = 0.05
-    c.optim.warmup_steps = 5 * common.IMAGENET_TRAIN_EXAMPLES // 4096
+    "imagenet": {
+        "batch_size": 4096,
+        "warmup_epochs": 5,
+        "model.encoder_kwargs": dict(width=384, depth=12, num_heads=6, patch_size=16, readout="cls",
+                                     decoder_width=512, decoder_depth=8, decoder_heads=16),
+        "augment.overrides": dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5),
+        "optim.lr": 1.5e-4,
+    },
+    "smoke": {
+        "model.encoder_kwargs": dict(width=16, depth=1, num_heads=2, patch_size=(1, 4), readout="mean",
+                                     decoder_width=8, decoder_depth=1, decoder_heads=2),
+    },
+}
 
-  if variant == "smoke":
-    common.shrink_for_smoke(c)
-    c.model.encoder_kwargs = ml_collections.ConfigDict(dict(
-        width=16, depth=1, num_heads=2, patch_size=(1, 4), readout="mean",
-        decoder_width=8, decoder_depth=1, decoder_heads=2))
-  return c
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = common.base("mae")
+  c.mae.mask_ratio = 0.75
+  c.mae.norm_pix_loss = True
+  return common.apply_variant(c, arg, OVERRIDES)

@@ -8,27 +8,18 @@ the nesting sizes, so the base's published recipe is kept as is (no solo-learn r
 """
 from __future__ import annotations
 
-import importlib
-
 import ml_collections
 
 from configs import common
 from rl.methods import matryoshka
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
+VARIANTS = common.VARIANTS
 BASES = tuple(matryoshka.BASES)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant, _, base = (arg or "mnist1d").partition(",")
-  variant, base = variant or "mnist1d", base or "simclr"
-  common.check_variant("configs/matryoshka.py", variant, VARIANTS)
-  if base not in BASES:
-    raise ValueError(f"configs/matryoshka.py: unknown base {base!r}; known bases: {', '.join(BASES)}.")
-  c = importlib.import_module(f"configs.{base}").get_config(variant)
-  c.method = "matryoshka"
-  c.matryoshka = ml_collections.ConfigDict()
-  c.matryoshka.base = base  # the objective; its hyper-parameters are read from c.<base>
+  # c.matryoshka.base: the objective; its hyper-parameters are read from c.<base>.
+  c, variant = common.on_base("matryoshka", arg, BASES)
   # MRL's sizes: 8, 16, ..., out_dim (the paper: 8 ... 2048 for a ResNet-50); the largest must be out_dim.
   c.matryoshka.dims = matryoshka.default_dims(int(c.model.projector_kwargs.out_dim))
   c.matryoshka.weights = ml_collections.config_dict.placeholder(tuple)  # None: all 1, as in the paper

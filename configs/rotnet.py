@@ -1,5 +1,6 @@
 """RotNet (Gidaris et al. 2018). `--config configs/rotnet.py:VARIANT`, VARIANT in mnist1d (default), digits,
-cifar10, cifar100, imagenet, smoke.
+cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the
+changes below.
 
 RotNet is not in solo-learn (no scripts/pretrain/cifar/rotnet.yaml): the CIFAR and ImageNet hyper-parameters are
 the authors' (github.com/gidariss/FeatureLearningRotNet, config/CIFAR10_RotNet_NIN4blocks.py,
@@ -11,66 +12,58 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
+VARIANTS = common.VARIANTS
 
+# The authors' optimiser, CIFAR and ImageNet alike: SGD momentum 0.9 (Nesterov there; optax plain momentum here), lr
+# 0.1 (not scaled with the batch), weight decay 5e-4. configs/jigsaw.py and configs/relative_location.py borrow it.
+SGD = {"optim.name": "sgd", "optim.lr": 0.1, "optim.scale_by_batch": False, "optim.weight_decay": 5e-4}
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = arg or "mnist1d"
-  common.check_variant("configs/rotnet.py", variant, VARIANTS)
-  c = common.base()
-  c.method = "rotnet"
-  c.rotnet = ml_collections.ConfigDict()
-  # The 4-way classifier on the pooled encoder features: Linear-BN-ReLU per hidden layer, then Linear.
-  c.rotnet.head_hidden_dims = (256,)
-
-  if variant in ("mnist1d", "smoke"):
+OVERRIDES = {
+    # RotNet classifies one view (set in each variant); it has no projector (its head is c.rotnet.head_hidden_dims).
+    "all": {"model.projector_kwargs": {}},
     # The 1-D analogue (identity / time reversal / negation / both); one mildly augmented view, every example in
     # all 4 symmetries (the batch of 128 signals is 512 network inputs). Optimiser as configs/simclr.py:mnist1d.
-    common.mnist1d(c)
-  elif variant == "digits":
+    "mnist1d": {"augment.views": ("mnist1d",)},
     # 8 x 8 digits rotate like any image; a light crop only (no flip: a flipped digit is another rotation's look).
-    common.digits(c)
-    c.rotnet.head_hidden_dims = (512,)
-    c.augment.views = ("none",)
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.7, 1.0), mean=(0.5,), std=(0.25,)))
-    c.batch_size = 128
-  elif variant in ("cifar10", "cifar100"):
+    "digits": {
+        "batch_size": 128,
+        "rotnet.head_hidden_dims": (512,),
+        "augment.views": ("none",),
+        "augment.overrides": dict(crop_scale=(0.7, 1.0), mean=(0.5,), std=(0.25,)),
+    },
     # The authors' CIFAR-10 recipe: batch 128 images (x 4 rotations), SGD momentum 0.9 (Nesterov there; optax
     # plain momentum here), lr 0.1, weight decay 5e-4, 200 epochs with the lr x 0.2 at epochs 60, 120, 160 (a
     # cosine schedule here); training images get RandomCrop(32, padding=4) + horizontal flip (approximated by a
     # mild random resized crop + flip). Their NIN network is replaced by the library's CIFAR ResNet-18.
-    common.cifar(c, variant, epochs=200, batch_size=128)
-    c.rotnet.head_hidden_dims = (512,)
-    c.augment.views = ("none",)
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.64, 1.0), crop_ratio=(0.8, 1.25), flip_p=0.5,
-                                                         mean=common.CIFAR_MEAN, std=common.CIFAR_STD))
-    c.optim.name = "sgd"
-    c.optim.lr = 0.1
-    c.optim.scale_by_batch = False
-    c.optim.weight_decay = 5e-4
-    c.optim.warmup_steps = 0
-  elif variant == "imagenet":
+    "cifar": {
+        "epochs": 200,
+        "batch_size": 128,
+        "rotnet.head_hidden_dims": (512,),
+        "augment.views": ("none",),
+        "augment.overrides": dict(crop_scale=(0.64, 1.0), crop_ratio=(0.8, 1.25), flip_p=0.5, mean=common.CIFAR_MEAN,
+                                  std=common.CIFAR_STD),
+        **SGD,
+        "warmup_epochs": 0,
+    },
     # The authors' ImageNet recipe (config/ImageNet_RotNet_AlexNet.py, dataloader.py): batch 192 images (x 4
     # rotations = 768 network inputs), SGD momentum 0.9 (Nesterov there), lr 0.1 (not scaled with the batch),
     # wd 5e-4, no warm-up (its 50 epochs with x0.1 steps at 15, 30, 45 become 100 with a cosine);
     # RandomSizedCrop(224) (area 0.08-1, aspect 3/4-4/3) + horizontal flip, nothing else. Their AlexNet is
     # replaced by ResNet-50; the head as the CIFAR variants'.
-    common.imagenet(c, batch_size=192)
-    c.rotnet.head_hidden_dims = (512,)
-    c.augment.views = ("none",)
-    c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                                                         flip_p=0.5))
-    c.optim.name = "sgd"
-    c.optim.lr = 0.1
-    c.optim.scale_by_batch = False
-    c.optim.weight_decay = 5e-4
-    c.optim.warmup_steps = 0
+    "imagenet": {
+        "batch_size": 192,
+        "rotnet.head_hidden_dims": (512,),
+        "augment.views": ("none",),
+        "augment.overrides": dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5),
+        **SGD,
+        "warmup_epochs": 0,
+    },
+    "smoke": {"rotnet.head_hidden_dims": (16,)},
+}
 
-  # RotNet classifies one view; it has no projector (its head is c.rotnet.head_hidden_dims).
-  c.augment.views = c.augment.views[:1]
-  c.model.projector_kwargs = ml_collections.ConfigDict()
 
-  if variant == "smoke":
-    common.shrink_for_smoke(c)
-    c.rotnet.head_hidden_dims = (16,)
-  return c
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = common.base("rotnet")
+  # The 4-way classifier on the pooled encoder features: Linear-BN-ReLU per hidden layer, then Linear.
+  c.rotnet.head_hidden_dims = (256,)
+  return common.apply_variant(c, arg, OVERRIDES)

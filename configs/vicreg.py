@@ -1,47 +1,31 @@
 """VICReg (Bardes, Ponce & LeCun 2022). `--config configs/vicreg.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, imagenet, smoke."""
+digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets),
+with the changes below."""
 from __future__ import annotations
 
 import ml_collections
 
 from configs import common
 
-VARIANTS = ("mnist1d", "digits", "cifar10", "cifar100", "imagenet", "smoke")
+VARIANTS = common.VARIANTS
 
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = arg or "mnist1d"
-  common.check_variant("configs/vicreg.py", variant, VARIANTS)
-  c = common.base()
-  c.method = "vicreg"
-  c.vicreg = ml_collections.ConfigDict()
-  # The paper's lambda, mu, nu (and solo-learn's sim/var/cov_loss_weight).
-  c.vicreg.sim_coeff = 25.0
-  c.vicreg.std_coeff = 25.0
-  c.vicreg.cov_coeff = 1.0
-
-  if variant in ("mnist1d", "smoke"):
-    common.mnist1d(c)
+OVERRIDES = {
     # A small version of the wide BN expander (the paper: 8192-8192-8192).
-    c.model.projector_kwargs.out_dim = 256
-  elif variant == "digits":
-    common.digits(c)
-    c.model.projector_kwargs.out_dim = 512
-  elif variant in ("cifar10", "cifar100"):
+    "mnist1d": {"model.projector_kwargs.out_dim": 256},
+    "digits": {"model.projector_kwargs.out_dim": 512},
     # solo-learn's VICReg CIFAR recipe (scripts/pretrain/cifar/vicreg.yaml): projector 2048-2048-2048, weights
     # 25/25/1; LARS, lr 0.3 * batch/256, wd 1e-4, batch 256, 1000 epochs, warmup_cosine (10 warm-up epochs). Not
     # expressible here: LARS eta 0.02 and clip_lr (optax.lars uses trust coefficient 1e-3). Symmetric views:
     # crop 0.2-1, jitter (0.4, 0.4, 0.2, 0.1) p 0.8 (torchvision, multiplicative brightness), grayscale 0.2, no
     # blur, solarisation 0.1, flip 0.5: our BYOL view-1 recipe with these fields replaced.
-    common.cifar(c, variant)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048))
-    c.augment.views = ("byol_view1", "byol_view1")
-    c.augment.overrides = ml_collections.ConfigDict(dict(
-        crop_scale=(0.2, 1.0), blur_p=0.0, solarize_p=0.1, brightness_mode="multiplicative",
-        mean=common.CIFAR_MEAN, std=common.CIFAR_STD))
-    c.optim.lr = 0.3
-    c.optim.weight_decay = 1e-4
-  elif variant == "imagenet":
+    "cifar": {
+        "model.projector_kwargs": dict(hidden_dims=(2048, 2048), out_dim=2048),
+        "augment.views": ("byol_view1", "byol_view1"),
+        "augment.overrides": dict(crop_scale=(0.2, 1.0), blur_p=0.0, solarize_p=0.1, brightness_mode="multiplicative",
+                                  mean=common.CIFAR_MEAN, std=common.CIFAR_STD),
+        "optim.lr": 0.3,
+        "optim.weight_decay": 1e-4,
+    },
     # solo-learn has no ImageNet-1k VICReg script; its ImageNet-100 one (scripts/pretrain/imagenet-100/vicreg.yaml,
     # commit 9187ea3, with augmentations/vicreg.yaml): projector 2048-2048-2048, weights 25/25/1, LARS lr 0.3 *
     # batch/256, wd 1e-4, batch 2 x 128, warmup-cosine (10 epochs); symmetric views: crop 0.2-1, jitter
@@ -49,15 +33,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # view-1 recipe with these fields replaced. Not expressible: its LARS eta 0.02 with clip_lr. (The authors'
     # 100-epoch ResNet-50 command, facebookresearch/vicreg README: batch 512, --base-lr 0.3 (* batch/256), LARS,
     # wd 1e-6, expander 8192-8192-8192.)
-    common.imagenet(c)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048))
-    c.augment.views = ("byol_view1", "byol_view1")
-    c.augment.overrides = ml_collections.ConfigDict(dict(
-        crop_scale=(0.2, 1.0), blur_p=0.5, solarize_p=0.1, brightness_mode="multiplicative"))
-    c.optim.lr = 0.3
-    c.optim.weight_decay = 1e-4
+    "imagenet": {
+        "model.projector_kwargs": dict(hidden_dims=(2048, 2048), out_dim=2048),
+        "augment.views": ("byol_view1", "byol_view1"),
+        "augment.overrides": dict(crop_scale=(0.2, 1.0), blur_p=0.5, solarize_p=0.1, brightness_mode="multiplicative"),
+        "optim.lr": 0.3,
+        "optim.weight_decay": 1e-4,
+    },
+    "smoke": {"model.projector_kwargs": common.SMOKE_PROJECTOR},
+}
 
-  if variant == "smoke":
-    common.shrink_for_smoke(c)
-    c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(16,), out_dim=8))
-  return c
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = common.base("vicreg")
+  # The paper's lambda, mu, nu (and solo-learn's sim/var/cov_loss_weight).
+  c.vicreg.sim_coeff = 25.0
+  c.vicreg.std_coeff = 25.0
+  c.vicreg.cov_coeff = 1.0
+  return common.apply_variant(c, arg, OVERRIDES)
