@@ -1,7 +1,6 @@
-"""Alignment + uniformity trained directly (Wang & Isola 2020). `--config configs/align_uniform.py:VARIANT`, VARIANT
-in mnist1d (default), digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says
-what each sets), with the changes below. mnist1d and digits are the SimCLR recipes (configs/simclr.py), with the
-alignment + uniformity loss."""
+"""Alignment + uniformity trained directly (Wang & Isola 2020). `--config configs/align_uniform.py:VARIANT`, VARIANT in
+mnist1d (default), digits, cifar10, cifar100, imagenet, smoke. mnist1d and digits are the SimCLR recipes
+(configs/simclr.py), with the alignment + uniformity loss."""
 from __future__ import annotations
 
 import ml_collections
@@ -30,8 +29,11 @@ OVERRIDES = {
     # wd 1e-4, batch 768, 200 epochs, 128-d output, RandomResizedCrop(0.08, 1) + flip + ColorJitter(0.4, 0.4,
     # 0.4, 0.4) (always applied) + grayscale 0.2, no blur. Differences: ResNet-18 with a 2048-128 MLP projector
     # instead of their AlexNet, and warm-up + cosine instead of their step decay at epochs 155/170/185.
-    "cifar": {**AUTHORS, "epochs": 200,
-              "augment.overrides": dict(JITTER, mean=common.CIFAR_MEAN, std=common.CIFAR_STD)},
+    "cifar": {
+        **AUTHORS,
+        "epochs": 200,
+        "augment.overrides": dict(JITTER, mean=common.CIFAR_MEAN, std=common.CIFAR_STD),
+    },
     # solo-learn has no alignment/uniformity script and the paper no ImageNet-1k run (its ImageNet-100 runs build
     # on MoCo's queue, which this method does not have): the authors' only released training recipe, as for
     # CIFAR (examples/stl10/main.py): SGD momentum 0.9, lr 0.12 * batch/256, wd 1e-4, batch 768, 128-d output,

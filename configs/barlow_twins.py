@@ -1,6 +1,6 @@
-"""Barlow Twins (Zbontar et al. 2021). `--config configs/barlow_twins.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets),
-with the changes below."""
+"""Barlow Twins (Zbontar et al. 2021). `--config configs/barlow_twins.py:VARIANT`, VARIANT in mnist1d (default), digits,
+cifar10, cifar100, imagenet, smoke. mnist1d and digits widen the projector's output to its hidden width;
+cifar10/cifar100 and imagenet follow solo-learn's Barlow Twins scripts."""
 from __future__ import annotations
 
 import ml_collections

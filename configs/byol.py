@@ -1,6 +1,6 @@
 """BYOL (Grill et al. 2020). `--config configs/byol.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
-below."""
+cifar100, imagenet, smoke. mnist1d and digits shrink the predictor and start the target momentum at 0.99;
+cifar10/cifar100 and imagenet follow solo-learn's BYOL scripts, with its asymmetric views."""
 from __future__ import annotations
 
 import ml_collections

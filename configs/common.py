@@ -11,20 +11,21 @@ and hands both to `apply_variant`, which applies the variant's dataset recipe an
 
 The variants (`VARIANT_TABLE`; `arg` picks one, mnist1d by default):
 
-  variant   dataset recipe (below)                                 groups of OVERRIDES applied after it, in order
-  mnist1d   mnist1d(): conv1d, 2 MNIST-1D views, AdamW 4e-3, 2000 x 128   all, mnist1d
-  digits    digits(): ResNet-18 (CIFAR stem), 8 x 8 digits, 1000 x 256    all, digits
-  cifar10   cifar(): ResNet-18, LARS, solo-learn's 1000 epochs of 256    all, cifar, cifar10
-  cifar100  cifar(), on CIFAR-100                                         all, cifar, cifar100
-  imagenet  imagenet(): ResNet-50 at 224, LARS, 100 epochs of 256        all, imagenet
-  smoke     mnist1d(); shrink_for_smoke() before the smoke group          all, mnist1d, smoke
+  variant   dataset recipe (below)                                    groups of OVERRIDES applied, in order
+  mnist1d   mnist1d(): conv1d, 2 MNIST-1D views, AdamW 4e-3, 2000 x 128     all, mnist1d
+  digits    digits(): ResNet-18 (CIFAR stem), 8 x 8 digits, 1000 x 256      all, digits
+  cifar10   cifar(): ResNet-18, LARS, 1000 epochs of 256 (solo-learn)      all, cifar, cifar10
+  cifar100  cifar(), on CIFAR-100                                           all, cifar, cifar100
+  imagenet  imagenet(): ResNet-50 at 224, LARS, 100 epochs of 256          all, imagenet
+  smoke     mnist1d(), then SMOKE (a tiny encoder, 6 steps; for tests)      all, mnist1d, smoke
 
-A group maps dotted config keys to values, applied in order: `"optim.lr": 0.4` sets one field, a dict value
-replaces the whole sub-dict (`"model.projector_kwargs": dict(hidden_dims=(2048,), out_dim=256)`) and a dotted key
-into it changes one field of it (`"model.projector_kwargs.out_dim": 256`). A key that `base()` and the method's
-section lack is an error, except inside the free-form keyword dicts (`*_kwargs`, `augment.overrides`). The recipe
-reads three keys of the variant's groups first: `batch_size` (also set) and, for cifar and imagenet, `epochs` and
-`warmup_epochs` (not config keys: the recipe turns them into `total_steps` and `optim.warmup_steps`).
+A group maps dotted config keys to values, set in order: `"optim.lr": 0.4` sets one field, a dict value replaces
+the whole sub-dict (`"model.projector_kwargs": dict(hidden_dims=(2048,), out_dim=256)`) and a dotted key into it
+changes one field of it (`"model.projector_kwargs.out_dim": 256`). A key that `base()` and the method's section
+lack is an error, except inside the free-form keyword dicts (`*_kwargs`, `augment.overrides`). The recipe first
+reads its arguments from the variant's groups: `batch_size` (also a config key), `num_views` (2: how many views of
+the dataset's default augmentation) and, for cifar and imagenet, `epochs` and `warmup_epochs`, which it turns into
+`total_steps` and `optim.warmup_steps` (and imagenet's evaluation and checkpoint cadence) with the batch size.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ from rl.data import augment
 
 # One group of a method's OVERRIDES: dotted config key -> value.
 Group = Mapping[str, Any]
-# The keys of a group that the dataset recipe takes as arguments (epochs: not config keys).
-RECIPE_ARGS = ("batch_size", "epochs", "warmup_epochs")
+# The keys of a group that the dataset recipe takes as arguments; all but batch_size are not config keys.
+RECIPE_ARGS = ("batch_size", "num_views", "epochs", "warmup_epochs")
 # The smoke variant's projection head (and the predictors of the methods that have one): one hidden layer of 16, 8-d.
 SMOKE_PROJECTOR = dict(hidden_dims=(16,), out_dim=8)
 # solo-learn's asymmetric views (augmentations/asymmetric.yaml): BYOL's two view recipes, with torchvision's
@@ -135,8 +136,8 @@ def base(method: str = "") -> ml_collections.ConfigDict:
   return c
 
 
-def mnist1d(c: ml_collections.ConfigDict, *, batch_size: int = 128) -> None:
-  """The `mnist1d` recipe: conv1d encoder, two MNIST-1D views, AdamW 4e-3, 2000 steps of 128.
+def mnist1d(c: ml_collections.ConfigDict, *, batch_size: int = 128, num_views: int = 2) -> None:
+  """The `mnist1d` recipe: conv1d encoder, `num_views` (2) MNIST-1D views, AdamW 4e-3, 2000 steps of 128.
 
   The budget of `experiments/benchmarks/mnist1d_table.py` (every method x 3 seeds in 90 minutes on 2 CPU cores).
   At equal compute, 2000 steps of 128 gave SimCLR a better probe than 1000 steps of 256 (0.844-0.872 against
@@ -148,7 +149,7 @@ def mnist1d(c: ml_collections.ConfigDict, *, batch_size: int = 128) -> None:
   c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(64, 128, 256), kernel_size=5))
   c.model.encoder_kwargs.out_dim = ml_collections.config_dict.placeholder(int)
   c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(256,), out_dim=64))
-  c.augment.views = ("mnist1d", "mnist1d")
+  c.augment.views = ("mnist1d",) * num_views
   # Every field of the preset except the crop's, so each can be overridden from the command line (the crop
   # fields stay with the presets: multi-crop's local views differ from the global ones only there).
   fields = {k: v for k, v in dataclasses.asdict(augment.MNIST1D).items() if not k.startswith("crop_")}
@@ -163,13 +164,14 @@ def mnist1d(c: ml_collections.ConfigDict, *, batch_size: int = 128) -> None:
   c.checkpoint.every_steps = 500
 
 
-def digits(c: ml_collections.ConfigDict, *, batch_size: int = 256) -> None:
-  """The `digits` recipe: ResNet-18 (CIFAR stem) on 8x8 grey digits, two SimCLR views, 1000 steps of 256."""
+def digits(c: ml_collections.ConfigDict, *, batch_size: int = 256, num_views: int = 2) -> None:
+  """The `digits` recipe: ResNet-18 (CIFAR stem) on 8x8 grey digits, `num_views` (2) SimCLR views, 1000 steps of
+  256."""
   c.dataset = "digits"
   c.model.encoder = "resnet18"
   c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
   c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
-  c.augment.views = ("simclr", "simclr")
+  c.augment.views = ("simclr",) * num_views
   c.augment.out_size = 8
   c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
   c.batch_size = batch_size
@@ -177,15 +179,15 @@ def digits(c: ml_collections.ConfigDict, *, batch_size: int = 256) -> None:
 
 
 def cifar(c: ml_collections.ConfigDict, dataset: str, *, epochs: int = 1000, warmup_epochs: int = 10,
-          batch_size: int = 256) -> None:
+          batch_size: int = 256, num_views: int = 2) -> None:
   """The `cifar10`/`cifar100` recipe, after solo-learn's CIFAR recipes (scripts/pretrain/cifar/): ResNet-18 with the
-  CIFAR stem, two SimCLR views of 32x32 without blur, batch `batch_size` (256), LARS with the lr scaled by
+  CIFAR stem, `num_views` (2) SimCLR views of 32x32 without blur, batch `batch_size` (256), LARS with the lr scaled by
   batch/256, `warmup_epochs` (10) warm-up epochs, `epochs` (1000) epochs of 50,000 images. Each method sets its lr,
   weight decay and heads."""
   c.dataset = dataset
   c.model.encoder = "resnet18"
   c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
-  c.augment.views = ("simclr", "simclr")
+  c.augment.views = ("simclr",) * num_views
   c.augment.out_size = 32
   c.augment.overrides = ml_collections.ConfigDict(dict(blur_p=0.0, mean=CIFAR_MEAN, std=CIFAR_STD))
   c.batch_size = batch_size
@@ -197,15 +199,16 @@ def cifar(c: ml_collections.ConfigDict, dataset: str, *, epochs: int = 1000, war
   c.checkpoint.every_steps = 2000
 
 
-def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, warmup_epochs: int = 10,
-             batch_size: int = 256) -> None:
+def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, warmup_epochs: int = 10, batch_size: int = 256,
+             num_views: int = 2) -> None:
   """The `imagenet` recipe: ImageNet-1k (TFDS 'imagenet2012', 1,281,167 training images).
 
-  ResNet-50 (the ImageNet stem; `"model.encoder": "vit_small"` gives ViT-S/16), two SimCLR views of 224 x 224 (with
-  blur; ImageNet's mean and std, the recipes' defaults), batch `batch_size`, LARS with the lr scaled by batch/256,
-  `warmup_epochs` warm-up epochs (10: solo-learn's default, solo/methods/base.py), `epochs` epochs. Each method
-  sets its lr, weight decay, heads and views; a method that changes the batch sets `batch_size` in its imagenet
-  group, so that the epoch-based counts (total steps, warm-up, evaluation and checkpoint cadence) follow it.
+  ResNet-50 (the ImageNet stem; `"model.encoder": "vit_small"` gives ViT-S/16), `num_views` (2) SimCLR views of
+  224 x 224 (with blur; ImageNet's mean and std, the recipes' defaults), batch `batch_size`, LARS with the lr
+  scaled by batch/256, `warmup_epochs` warm-up epochs (10: solo-learn's default, solo/methods/base.py), `epochs`
+  epochs. Each method sets its lr, weight decay, heads and views; a method that changes the batch sets
+  `batch_size` in its imagenet group, so that the epoch-based counts (total steps, warm-up, evaluation and
+  checkpoint cadence) follow it.
 
   Evaluation: kNN every 10 epochs, and the final evaluation, on the first 100,000 training images (~100 per
   class: 0.8 GB of ResNet-50 features, where all 1.28M would take 10 GB and the linear probe ten times longer),
@@ -217,7 +220,7 @@ def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, warmup_epochs: 
   c.image_size = 224
   c.model.encoder = "resnet50"
   c.model.encoder_kwargs = ml_collections.ConfigDict()
-  c.augment.views = ("simclr", "simclr")
+  c.augment.views = ("simclr",) * num_views
   c.augment.out_size = 224
   c.augment.overrides = ml_collections.ConfigDict()
   c.batch_size = batch_size
@@ -232,23 +235,22 @@ def imagenet(c: ml_collections.ConfigDict, *, epochs: int = 100, warmup_epochs: 
   c.checkpoint.every_steps = steps_per_epoch
 
 
-def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
-  """The shared part of the `smoke` variant (mnist1d for tests): a tiny conv1d encoder, 6 steps, a quick evaluation.
-
-  `apply_variant` calls it after the mnist1d groups; the method's smoke group then shrinks its own heads
-  (projector: `SMOKE_PROJECTOR`, predictor, queue, prototypes).
-  """
-  c.batch_size = 64
-  c.total_steps = 6
-  c.log_every_steps = 2
-  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(widths=(8, 16)))
-  c.eval.every_steps = 4
-  c.eval.batch_size = 256
-  c.eval.knn_ks = (5, 20)
-  c.eval.alignment_examples = 200
-  c.eval.tsne_points = 100
-  c.eval.max_train_examples = 512
-  c.checkpoint.every_steps = 3
+# The shared part of the `smoke` variant (mnist1d for tests): a tiny conv1d encoder, 6 steps, a quick evaluation.
+# `apply_variant` applies it after the mnist1d groups; the method's smoke group then shrinks its own heads
+# (projector: `SMOKE_PROJECTOR`, predictor, queue, prototypes).
+SMOKE = {
+    "batch_size": 64,
+    "total_steps": 6,
+    "log_every_steps": 2,
+    "model.encoder_kwargs": dict(widths=(8, 16)),
+    "eval.every_steps": 4,
+    "eval.batch_size": 256,
+    "eval.knn_ks": (5, 20),
+    "eval.alignment_examples": 200,
+    "eval.tsne_points": 100,
+    "eval.max_train_examples": 512,
+    "checkpoint.every_steps": 3,
+}
 
 
 # variant -> (its dataset recipe, the groups of a method's OVERRIDES applied after it, in order). The first is the
@@ -259,7 +261,7 @@ VARIANT_TABLE = {
     "cifar10": (functools.partial(cifar, dataset="cifar10"), ("all", "cifar", "cifar10")),
     "cifar100": (functools.partial(cifar, dataset="cifar100"), ("all", "cifar", "cifar100")),
     "imagenet": (imagenet, ("all", "imagenet")),
-    "smoke": (mnist1d, ("all", "mnist1d", "smoke")),  # shrink_for_smoke() before the smoke group
+    "smoke": (mnist1d, ("all", "mnist1d", "smoke")),  # SMOKE before the smoke group
 }
 VARIANTS = tuple(VARIANT_TABLE)
 GROUPS = frozenset(g for _, groups in VARIANT_TABLE.values() for g in groups)
@@ -295,16 +297,24 @@ def apply_variant(c: ml_collections.ConfigDict, arg: str | None, *tables: Mappin
     if set(table) - GROUPS:
       raise ValueError(f"{path}: unknown OVERRIDES groups {sorted(set(table) - GROUPS)}; known: {sorted(GROUPS)}.")
   recipe, groups = VARIANT_TABLE[variant]
-  recipe(c, **{k: v for g in groups if g != "smoke" for t in tables for k, v in t.get(g, {}).items()
-               if k in RECIPE_ARGS})
+  args = {}  # the recipe's arguments, first: its step counts follow the batch size and the epochs
+  for group in groups:
+    for table in tables:
+      args.update({k: v for k, v in table.get(group, {}).items() if k in RECIPE_ARGS})
+  recipe(c, **args)
   for group in groups:
     if group == "smoke":
-      shrink_for_smoke(c)
+      _apply(c, SMOKE, "configs/common.py: SMOKE")
     for table in tables:
-      for key, value in table.get(group, {}).items():
-        if key not in ("epochs", "warmup_epochs"):
-          _set(c, key, value, f"{path}: the {group!r} group")
+      _apply(c, table.get(group, {}), f"{path}: the {group!r} group")
   return c
+
+
+def _apply(c: ml_collections.ConfigDict, group: Group, where: str) -> None:
+  """Sets every key of `group` but the recipe's arguments that are not config keys."""
+  for key, value in group.items():
+    if key not in RECIPE_ARGS[1:]:
+      _set(c, key, value, where)
 
 
 def _set(c: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None:
@@ -315,7 +325,7 @@ def _set(c: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None
     if parent not in node:
       raise ValueError(f"{where} sets {key!r}, but the config has no {parent!r} there.")
     node = node[parent]
-  free_form = parents and (parents[-1].endswith("_kwargs") or parents[-2:] == ["augment", "overrides"])
+  free_form = bool(parents) and (parents[-1].endswith("_kwargs") or parents[-2:] == ["augment", "overrides"])
   if leaf not in node and not free_form:
     raise ValueError(f"{where} sets {key!r}, which base() and the method's section lack.")
   node[leaf] = copy.deepcopy(value)  # the tables are module constants: configs share no mutable value

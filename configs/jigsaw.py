@@ -1,6 +1,5 @@
-"""Jigsaw puzzles (Noroozi & Favaro 2016). `--config configs/jigsaw.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with
-the changes below.
+"""Jigsaw puzzles (Noroozi & Favaro 2016). `--config configs/jigsaw.py:VARIANT`, VARIANT in mnist1d (default), digits,
+cifar10, cifar100, imagenet, smoke.
 
 The method is not in solo-learn (no scripts/pretrain/cifar/*.yaml for it). The paper cuts 225 x 225 crops into
 3 x 3 cells of 75 pixels and takes a 64-pixel tile at a random place in each, normalises each tile, and classifies
@@ -19,13 +18,11 @@ from configs import rotnet
 VARIANTS = common.VARIANTS
 
 OVERRIDES = {
-    # One view (set in each variant), cut into tiles by the method; no projector (its head is
-    # c.jigsaw.head_hidden_dims).
-    "all": {"model.projector_kwargs": {}},
+    # One view, cut into tiles by the method; no projector (its head is c.jigsaw.head_hidden_dims).
+    "all": {"num_views": 1, "model.projector_kwargs": {}},
     # Our 1-D analogue: 4 cells of 10 samples, 8-sample tiles (the paper's 64/75), all 4! = 24 permutations;
     # no per-tile normalisation (8 samples give a poor variance estimate).
     "mnist1d": {
-        "augment.views": ("mnist1d",),
         "jigsaw.tiles": 4,
         "jigsaw.tile": 8,
         "jigsaw.num_permutations": 24,

@@ -1,6 +1,5 @@
-"""MAE (He et al. 2022). `--config configs/mae.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
-below.
+"""MAE (He et al. 2022). `--config configs/mae.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10, cifar100,
+imagenet, smoke.
 
 `model.encoder` is the registered 'mae' model and `model.encoder_kwargs` its encoder/decoder sizes; `mae.mask_ratio`
 and `mae.norm_pix_loss` are the method's hyper-parameters. MNIST-1D signals [b, 40] go through the model as

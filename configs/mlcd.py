@@ -18,9 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The paper takes the k = 10 nearest of 10^6 centres as positives; k = 3 of a few hundred clusters here.
   c.mlcd.num_positives = 3
   # Unicom's margin and scale and Partial FC's 0.1 negative sampling, all feature dimensions (MLCD keeps them all).
-  c.mlcd.margin = 0.3
-  c.mlcd.scale = 64.0
+  unicom.shared(c.mlcd)
   c.mlcd.negative_ratio = 0.1
   c.mlcd.feature_ratio = 1.0
-  unicom.clustering(c.mlcd)
   return common.apply_variant(c, arg, unicom.recipe("mlcd"), OVERRIDES)

@@ -1,6 +1,6 @@
-"""MoCo v2 (Chen et al. 2020), symmetrised as solo-learn's MoCo V2+. `--config configs/moco_v2.py:VARIANT`,
-VARIANT in mnist1d (default), digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its
-table says what each sets), with the changes below."""
+"""MoCo v2 (Chen et al. 2020), symmetrised as solo-learn's MoCo V2+. `--config configs/moco_v2.py:VARIANT`, VARIANT in
+mnist1d (default), digits, cifar10, cifar100, imagenet, smoke. mnist1d and digits drop the head's BatchNorm and shorten
+the queue to the dataset; cifar10/cifar100 and imagenet follow solo-learn's MoCo V2+ scripts."""
 from __future__ import annotations
 
 import ml_collections

@@ -1,6 +1,6 @@
 """MoCo v3 (Chen, Xie & He 2021) with a ResNet. `--config configs/moco_v3.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets),
-with the changes below."""
+digits, cifar10, cifar100, imagenet, smoke. Every variant's projector ends in a BatchNorm; cifar10/cifar100 and imagenet
+follow solo-learn's MoCo v3 scripts."""
 from __future__ import annotations
 
 import ml_collections

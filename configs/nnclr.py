@@ -1,6 +1,6 @@
 """NNCLR (Dwibedi et al. 2021). `--config configs/nnclr.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
-below."""
+cifar100, imagenet, smoke. mnist1d and digits size the heads and the support set to the dataset; cifar10/cifar100 and
+imagenet follow solo-learn's NNCLR scripts."""
 from __future__ import annotations
 
 import ml_collections
@@ -9,9 +9,9 @@ from configs import common
 
 VARIANTS = common.VARIANTS
 
-# solo-learn's NNCLR head (scripts/pretrain/cifar/nnclr.yaml and imagenet-100/nnclr.yaml): projector 2048-2048-256
-# with BN on every layer, predictor 4096-256, temperature 0.2, queue 65536, LARS lr 0.4 * batch/256, wd 1e-5; the
-# asymmetric views.
+# solo-learn's NNCLR recipe, the same in its CIFAR and ImageNet-100 scripts (scripts/pretrain/cifar/nnclr.yaml,
+# imagenet-100/nnclr.yaml): projector 2048-2048-256 with BN on every layer, temperature 0.2, queue 65536, the
+# asymmetric views, LARS lr 0.4 * batch/256, wd 1e-5 (the predictor is the default 4096-256).
 SOLO_LEARN = {
     "model.projector_kwargs": dict(hidden_dims=(2048, 2048), out_dim=256, last_bn=True),
     "nnclr.temperature": 0.2,

@@ -1,6 +1,5 @@
-"""NPID (Wu et al. 2018). `--config configs/npid.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
-below.
+"""NPID (Wu et al. 2018). `--config configs/npid.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10, cifar100,
+imagenet, smoke.
 
 solo-learn has no NPID recipe. The ImageNet defaults below are the paper's and the authors' code's
 (zhirongw/lemniscate.pytorch README: `--nce-k 4096 --nce-t 0.07 --lr 0.03 --nce-m 0.5 --low-dim 128 -b 256`);
@@ -15,17 +14,12 @@ from configs import common
 VARIANTS = common.VARIANTS
 
 OVERRIDES = {
-    # NPID uses one augmented view per example (set in each variant); the paper's head is one Linear layer to 128
-    # dims.
-    "all": {"model.projector_kwargs": dict(hidden_dims=(), out_dim=128)},
+    # NPID uses one augmented view per example; the paper's head is one Linear layer to 128 dims.
+    "all": {"num_views": 1, "model.projector_kwargs": dict(hidden_dims=(), out_dim=128)},
     # mnist1d has 4000 training examples: the full softmax over the bank is cheap (the paper's NCE is there to
     # avoid the 1.28M-way softmax of ImageNet). tau 0.1 as in the authors' CIFAR script.
-    "mnist1d": {"augment.views": ("mnist1d",), "npid.temperature": 0.1, "npid.num_negatives": None},
-    "digits": {
-        "augment.views": ("simclr",),
-        "npid.temperature": 0.1,
-        "npid.num_negatives": None,  # 1797 digits: the full softmax
-    },
+    "mnist1d": {"npid.temperature": 0.1, "npid.num_negatives": None},
+    "digits": {"npid.temperature": 0.1, "npid.num_negatives": None},  # 1797 digits: the full softmax
     # zhirongw/lemniscate.pytorch/cifar.py: ResNet-18, low-dim 128, NCE with nce-k 4096, nce-t 0.1, nce-m 0.5;
     # SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, 200 epochs (its step decay is commented out: constant lr;
     # here warm-up + cosine, the trainer's only schedule); augmentation RandomResizedCrop(32, scale (0.2, 1)),
@@ -35,7 +29,6 @@ OVERRIDES = {
         "epochs": 200,
         "batch_size": 128,
         "npid.temperature": 0.1,
-        "augment.views": ("simclr",),
         "augment.overrides": dict(crop_scale=(0.2, 1.0), flip_p=0.0, jitter_p=1.0, brightness=0.4, contrast=0.4,
                                   saturation=0.4, hue=0.4, grayscale_p=0.2, blur_p=0.0, mean=common.CIFAR_MEAN,
                                   std=(0.2023, 0.1994, 0.2010)),
@@ -51,7 +44,6 @@ OVERRIDES = {
     # 0.2, ColorJitter(0.4, 0.4, 0.4, 0.4) always, flip. The memory bank holds 1,281,167 x 128 float32
     # (656 MB, replicated on every device), as the paper's.
     "imagenet": {
-        "augment.views": ("simclr",),
         "augment.overrides": dict(crop_scale=(0.2, 1.0), jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=0.4,
                                   hue=0.4, grayscale_p=0.2, blur_p=0.0),
         "optim.name": "sgd",

@@ -1,6 +1,5 @@
-"""ODC (Zhan et al. 2020). `--config configs/odc.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
-below.
+"""ODC (Zhan et al. 2020). `--config configs/odc.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10, cifar100,
+imagenet, smoke.
 
 solo-learn has no ODC recipe. The defaults are mmselfsup's ImageNet recipe (open-mmlab/mmselfsup
 configs/selfsup/_base_/models/odc.py, _base_/datasets/imagenet_odc.py and
@@ -20,7 +19,6 @@ VARIANTS = common.VARIANTS
 # 1.0, 0.5) always, grey-scale 0.2; its 2-degree rotation is not in our recipes): SGD lr 0.06 per 512 (the linear
 # scaling rule), wd 1e-5, no warm-up (its step decay becomes a cosine).
 MMSELFSUP = {
-    "augment.views": ("simclr",),
     "augment.overrides": dict(jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=1.0, hue=0.5, grayscale_p=0.2,
                               blur_p=0.0),
     "optim.name": "sgd",
@@ -30,14 +28,13 @@ MMSELFSUP = {
 }
 
 OVERRIDES = {
-    # ODC trains on one view (set in each variant); it has no projector (its head is the neck, c.odc.neck_kwargs).
-    "all": {"model.projector_kwargs": {}},
+    # ODC trains on one view; it has no projector (its head is the neck, c.odc.neck_kwargs).
+    "all": {"num_views": 1, "model.projector_kwargs": {}},
     # mnist1d: 4000 training examples in 10 classes; 30 clusters keep mmselfsup's ImageNet ratio of ~128 samples
     # per cluster (1.28M / 10000), with its min_cluster 20. With 100 clusters (40 samples each, min_cluster 10)
     # the labels churned (~95% of visited samples re-labelled per step) and the probe stayed below the random
     # encoder's after 300 steps; with 30 the change ratio falls below 50% within 300 steps.
     "mnist1d": {
-        "augment.views": ("mnist1d",),
         "odc.num_clusters": 30,
         "odc.neck_kwargs.out_dim": 128,
         # A slower memory bank (0.9 of the old feature, mmselfsup: 0.5) slows the label churn: probe 0.722 against
@@ -51,7 +48,6 @@ OVERRIDES = {
         "total_steps": 4000,
     },
     "digits": {
-        "augment.views": ("simclr",),
         "odc.num_clusters": 50,  # 1797 digits: ~36 per cluster
         "odc.min_cluster": 8,
         "odc.neck_kwargs.out_dim": 128,

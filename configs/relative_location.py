@@ -1,6 +1,5 @@
-"""Relative patch location / context prediction (Doersch et al. 2015). `--config
-configs/relative_location.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10, cifar100, imagenet, smoke: the
-datasets of configs/common.py (its table says what each sets), with the changes below.
+"""Relative patch location / context prediction (Doersch et al. 2015). `--config configs/relative_location.py:VARIANT`,
+VARIANT in mnist1d (default), digits, cifar10, cifar100, imagenet, smoke.
 
 The method is not in solo-learn (no scripts/pretrain/cifar/*.yaml for it). The paper trains on ImageNet images
 resized to 150K-450K pixels with 96-pixel patches, 48-pixel gaps (half a patch) and up to 7 pixels of jitter per
@@ -19,12 +18,10 @@ from configs import rotnet
 VARIANTS = common.VARIANTS
 
 OVERRIDES = {
-    # One view (set in each variant), cut into patches by the method; no projector (its head is
-    # c.relative_location.head_hidden_dims).
-    "all": {"model.projector_kwargs": {}},
+    # One view, cut into patches by the method; no projector (its head is c.relative_location.head_hidden_dims).
+    "all": {"num_views": 1, "model.projector_kwargs": {}},
     # Our 1-D analogue: 5 segments of 6 samples, 1-sample gaps and jitter (34 + 2 of the 40 samples), 4 classes.
     "mnist1d": {
-        "augment.views": ("mnist1d",),
         "relative_location.grid": 5,
         "relative_location.patch": 6,
         "relative_location.gap": 1,

@@ -1,10 +1,12 @@
-"""RotNet (Gidaris et al. 2018). `--config configs/rotnet.py:VARIANT`, VARIANT in mnist1d (default), digits,
-cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the
-changes below.
+"""RotNet (Gidaris et al. 2018). `--config configs/rotnet.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
+cifar100, imagenet, smoke.
 
 RotNet is not in solo-learn (no scripts/pretrain/cifar/rotnet.yaml): the CIFAR and ImageNet hyper-parameters are
 the authors' (github.com/gidariss/FeatureLearningRotNet, config/CIFAR10_RotNet_NIN4blocks.py,
 config/ImageNet_RotNet_AlexNet.py and dataloader.py).
+
+mnist1d is the 1-D analogue (identity / time reversal / negation / both); one mildly augmented view, every example
+in all 4 symmetries (the batch of 128 signals is 512 network inputs). Optimiser as configs/simclr.py:mnist1d.
 """
 from __future__ import annotations
 
@@ -19,11 +21,8 @@ VARIANTS = common.VARIANTS
 SGD = {"optim.name": "sgd", "optim.lr": 0.1, "optim.scale_by_batch": False, "optim.weight_decay": 5e-4}
 
 OVERRIDES = {
-    # RotNet classifies one view (set in each variant); it has no projector (its head is c.rotnet.head_hidden_dims).
-    "all": {"model.projector_kwargs": {}},
-    # The 1-D analogue (identity / time reversal / negation / both); one mildly augmented view, every example in
-    # all 4 symmetries (the batch of 128 signals is 512 network inputs). Optimiser as configs/simclr.py:mnist1d.
-    "mnist1d": {"augment.views": ("mnist1d",)},
+    # RotNet classifies one view; it has no projector (its head is c.rotnet.head_hidden_dims).
+    "all": {"num_views": 1, "model.projector_kwargs": {}},
     # 8 x 8 digits rotate like any image; a light crop only (no flip: a flipped digit is another rotation's look).
     "digits": {
         "batch_size": 128,

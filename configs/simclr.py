@@ -1,6 +1,6 @@
-"""SimCLR (Chen et al. 2020). `--config configs/simclr.py:VARIANT`, VARIANT in mnist1d (default), digits,
-cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the
-changes below. mnist1d and digits are the shared recipes as they are."""
+"""SimCLR (Chen et al. 2020). `--config configs/simclr.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
+cifar100, imagenet, smoke. mnist1d and digits are the shared recipes unchanged; cifar10/cifar100 and imagenet follow
+solo-learn's SimCLR scripts."""
 from __future__ import annotations
 
 import ml_collections

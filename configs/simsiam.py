@@ -1,6 +1,6 @@
 """SimSiam (Chen & He 2021). `--config configs/simsiam.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
-below."""
+cifar100, imagenet, smoke. Every variant's projector ends in a BatchNorm without affine parameters; cifar10/cifar100 and
+imagenet follow solo-learn's SimSiam scripts."""
 from __future__ import annotations
 
 import ml_collections

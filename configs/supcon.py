@@ -1,8 +1,7 @@
-"""SupCon (Khosla et al. 2020), SUPERVISED: it trains on the class labels, so its rows are a supervised reference
-for the self-supervised methods, not a self-supervised result. `--config configs/supcon.py:VARIANT`, VARIANT in
-mnist1d (default), digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says
-what each sets), with the changes below. mnist1d and digits are the SimCLR recipes (configs/simclr.py), with
-SupCon's loss and projector (no BN)."""
+"""SupCon (Khosla et al. 2020), SUPERVISED: it trains on the class labels, so its rows are a supervised reference for
+the self-supervised methods, not a self-supervised result. `--config configs/supcon.py:VARIANT`, VARIANT in mnist1d
+(default), digits, cifar10, cifar100, imagenet, smoke. mnist1d and digits are the SimCLR recipes (configs/simclr.py),
+with SupCon's loss and projector (no BN)."""
 from __future__ import annotations
 
 import ml_collections

@@ -1,6 +1,5 @@
-"""The supervised reference (cross-entropy with labels, same encoder and augmentation as the self-supervised
-methods). `--config configs/supervised.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10, cifar100,
-imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes below. One
+"""The supervised reference (cross-entropy with labels, same encoder and augmentation as the self-supervised methods).
+`--config configs/supervised.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10, cifar100, imagenet, smoke. One
 view: the first of the self-supervised methods' two (SimCLR's), in every variant."""
 from __future__ import annotations
 
@@ -11,17 +10,15 @@ from configs import common
 VARIANTS = common.VARIANTS
 
 OVERRIDES = {
-    "mnist1d": {"augment.views": ("mnist1d",)},
-    "digits": {"augment.views": ("simclr",)},
+    "all": {"num_views": 1},
     # solo-learn's supervised CIFAR baseline (scripts/pretrain/cifar/supervised? not published: we use SGD-like
     # LARS settings of its SimCLR recipe with lr 0.4 and wd 5e-4, the common ResNet-18 CIFAR schedule).
-    "cifar": {"epochs": 200, "augment.views": ("simclr",), "optim.lr": 0.4, "optim.weight_decay": 5e-4},
+    "cifar": {"epochs": 200, "optim.lr": 0.4, "optim.weight_decay": 5e-4},
     "cifar100": {"supervised.num_classes": 100},
     # The standard ResNet-50 ImageNet recipe (Goyal et al. 2017, "Accurate, Large Minibatch SGD", Sec. 5.1): SGD
     # momentum 0.9, lr 0.1 * batch/256, wd 1e-4, batch 256, 5 warm-up epochs (their 90 epochs with x0.1 steps
     # become 100 with a cosine); the self-supervised methods' first view (SimCLR's), as in the other variants.
     "imagenet": {
-        "augment.views": ("simclr",),
         "supervised.num_classes": 1000,
         "optim.name": "sgd",
         "optim.lr": 0.1,

@@ -1,7 +1,6 @@
 """SwAV (Caron et al. 2020). `--config configs/swav.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the changes
-below. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20), imagenet the paper's
-(2 global crops of 224, 6 local crops of 96)."""
+cifar100, imagenet, smoke. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20),
+imagenet the paper's (2 global crops of 224, 6 local crops of 96)."""
 from __future__ import annotations
 
 import ml_collections

@@ -1,6 +1,6 @@
-"""VICReg (Bardes, Ponce & LeCun 2022). `--config configs/vicreg.py:VARIANT`, VARIANT in mnist1d (default),
-digits, cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets),
-with the changes below."""
+"""VICReg (Bardes, Ponce & LeCun 2022). `--config configs/vicreg.py:VARIANT`, VARIANT in mnist1d (default), digits,
+cifar10, cifar100, imagenet, smoke. mnist1d and digits widen the expander's output to its hidden width; cifar10/cifar100
+and imagenet follow solo-learn's VICReg scripts, with their symmetric views."""
 from __future__ import annotations
 
 import ml_collections

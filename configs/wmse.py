@@ -1,7 +1,6 @@
-"""W-MSE (Ermolov et al. 2021). `--config configs/wmse.py:VARIANT`, VARIANT in mnist1d (default), digits,
-cifar10, cifar100, imagenet, smoke: the datasets of configs/common.py (its table says what each sets), with the
-changes below. W-MSE 4: four recipes in `augment.views`. mnist1d keeps the shared recipe's head: the authors'
-head shape (Linear-BN-ReLU-Linear, 64-d embedding), narrower hidden layer (theirs: 1024)."""
+"""W-MSE (Ermolov et al. 2021). `--config configs/wmse.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
+cifar100, imagenet, smoke. W-MSE 4: four recipes in `augment.views`. mnist1d keeps the shared recipe's head: the
+authors' head shape (Linear-BN-ReLU-Linear, 64-d embedding), narrower hidden layer (theirs: 1024)."""
 from __future__ import annotations
 
 import ml_collections
