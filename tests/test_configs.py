@@ -1,6 +1,8 @@
 """Every variant of every configs/<name>.py: it builds, names a registered method, sets no key outside `base()` and
 the method's section, gives one size per view, and `rl.methods.get_method` builds from it. The `imagenet`
-variants are also checked for ImageNet-1k at 224 x 224 for 100 epochs.
+variants are also checked for ImageNet-1k at 224 x 224 for 100 epochs. Then `configs/common.py` itself: the
+variants every file shares, command-line overrides as `experiments/main.py` parses them (placeholders keep their
+types), and the errors of `apply_variant` for an unknown group or key.
 
 Building a method only constructs closures and modules (nothing is initialised or compiled), so this is fast.
 """
@@ -10,6 +12,9 @@ import dataclasses
 import importlib
 import pathlib
 
+from absl import flags
+import ml_collections
+from ml_collections import config_flags
 import pytest
 
 from configs import common
@@ -115,3 +120,77 @@ def _check_imagenet(name, config):
 def test_unknown_variant_names_the_file(name):
   with pytest.raises(ValueError, match=f"configs/{name}.py"):
     _module(name).get_config("no_such_variant")
+
+
+def test_every_config_has_the_common_variants():
+  for name in NAMES:
+    assert tuple(_module(name).VARIANTS) == common.VARIANTS, name
+
+
+def _command_line(name: str, variant: str, *overrides: str):
+  """`configs/<name>.py:<variant>` parsed as experiments/main.py's --config flag (locked), with `overrides`."""
+  argv = ["main.py", f"--config={CONFIG_DIR / name}.py:{variant}", *overrides]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config", flag_values=flag_values, lock_config=True,
+                                  sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
+@pytest.mark.parametrize("name,variant", [("simclr", "mnist1d"), ("dino", "mnist1d"), ("unicom", "mnist1d"),
+                                          ("byol", "smoke"), ("simclr", "cifar10"), ("mae", "imagenet")])
+def test_command_line_overrides_keep_types(name, variant):
+  views = len(_module(name).get_config(variant).augment.views)
+  config = _command_line(name, variant, "--config.data_dir=/x", f"--config.augment.view_sizes=({'24,' * views})",
+                         "--config.batch_size=32")
+  assert config.data_dir == "/x" and config.batch_size == 32
+  assert config.augment.view_sizes == (24,) * views and type(config.augment.view_sizes) is tuple
+  if variant == "mnist1d":  # mnist1d's encoder_kwargs.out_dim: placeholder(int), None (the last width)
+    assert config.model.encoder_kwargs.out_dim is None
+    config = _command_line(name, variant, "--config.model.encoder_kwargs.out_dim=32")
+    assert config.model.encoder_kwargs.out_dim == 32 and type(config.model.encoder_kwargs.out_dim) is int
+    with pytest.raises(flags.IllegalFlagValueError, match="out_dim"):
+      _command_line(name, variant, "--config.model.encoder_kwargs.out_dim=wide")
+
+
+def test_command_line_overrides_of_method_placeholders():
+  assert _command_line("npid", "cifar10", "--config.npid.num_negatives=1024").npid.num_negatives == 1024
+  assert _command_line("npid", "mnist1d").npid.num_negatives is None  # the full softmax; still an int field
+  assert _command_line("npid", "mnist1d", "--config.npid.num_negatives=64").npid.num_negatives == 64
+  assert _command_line("unicom", "smoke", "--config.unicom.recluster_every=5").unicom.recluster_every == 5
+  assert _command_line("supcon", "digits", "--config.supcon.base_temperature=0.07").supcon.base_temperature == 0.07
+
+
+def test_recipe_steps_follow_the_table():
+  n = common.CIFAR_TRAIN_EXAMPLES
+  config = _module("align_uniform").get_config("cifar100")  # 200 epochs of 768, no warm-up
+  assert (config.dataset, config.batch_size, config.total_steps, config.optim.warmup_steps) == (
+      "cifar100", 768, 200 * n // 768, 0)
+  config = _module("unicom").get_config("cifar10")  # 1000 epochs of 256, 11 warm-up epochs
+  assert (config.total_steps, config.optim.warmup_steps) == (1000 * n // 256, 11 * n // 256)
+  assert _module("supervised").get_config("digits").augment.views == ("simclr",)  # num_views 1
+
+
+def test_tables_are_not_shared_between_configs():
+  config = _module("simclr").get_config("smoke")
+  config.model.projector_kwargs.hidden_dims = (4,)
+  assert _module("simclr").get_config("smoke").model.projector_kwargs.hidden_dims == (16,)
+  # A table's mutable values (here a ConfigDict) are copied into each config, not shared.
+  table = {"all": {"model.projector_kwargs": ml_collections.ConfigDict(dict(out_dim=8))}}
+  one, two = (common.apply_variant(common.base("simclr"), "mnist1d", table) for _ in range(2))
+  one.model.projector_kwargs.out_dim = 4
+  assert two.model.projector_kwargs.out_dim == 8 and table["all"]["model.projector_kwargs"].out_dim == 8
+
+
+def test_apply_variant_errors():
+  with pytest.raises(ValueError, match=r"configs/simclr.py: the 'cifar' group sets 'optim.learning_rate', which "
+                                       r"base\(\) and the method's section lack."):
+    common.apply_variant(common.base("simclr"), "cifar10", {"cifar": {"optim.learning_rate": 0.1}})
+  with pytest.raises(ValueError, match=r"configs/simclr.py: unknown OVERRIDES groups \['cifar_10'\]"):
+    common.apply_variant(common.base("simclr"), "cifar10", {"cifar_10": {"optim.lr": 0.1}})
+  with pytest.raises(ValueError, match="configs/simclr.py: unknown variant 'cifar'; known variants: mnist1d, digits, "
+                                       "cifar10, cifar100, imagenet, smoke."):
+    common.apply_variant(common.base("simclr"), "cifar", {})
+  # Inside the free-form keyword dicts a group may add keys.
+  config = common.apply_variant(common.base("simclr"), "cifar10", {"cifar": {"model.projector_kwargs.use_bn": False}})
+  assert config.model.projector_kwargs.use_bn is False
