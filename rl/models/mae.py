@@ -14,7 +14,12 @@ order of `rl.losses.patchify`. The class token is dropped from the prediction.
 
 Defaults are `mae_vit_base_patch16` (encoder ViT-B/16, decoder 512 wide, 8 blocks, 16 heads):
 111,655,680 parameters for 224x224 RGB images (the official count, 111,907,840, includes the two
-frozen position embeddings). Train with `rl.losses.mae(pred, images, mask, ...)` or `MAE.loss`.
+frozen position embeddings). Train with `rl.losses.mae(pred, images, mask, patch_size=...,
+norm_pix=norm_pix_loss)`, as `rl.methods.mae` does: the objective belongs to the method, not the model.
+
+The masking itself is `rl.losses.random_masking`, its one implementation (public in `rl.losses`, where a
+project that builds its own MAE finds it, and tested there on 1 and 8 devices); this module imports only
+that function of `rl.losses`.
 
 `shortcut_decay` applies decayed identity shortcuts (Zhang et al., 2024,
 https://arxiv.org/abs/2404.10947) to the encoder only; the decoder keeps standard residuals.
@@ -26,12 +31,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rl.losses import masked
+from rl.losses.masked import random_masking
 from rl.models.heads import check_rank
-from rl.models.vit import _TOKEN_INIT
-from rl.models.vit import _XAVIER
+from rl.models.vit import TOKEN_INIT
 from rl.models.vit import Transformer
 from rl.models.vit import ViT
+from rl.models.vit import XAVIER_INIT
 from rl.models.vit import patch_hw
 from rl.models.vit import sincos_2d_posemb
 
@@ -69,8 +74,8 @@ class MAEDecoder(nn.Module):
     """
     b, n_visible = latent.shape[:2]
     num_patches = ids_restore.shape[1]
-    x = nn.Dense(self.width, kernel_init=_XAVIER, dtype=self.dtype, name='embed')(latent)
-    mask_token = self.param('mask_token', _TOKEN_INIT, (1, 1, self.width))
+    x = nn.Dense(self.width, kernel_init=XAVIER_INIT, dtype=self.dtype, name='embed')(latent)
+    mask_token = self.param('mask_token', TOKEN_INIT, (1, 1, self.width))
     mask_tokens = jnp.broadcast_to(mask_token.astype(x.dtype),
                                    (b, num_patches + 1 - n_visible, self.width))
     patches = jnp.concatenate([x[:, 1:], mask_tokens], axis=1)
@@ -79,7 +84,7 @@ class MAEDecoder(nn.Module):
     x = jnp.concatenate([x[:, :1], patches], axis=1)
     x = Transformer(self.depth, self.num_heads, self.mlp_dim or 4 * self.width, dtype=self.dtype,
                     name='transformer')(x, train=train)
-    x = nn.Dense(out_dim, kernel_init=_XAVIER, dtype=self.dtype, name='pred')(x)
+    x = nn.Dense(out_dim, kernel_init=XAVIER_INIT, dtype=self.dtype, name='pred')(x)
     return x[:, 1:]
 
 
@@ -94,7 +99,8 @@ class MAE(nn.Module):
     decoder_heads: decoder attention heads (16).
     decoder_mlp_dim: decoder MLP width; None for 4 * decoder_width.
     mask_ratio: fraction of patches removed (0.75).
-    norm_pix_loss: target per-patch normalised pixels in `loss` (the paper's best setting).
+    norm_pix_loss: the objective should target per-patch normalised pixels (the paper's best setting); read by
+      the method, which passes it to `rl.losses.mae` as `norm_pix`.
     readout: features of `encode`: 'cls' (the class token) or 'mean' (mean of the patch tokens
       after the encoder norm). The class token exists in both cases.
     shortcut_decay: None, or alpha_min of decayed identity shortcuts in the encoder.
@@ -165,8 +171,8 @@ class MAE(nn.Module):
     """
     check_rank(images, name='images', ranks=(4,), layout='[b, h, w, c]')
     tokens = self.encoder.embed(images)
-    visible, mask, ids_restore = masked.random_masking(key, tokens, mask_ratio=self.mask_ratio,
-                                                       axis_name=axis_name)
+    visible, mask, ids_restore = random_masking(key, tokens, mask_ratio=self.mask_ratio,
+                                                axis_name=axis_name)
     latent = self.encoder.transform(visible, train=train)
     ph, pw = patch_hw(self.patch_size)
     grid = (images.shape[1] // ph, images.shape[2] // pw)
@@ -185,9 +191,3 @@ class MAE(nn.Module):
       [b, width] in `dtype`.
     """
     return self.encoder(images, train=train)
-
-  def loss(self, pred: jax.Array, images: jax.Array, mask: jax.Array, *,
-           axis_name: str | None = None) -> jax.Array:
-    """`rl.losses.mae` with this model's `patch_size` and `norm_pix_loss`; needs no variables."""
-    return masked.mae(pred, images, mask, patch_size=self.patch_size,
-                      norm_pix=self.norm_pix_loss, axis_name=axis_name)

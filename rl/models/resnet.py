@@ -72,7 +72,21 @@ def decayed_shortcut_weights(num_blocks: int, alpha_min: float) -> tuple[float, 
   return tuple(1.0 - delta * l for l in range(num_blocks - 1)) + (float(alpha_min),)
 
 
-def _add_shortcut(y: jax.Array, shortcut: jax.Array, weight: float) -> jax.Array:
+def add_shortcut(y: jax.Array, shortcut: jax.Array, weight: float) -> jax.Array:
+  """The residual sum `y + weight * shortcut` of a block (ResNet here, ViT in `rl.models.vit`).
+
+  Example:
+    >>> add_shortcut(jnp.ones(2), jnp.full(2, 2.0), 0.5).tolist(), add_shortcut(jnp.ones(2), jnp.ones(2), 1.0).tolist()
+    ([2.0, 2.0], [2.0, 2.0])
+
+  Args:
+    y: the residual branch's output.
+    shortcut: the shortcut (identity or projection), the shape of `y`.
+    weight: a Python float, e.g. from `decayed_shortcut_weights`; 1.0 is the standard block.
+
+  Returns:
+    The sum, shaped like `y`.
+  """
   # weight == 1 skips the multiply, so the standard network computes exactly what it did before.
   return y + shortcut if weight == 1.0 else y + weight * shortcut
 
@@ -116,7 +130,7 @@ class BasicBlock(nn.Module):
     y = _conv(self.features, 3, 1, self.dtype, 'conv2')(y)
     y = bn(name='bn2', scale_init=last_init)(y)
     shortcut = _shortcut(x, self.features, self.stride, bn, self.dtype)
-    return nn.relu(_add_shortcut(y, shortcut, self.shortcut_weight))
+    return nn.relu(add_shortcut(y, shortcut, self.shortcut_weight))
 
 
 class Bottleneck(nn.Module):
@@ -152,7 +166,7 @@ class Bottleneck(nn.Module):
     y = _conv(out, 1, 1, self.dtype, 'conv3')(y)
     y = bn(name='bn3', scale_init=last_init)(y)
     shortcut = _shortcut(x, out, self.stride, bn, self.dtype)
-    return nn.relu(_add_shortcut(y, shortcut, self.shortcut_weight))
+    return nn.relu(add_shortcut(y, shortcut, self.shortcut_weight))
 
 
 def _shortcut(x: jax.Array, features: int, stride: int, bn: Callable[..., nn.Module],

@@ -29,15 +29,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from rl.models.heads import check_rank
-from rl.models.resnet import _add_shortcut
+from rl.models.resnet import add_shortcut
 from rl.models.resnet import decayed_shortcut_weights
 
 LN_EPSILON = 1e-6
-_XAVIER = nn.initializers.xavier_uniform()
+XAVIER_INIT = nn.initializers.xavier_uniform()
+"""Initialiser of every Linear layer of the ViT and the MAE decoder (timm's ViT, as the official MAE code)."""
 # torch's xavier_uniform_ on the patch-embedding weight viewed as [width, p*p*c] (official MAE).
 _PATCH_INIT = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform', in_axis=(0, 1, 2),
                                                out_axis=-1)
-_TOKEN_INIT = nn.initializers.normal(0.02)
+TOKEN_INIT = nn.initializers.normal(0.02)
+"""Initialiser of learned tokens and position embeddings (class token, MAE's mask token): N(0, 0.02)."""
 _READOUTS = ('cls', 'mean')
 _POSEMBS = ('learn', 'sincos2d')
 
@@ -118,9 +120,9 @@ class MlpBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Applies the MLP to x [..., d]; returns [..., d]."""
     d = x.shape[-1]
-    x = nn.Dense(self.mlp_dim, kernel_init=_XAVIER, dtype=self.dtype, name='fc1')(x)
+    x = nn.Dense(self.mlp_dim, kernel_init=XAVIER_INIT, dtype=self.dtype, name='fc1')(x)
     x = nn.gelu(x, approximate=False)
-    return nn.Dense(d, kernel_init=_XAVIER, dtype=self.dtype, name='fc2')(x)
+    return nn.Dense(d, kernel_init=XAVIER_INIT, dtype=self.dtype, name='fc2')(x)
 
 
 class EncoderBlock(nn.Module):
@@ -141,12 +143,12 @@ class EncoderBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Applies the block to tokens x [b, n, d]; returns [b, n, d]."""
     y = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, name='norm1')(x)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, kernel_init=_XAVIER,
+    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, kernel_init=XAVIER_INIT,
                                         dtype=self.dtype, name='attn')(y)
-    x = _add_shortcut(y, x, self.shortcut_weight)
+    x = add_shortcut(y, x, self.shortcut_weight)
     y = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, name='norm2')(x)
     y = MlpBlock(self.mlp_dim, dtype=self.dtype, name='mlp')(y)
-    return _add_shortcut(y, x, self.shortcut_weight)
+    return add_shortcut(y, x, self.shortcut_weight)
 
 
 class Transformer(nn.Module):
@@ -194,7 +196,7 @@ class _LearnedPosEmb(nn.Module):
         raise ValueError(f'the learned position embedding has {stored} positions, but x has a '
                          f'{grid[0]} x {grid[1]} grid of {n} patches; use the image size of init '
                          f"or posemb='sincos2d'.")
-    embedding = self.param('embedding', _TOKEN_INIT, (1, n, d))
+    embedding = self.param('embedding', TOKEN_INIT, (1, n, d))
     return tokens + embedding.astype(tokens.dtype)
 
 
@@ -270,7 +272,7 @@ class ViT(nn.Module):
     if self.posemb == 'learn':
       self.pos_embedding = _LearnedPosEmb()
     if self.num_prefix_tokens:
-      self.cls = self.param('cls', _TOKEN_INIT, (1, 1, self.width))
+      self.cls = self.param('cls', TOKEN_INIT, (1, 1, self.width))
     self.transformer = Transformer(self.depth, self.num_heads, self.mlp_dim or 4 * self.width,
                                    shortcut_decay=self.shortcut_decay, dtype=self.dtype)
 
