@@ -1,4 +1,5 @@
-# `make run` and `make test` both set up .venv first; the install step reruns only when setup.py changes.
+# `make run` and `make test` both set up .venv first (every extra: .[all,test]); the install step reruns only when
+# setup.py changes.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
 run: $(STAMP)

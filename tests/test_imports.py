@@ -1,18 +1,24 @@
-"""Light imports: everything but the TFDS pipeline imports, and trains on an in-memory data set, without TensorFlow.
+"""Light imports and honest extras: what imports without TensorFlow, and what each extra of setup.py serves.
 
 Each check runs in a fresh interpreter and prints what it found (run pytest with -s to see it):
-- the imports: `sys.meta_path` starts with a finder that refuses `tensorflow` and `tensorflow_datasets`
-  (ImportError) and records every attempt, even one a library would catch;
-- the training run: the child sees site-packages without TensorFlow and TFDS at all, as on a GPU machine where
-  they are not installed (libraries that probe for TensorFlow with `importlib.util.find_spec`, as etils does for
-  paths, get None there, which a refusing finder cannot give).
+- imports: `sys.meta_path` starts with a finder that refuses `tensorflow` and `tensorflow_datasets`
+  (ImportError) and records every attempt, even one a library would catch; none may be loaded, none attempted.
+- extras: the child sees only the installed distributions that an extra's requirements pull in (their dependency
+  closure, read from the installed metadata), as after `pip install rl-replearn[extra]`, and uses what that extra
+  is for. The `train` extra (no TensorFlow) trains and evaluates on a data set registered with an in-memory loader.
 """
+import importlib.metadata
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
+from unittest import mock
+
+from packaging.requirements import Requirement
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,28 +42,10 @@ sys.path.insert(0, ROOT)
 """
 
 
-# Replaces site-packages on sys.path by a directory of links to everything in it but TensorFlow and TFDS.
-UNINSTALLED = """
-import os, sys, tempfile
-GONE = {"tensorflow", "tensorflow_cpu", "tensorflow_datasets"}
-shadow = tempfile.mkdtemp(prefix="site-without-tf-")
-for i, entry in enumerate(sys.path):
-  if entry.endswith("site-packages") and os.path.isdir(entry):
-    own = os.path.join(shadow, str(i))
-    os.mkdir(own)
-    for name in os.listdir(entry):
-      if name.split("-")[0].split(".")[0].lower() not in GONE:
-        os.symlink(os.path.join(entry, name), os.path.join(own, name))
-    sys.path[i] = own
-sys.path.insert(0, ROOT)
-"""
-
-
-def _run(body: str, preamble: str = BLOCKER, timeout: int = 300) -> dict:
-  code = f"ROOT = {str(ROOT)!r}\n" + preamble + textwrap.dedent(body)
+def _run(code: str, *args: str, timeout: int = 300) -> dict:
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env,
-                        cwd=ROOT, check=False)
+  proc = subprocess.run([sys.executable, *args, "-c", f"ROOT = {str(ROOT)!r}\n" + code], capture_output=True,
+                        text=True, timeout=timeout, env=env, cwd=ROOT, check=False)
   assert proc.returncode == 0, f"child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   print(json.dumps(result, indent=1))
@@ -65,41 +53,121 @@ def _run(body: str, preamble: str = BLOCKER, timeout: int = 300) -> dict:
 
 
 def test_modules_import_without_tensorflow():
-  result = _run(f"""
+  result = _run(BLOCKER + textwrap.dedent(f"""
       import importlib, json
       for name in {MODULES!r}:
         importlib.import_module(name)
       print(json.dumps({{"imported": {MODULES!r}, "attempted_and_refused": sorted(set(attempts)),
                         "loaded": sorted(m for m in ("tensorflow", "tensorflow_datasets") if m in sys.modules)}}))
-  """)
+  """))
   assert result["loaded"] == [], result
   assert result["attempted_and_refused"] == [], result
 
 
-def test_in_memory_dataset_trains_without_tensorflow(tmp_path):
-  """The trainer reads a data set registered with an in-memory loader, and evaluates on it, with no TensorFlow."""
-  result = _run(f"""
-      import json
-      import numpy as np
-      import rl.data
-      from configs import simclr
-      from rl.train import loop
+# --- Extras.
 
-      rng = np.random.default_rng(0)
-      arrays = {{s: {{"x": rng.normal(size=(n, 40)).astype(np.float32), "label": rng.integers(0, 4, n)}}
-                for s, n in (("train", 256), ("test", 64))}}
-      rl.data.register_dataset("no_tf", rl.data.DatasetSpec(kind="signal", num_classes=4, size=40,
-                                                            source=lambda s: arrays[s]))
-      config = simclr.get_config("smoke")
-      config.dataset, config.total_steps, config.log_every_steps = "no_tf", 4, 1
-      config.eval.every_steps, config.eval.final = 2, False
-      loop.train_and_evaluate(config, {str(tmp_path / "run")!r})
-      lines = [json.loads(l) for l in open({str(tmp_path / "run" / "metrics.jsonl")!r})]
-      import importlib.util
-      print(json.dumps({{"kinds": [l["kind"] for l in lines], "losses": [l["loss"] for l in lines if "loss" in l],
-                        "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
-                        "loaded": sorted(m for m in ("tensorflow", "tensorflow_datasets") if m in sys.modules)}}))
-  """, preamble=UNINSTALLED)
-  assert result["loaded"] == [] and not result["tensorflow_installed"], result
-  assert len(result["losses"]) == 4 and all(abs(v) < float("inf") for v in result["losses"]), result
-  assert "eval" in result["kinds"], result
+
+def _setup_requirements() -> tuple[list[str], dict[str, list[str]]]:
+  """(install_requires, extras_require) of setup.py, read without running setuptools."""
+  captured = {}
+  fake = type(sys)("setuptools")
+  fake.setup = lambda **kwargs: captured.update(kwargs)
+  fake.find_packages = lambda **kwargs: []
+  source = (ROOT / "setup.py").read_text(encoding="utf-8")
+  with mock.patch.dict(sys.modules, {"setuptools": fake}):
+    exec(compile(source, "setup.py", "exec"), {"__name__": "setup"})  # pylint: disable=exec-used
+  return captured["install_requires"], captured["extras_require"]
+
+
+def _norm(name: str) -> str:
+  return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _closure(requirements: list[str]) -> set[str]:
+  """The installed distributions that `requirements` pull in, recursively (with their extras' requirements)."""
+  installed = {_norm(d.metadata["Name"]): d for d in importlib.metadata.distributions()}
+  todo, seen = [Requirement(r) for r in requirements], set()
+  while todo:
+    req = todo.pop()
+    name = _norm(req.name)
+    if name in seen:
+      continue
+    assert name in installed, f"{req} is required but not installed"
+    seen.add(name)
+    for extra in req.extras | {""}:
+      for sub in map(Requirement, installed[name].requires or []):
+        if sub.marker is None or sub.marker.evaluate({"extra": extra}):
+          todo.append(sub)
+  return {name: installed[name] for name in seen}
+
+
+def _site_with_only(dists: dict, shadow: pathlib.Path) -> pathlib.Path:
+  """A directory of links to the top-level entries (packages, modules, metadata) of `dists`."""
+  shadow.mkdir()
+  for dist in dists.values():
+    for file in dist.files or []:
+      top = pathlib.PurePath(file).parts[0]
+      source = pathlib.Path(dist.locate_file(top))
+      if top not in ("..", "__pycache__") and source.exists() and not (shadow / top).exists():
+        (shadow / top).symlink_to(source)
+  return shadow
+
+
+TRAIN_ON_MEMORY = """
+import numpy as np
+import rl.data
+from configs import simclr
+from rl.train import loop
+
+rng = np.random.default_rng(0)
+arrays = {s: {"x": rng.normal(size=(n, 40)).astype(np.float32), "label": rng.integers(0, 4, n)}
+          for s, n in (("train", 256), ("test", 64))}
+rl.data.register_dataset("no_tf", rl.data.DatasetSpec(kind="signal", num_classes=4, size=40,
+                                                      source=lambda s: arrays[s]))
+config = simclr.get_config("smoke")
+config.dataset, config.total_steps, config.log_every_steps = "no_tf", 4, 1
+config.eval.every_steps, config.eval.baselines, config.eval.tsne_points = 2, False, 0
+rows = loop.train_and_evaluate(config, tmp + "/run")["rows"]
+lines = [json.loads(l) for l in open(tmp + "/run/metrics.jsonl")]
+found = {"kinds": [l["kind"] for l in lines], "losses": [l["loss"] for l in lines if "loss" in l],
+         "report": [r["representation"] for r in rows]}
+"""
+
+EXTRAS = {
+    # extra: (extras installed with the core, what its user runs; `found` is printed)
+    "core": ((), "import jax.numpy as jnp\nfrom rl import losses\nz = jnp.ones((4, 3))\n"
+                  "found = {'nt_xent': float(losses.nt_xent(z, z)), "
+                  "'sinkhorn_divergence': float(losses.sinkhorn_divergence(z, z + 1))}"),
+    "models": (("models",), "import rl.models\nfound = {'resnet18': type(rl.models.get_model('resnet18')).__name__}"),
+    "train": (("train",), TRAIN_ON_MEMORY),
+    "data": (("train", "data"), "import rl.data\nrl.data.prepare('digits', data_dir=tmp)\n"
+                                "batch = next(rl.data.host_train_batches('digits', local_batch_size=8, seed=0, "
+                                "data_dir=tmp))\nfound = {'digits_batch': list(batch['x'].shape)}"),
+}
+
+
+@pytest.mark.parametrize("extra", EXTRAS)
+def test_each_extra_serves_its_users(extra, tmp_path):
+  core, extras = _setup_requirements()
+  names, body = EXTRAS[extra]
+  dists = _closure(core + [r for name in names for r in extras[name]])
+  site = _site_with_only(dists, tmp_path / "site")
+  # -S: no site-packages but the shadow one, so nothing outside the closure can be imported.
+  result = _run(textwrap.dedent(f"""
+      import json, sys
+      sys.path[:] = [p for p in sys.path if "-packages" not in p] + [{str(site)!r}]
+      sys.path.insert(0, ROOT)
+      tmp = {str(tmp_path)!r}
+  """) + body + textwrap.dedent(f"""
+      print(json.dumps({{"extra": {extra!r}, "distributions": {len(dists)}, "found": found,
+                        "tensorflow_loaded": "tensorflow" in sys.modules}}))
+  """), "-S")
+  if extra == "train":
+    found = result["found"]
+    assert not result["tensorflow_loaded"], result
+    assert len(found["losses"]) == 4 and all(abs(v) < float("inf") for v in found["losses"]), result
+    assert "eval" in found["kinds"] and found["report"][0] == "simclr (trained)", result
+  if extra == "data":
+    assert result["found"]["digits_batch"] == [8, 8, 8, 1] and result["tensorflow_loaded"], result
+  if extra == "core":
+    assert "flax" not in {d.metadata["Name"] for d in dists.values()}, "rl.losses must not need Flax"
