@@ -7,7 +7,7 @@ convention). The table of losses, their papers and what each needs from the call
 """
 from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import dcl, info_nce, nt_xent, supcon, supcon_simclr
-from rl.losses.hypersphere import alignment, uniformity
+from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
 from rl.losses.masked import mae, patchify, random_masking, unpatchify
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
@@ -40,6 +40,7 @@ from rl.losses.video import bidirectional_prediction, iic, intra_negatives
 __all__ = [
     # contrastive
     "nt_xent", "info_nce", "dcl", "supcon", "supcon_simclr", "clip", "siglip", "alignment", "uniformity",
+    "l2_normalize",
     # queues, support sets and memory banks
     "moco", "queue_push", "nnclr", "nearest_neighbor", "nearest_neighbor_index", "npid", "npid_nce_normalizer",
     "memory_bank_update",

@@ -5,13 +5,6 @@ import jax
 import jax.numpy as jnp
 
 
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """x / max(|x|, eps) along the last axis."""
-  # rsqrt(max(|x|^2, eps^2)) keeps the gradient finite at x = 0, where x / |x| would give NaN.
-  sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
-
-
 def to_float32(*arrays: jax.Array):
   """Upcasts half-precision inputs so that reductions accumulate in float32 (float64 stays float64)."""
   out = tuple(a.astype(jnp.promote_types(a.dtype, jnp.float32)) for a in arrays)

@@ -8,6 +8,7 @@ from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
 from rl.losses import _tiled
+from rl.losses.hypersphere import l2_normalize
 
 
 def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1, axis_name: str | None = None,
@@ -53,7 +54,7 @@ def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1, axis_name
   _checks.check_positive("temperature", temperature)
   _tiled.check_tile(tile_size)
   b = z1.shape[0]
-  u = _ops.l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))  # local anchors [2b, d]
+  u = l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))  # local anchors [2b, d]
   if _tiled.choose(impl, 2 * b, 2 * b * _collectives.axis_size(axis_name)):
     # Every anchor's positive is the other view of its example, on the same device.
     pos = jnp.sum(u[:b] * u[b:], axis=1) / temperature
@@ -132,26 +133,26 @@ def info_nce(query: jax.Array, key: jax.Array, *, temperature: float = 0.1, nega
     _check_features("negatives", negatives, query.shape[1])
   _tiled.check_tile(tile_size)
   b = query.shape[0]
-  u = _ops.l2_normalize(_ops.to_float32(query))
+  u = l2_normalize(_ops.to_float32(query))
   n_neg = 0 if negatives is None else negatives.shape[0]
   if _tiled.choose(impl, b, b * _collectives.axis_size(axis_name) + n_neg):
-    v = _ops.l2_normalize(_ops.to_float32(key))
+    v = l2_normalize(_ops.to_float32(key))
     dt = _tiled.matmul_dtype(query, key)
     a = (u / temperature).astype(dt)
     lse = _tiled.row_logsumexp(a, v.astype(dt), axis_name=axis_name, tile_size=tile_size)
     if negatives is not None:
-      w = _ops.l2_normalize(_ops.to_float32(negatives)).astype(dt)
+      w = l2_normalize(_ops.to_float32(negatives)).astype(dt)
       if axis_name is not None:
         w = _tiled.varying(w, axis_name)  # replicated queue, per-device rows: its gradient sums over devices
       lse = jnp.logaddexp(lse, _tiled.row_logsumexp(a, w, tile_size=tile_size))
     pos = jnp.sum(u * v, axis=1) / temperature
     return _collectives.global_mean(jnp.sum(lse - pos), b, axis_name)
-  keys = _collectives.all_gather(_ops.l2_normalize(_ops.to_float32(key)), axis_name)  # [B, d]
+  keys = _collectives.all_gather(l2_normalize(_ops.to_float32(key)), axis_name)  # [B, d]
   logits = (u @ keys.T) / temperature  # [b, B]
   pos_col = jnp.arange(b) + _collectives.axis_index(axis_name) * b
   pos_logit = jnp.take_along_axis(logits, pos_col[:, None], axis=1)[:, 0]
   if negatives is not None:
-    w = _ops.l2_normalize(_ops.to_float32(negatives))
+    w = l2_normalize(_ops.to_float32(negatives))
     logits = jnp.concatenate([logits, (u @ w.T) / temperature], axis=1)
   per_query = jax.nn.logsumexp(logits, axis=1) - pos_logit
   return _collectives.global_mean(jnp.sum(per_query), b, axis_name)
@@ -201,8 +202,8 @@ def dcl(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1, weighted: boo
   _checks.check_positive("temperature", temperature)
   _checks.check_positive("sigma", sigma)
   b = z1.shape[0]
-  u1 = _ops.l2_normalize(_ops.to_float32(z1))
-  u2 = _ops.l2_normalize(_ops.to_float32(z2))
+  u1 = l2_normalize(_ops.to_float32(z1))
+  u2 = l2_normalize(_ops.to_float32(z2))
   keys = jnp.concatenate([_collectives.all_gather(u1, axis_name), _collectives.all_gather(u2, axis_name)])
   big_b = keys.shape[0] // 2
   u = jnp.concatenate([u1, u2])  # local anchors [2b, d]
@@ -241,7 +242,7 @@ def _multi_positive_nce(z: jax.Array, label_sets, temperature, axis_name: str | 
   """
   _tiled.check_tile(tile_size)
   b, v, d = z.shape
-  u = _ops.l2_normalize(_ops.to_float32(z))
+  u = l2_normalize(_ops.to_float32(z))
   anchors = u.reshape(b * v, d)  # example-major: row r * v + view
   if _tiled.choose(impl, b * v, b * v * _collectives.axis_size(axis_name)):
     dt = _tiled.matmul_dtype(z)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 def _check_maps(**maps: jax.Array) -> None:
@@ -41,7 +42,7 @@ def _check_mask(mask, f1: jax.Array, f2: jax.Array) -> None:
 def _flat_unit(x: jax.Array) -> jax.Array:
   """[b, h, w, d] -> L2-normalised [b, h * w, d] in float32 (float64 stays float64)."""
   b, h, w, d = x.shape
-  return _ops.l2_normalize(_ops.to_float32(x).reshape(b, h * w, d))
+  return l2_normalize(_ops.to_float32(x).reshape(b, h * w, d))
 
 
 def feature_coordinates(boxes: jax.Array, size: Sequence[int]) -> jax.Array:
@@ -287,8 +288,8 @@ def slot_assignments(features: jax.Array, prototypes: jax.Array, *, temperature:
     got = tuple(center.shape) if hasattr(center, "shape") else type(center).__name__
     raise ValueError(f"center must have shape [K] = ({k},); got {got}.")
   _checks.check_positive("temperature", temperature)
-  scores = jnp.einsum("bhwd,kd->bhwk", _ops.l2_normalize(_ops.to_float32(features)),
-                      _ops.l2_normalize(_ops.to_float32(prototypes)))
+  scores = jnp.einsum("bhwd,kd->bhwk", l2_normalize(_ops.to_float32(features)),
+                      l2_normalize(_ops.to_float32(prototypes)))
   logits = scores if center is None else scores - _ops.to_float32(center)
   return scores, jax.nn.softmax(logits / temperature, axis=-1)
 
@@ -453,8 +454,8 @@ def slotcon_slot_loss(q_slots: jax.Array, k_slots: jax.Array, q_assignments: jax
   q_present = jax.lax.stop_gradient(_present(q_assignments))
   k_present = jax.lax.stop_gradient(_present(k_assignments))
   anchor = (q_present & k_present).reshape(-1)  # [b K]
-  u = _ops.l2_normalize(_ops.to_float32(q_slots)).reshape(b * k, -1)
-  v = _ops.l2_normalize(_ops.to_float32(k_slots)).reshape(b * k, -1)
+  u = l2_normalize(_ops.to_float32(q_slots)).reshape(b * k, -1)
+  v = l2_normalize(_ops.to_float32(k_slots)).reshape(b * k, -1)
   keys = _collectives.all_gather(v, axis_name)  # [B K, d]
   key_ok = _collectives.all_gather(k_present.reshape(-1), axis_name)
   logits = jnp.where(key_ok[None, :], (u @ keys.T) / temperature, -jnp.inf)  # [b K, B K]

@@ -7,7 +7,6 @@ every loss here is a pure function of arrays.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import jax
 from jax import lax
@@ -18,6 +17,7 @@ from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
 from rl.losses.clustering import dino
+from rl.losses.hypersphere import l2_normalize
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -69,8 +69,8 @@ def csd(student: jax.Array, teacher: jax.Array, labels: jax.Array, *, temperatur
   _checks.check_labels("labels", labels, student.shape[0])
   _checks.check_positive("temperature", temperature)
   b = student.shape[0]
-  u = _ops.l2_normalize(_ops.to_float32(student))
-  v = _ops.l2_normalize(_ops.to_float32(lax.stop_gradient(teacher)))
+  u = l2_normalize(_ops.to_float32(student))
+  v = l2_normalize(_ops.to_float32(lax.stop_gradient(teacher)))
   keys = _collectives.all_gather(v, axis_name)  # [B, d]
   all_labels = _collectives.all_gather(labels, axis_name)  # [B]
   pos = labels[:, None] == all_labels[None, :]  # [b, B]
@@ -224,8 +224,8 @@ def cl2r_stationarity(new_features: jax.Array, old_features: jax.Array, *, mask:
   elif not hasattr(mask, "shape") or tuple(mask.shape) != (b,):
     got = f"shape {tuple(mask.shape)}" if hasattr(mask, "shape") else type(mask).__name__
     raise ValueError(f"mask must have shape [{b}] (one flag per row of new_features); got {got}.")
-  u = _ops.l2_normalize(_ops.to_float32(new_features))
-  v = _ops.l2_normalize(_ops.to_float32(lax.stop_gradient(old_features)))
+  u = l2_normalize(_ops.to_float32(new_features))
+  v = l2_normalize(_ops.to_float32(lax.stop_gradient(old_features)))
   dist = 1.0 - jnp.sum(u * v, axis=-1)
   m = mask.astype(jnp.float32)
   total = _collectives.psum(jnp.sum(m * dist), axis_name)
@@ -428,7 +428,7 @@ def feature_regression(student_feats, teacher_feats, *, whiten: bool = True, eps
 
 def _attention_map(x: jax.Array, p: float) -> jax.Array:
   q = jnp.sum(jnp.abs(x) ** p, axis=-1).reshape(x.shape[0], -1)  # [b, h * w]
-  return _ops.l2_normalize(q)
+  return l2_normalize(q)
 
 
 def attention_transfer(student_feats, teacher_feats, *, p: float = 2.0,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 def _global_rows(b: int, axis_name: str | None) -> jax.Array:
@@ -132,11 +133,11 @@ def semantic_adversarial(features: jax.Array, grads: jax.Array, *, epsilon: floa
   if b * _collectives.axis_size(axis_name) < 2:
     raise ValueError(f"features must hold at least 2 examples in the global batch (the direction is built from the "
                      f"other examples); got shape {tuple(features.shape)}.")
-  x = _ops.l2_normalize(_ops.to_float32(features))
-  g = _ops.l2_normalize(_ops.to_float32(jax.lax.stop_gradient(grads)))
+  x = l2_normalize(_ops.to_float32(features))
+  g = l2_normalize(_ops.to_float32(jax.lax.stop_gradient(grads)))
   others = _collectives.all_gather(jax.lax.stop_gradient(x), axis_name)  # [B, d]
   logits = (g @ others.T) / temperature  # [b, B]
   is_self = jnp.arange(others.shape[0])[None, :] == _global_rows(b, axis_name)[:, None]
   p = jax.nn.softmax(jnp.where(is_self, -jnp.inf, logits), axis=1)
-  direction = jax.lax.stop_gradient(_ops.l2_normalize(p @ others))
-  return _ops.l2_normalize(x + epsilon * direction)
+  direction = jax.lax.stop_gradient(l2_normalize(p @ others))
+  return l2_normalize(x + epsilon * direction)

@@ -17,6 +17,7 @@ import numpy as np
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def regression_bin_centroids(features: jax.Array, labels: jax.Array, *, bin_cent
   https://arxiv.org/abs/2503.00876 (surrogate-driven representation learning, SRL).
   """
   _check_bins(features, labels, bin_centers, None)
-  u = _ops.l2_normalize(_ops.to_float32(features))
+  u = l2_normalize(_ops.to_float32(features))
   centers = jnp.asarray(bin_centers, jnp.float32)
   bins = jnp.argmin(jnp.abs(labels.astype(jnp.float32)[:, None] - centers[None, :]), axis=1)
   one_hot = jax.nn.one_hot(bins, centers.shape[0], dtype=u.dtype)  # [b, K]
@@ -251,7 +252,7 @@ def _trace(features, labels, bin_centers, surrogate, axis_name):
     filler = jax.lax.stop_gradient(_ops.to_float32(surrogate))
     centroids = jnp.where(present[:, None], centroids, filler)
     present = jnp.ones_like(present)
-  return _ops.l2_normalize(centroids), present
+  return l2_normalize(centroids), present
 
 
 def enveloping_loss(features: jax.Array, labels: jax.Array, points: jax.Array, *, bin_centers: jax.Array,
@@ -297,7 +298,7 @@ def enveloping_loss(features: jax.Array, labels: jax.Array, points: jax.Array, *
     raise ValueError(f"points must have shape [N, {features.shape[-1]}] (the feature size); "
                      f"got shape {tuple(points.shape)}.")
   c, present = _trace(features, labels, bin_centers, surrogate, axis_name)
-  p = _ops.l2_normalize(_ops.to_float32(points))
+  p = l2_normalize(_ops.to_float32(points))
   sim = jnp.where(present[None, :], p @ c.T, -jnp.inf)  # [N, K]
   return 1.0 - jnp.mean(jnp.max(sim, axis=1))
 

@@ -11,6 +11,41 @@ from rl.losses import _collectives
 from rl.losses import _ops
 
 
+def l2_normalize(x: jax.Array, *, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+  r"""Unit L2 norm along `axis`: x / max(||x||, eps), with a finite gradient at x = 0.
+
+  The one L2 normalisation of `rl` (losses, heads, methods, evaluation), as `torch.nn.functional.normalize`; the
+  projection onto the unit hypersphere on which SimCLR's cosine similarity (Chen et al. 2020,
+  https://arxiv.org/abs/2002.05709) and Wang & Isola's alignment and uniformity are defined:
+
+  .. math:: \operatorname{normalize}(x) = \frac{x}{\max(\|x\|_2, \epsilon)}
+            = x \cdot \operatorname{rsqrt}(\max(\|x\|_2^2, \epsilon^2)).
+
+  Written with the rsqrt of the clamped squared norm, so that an all-zero row maps to zero with the finite
+  gradient 1 / eps of x / eps (x / ||x|| would give NaN there). It computes in the input dtype: upcast bfloat16 inputs first when the norm
+  must accumulate in float32.
+
+  Example:
+    >>> l2_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]]))
+    Array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    >>> jax.grad(lambda x: l2_normalize(x).sum())(jnp.zeros((1, 2)))  # finite at zero: 1 / eps
+    Array([[1.e+12, 1.e+12]], dtype=float32)
+    >>> l2_normalize(jnp.array([[3.0], [4.0]]), axis=0).ravel()  # columns
+    Array([0.6, 0.8], dtype=float32)
+
+  Args:
+    x: any array.
+    axis: the axis whose slices get unit norm.
+    eps: the smallest norm divided by (smaller norms are treated as `eps`).
+
+  Returns:
+    The normalised array, same shape and dtype as `x`.
+  """
+  sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
+
+
 def alignment(z1: jax.Array, z2: jax.Array, *, alpha: float = 2, axis_name: str | None = None) -> jax.Array:
   r"""Alignment loss: the mean distance, to the power alpha, between the two views of each example.
 

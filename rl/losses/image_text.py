@@ -8,12 +8,13 @@ from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
 from rl.losses import _tiled
+from rl.losses.hypersphere import l2_normalize
 
 
 def _normalized(x: jax.Array, y: jax.Array, logit_scale) -> tuple[jax.Array, jax.Array]:
   _checks.check_embeddings(x=x, y=y)
   _checks.check_positive("logit_scale", logit_scale)
-  return _ops.l2_normalize(_ops.to_float32(x)), _ops.l2_normalize(_ops.to_float32(y))
+  return l2_normalize(_ops.to_float32(x)), l2_normalize(_ops.to_float32(y))
 
 
 def clip(x: jax.Array, y: jax.Array, *, logit_scale, axis_name: str | None = None, impl: str = "auto",

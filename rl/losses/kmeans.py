@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 def _assign(x: jax.Array, centroids: jax.Array) -> jax.Array:
@@ -67,7 +68,7 @@ def spherical_kmeans(key: jax.Array, features: jax.Array, num_clusters: int, *, 
   if not isinstance(num_clusters, int) or not 1 <= num_clusters <= global_b:
     raise ValueError(f"num_clusters must be an integer in [1, {global_b}] (the global batch size); "
                      f"got {num_clusters}.")
-  x = _ops.l2_normalize(_ops.to_float32(lax.stop_gradient(features)))
+  x = l2_normalize(_ops.to_float32(lax.stop_gradient(features)))
   x_all = _collectives.all_gather_replicated(x, axis_name)  # [B, d], invariant
   init = jax.random.choice(key, global_b, (num_clusters,), replace=False)
   centroids = x_all[init]
@@ -76,7 +77,7 @@ def spherical_kmeans(key: jax.Array, features: jax.Array, num_clusters: int, *, 
     a = _assign(x, c)
     sums = _collectives.psum(jax.ops.segment_sum(x, a, num_segments=num_clusters), axis_name)
     counts = _collectives.psum(jax.ops.segment_sum(jnp.ones_like(a), a, num_segments=num_clusters), axis_name)
-    return jnp.where((counts > 0)[:, None], _ops.l2_normalize(sums), c)
+    return jnp.where((counts > 0)[:, None], l2_normalize(sums), c)
 
   centroids = lax.fori_loop(0, iters, step, centroids)
   return centroids, _assign(x, centroids)
@@ -126,14 +127,14 @@ def assign_topk(features: jax.Array, centroids: jax.Array, k: int, *, chunk: int
     raise ValueError(f"chunk must be a positive integer; got {chunk}.")
   chunk = min(chunk, num_c)
   n_blocks = -(-num_c // chunk)
-  u = _ops.l2_normalize(_ops.to_float32(features))
+  u = l2_normalize(_ops.to_float32(features))
   c = _ops.to_float32(centroids)
   c = jnp.pad(c, ((0, n_blocks * chunk - num_c), (0, 0))).reshape(n_blocks, chunk, -1)
 
   def merge(carry, block):
     vals, idx = carry
     b, ids = block
-    sims = u @ _ops.l2_normalize(b).T  # [n, chunk]
+    sims = u @ l2_normalize(b).T  # [n, chunk]
     sims = jnp.where(ids[None, :] < num_c, sims, -jnp.inf)
     all_vals = jnp.concatenate([vals, sims], axis=1)
     all_ids = jnp.concatenate([idx, jnp.broadcast_to(ids, sims.shape)], axis=1)

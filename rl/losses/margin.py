@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 def arcface_logit(cos: jax.Array, margin: float) -> jax.Array:
@@ -110,8 +111,8 @@ def _prepare(features, prototypes, key, feature_ratio, axis_name):
   x, w = _ops.to_float32(features, prototypes)
   if idx is not None:
     x, w = x[:, idx], w[:, idx]
-  x_all = _collectives.all_gather(_ops.l2_normalize(x), axis_name)
-  return class_key, x_all, _ops.l2_normalize(w)
+  x_all = _collectives.all_gather(l2_normalize(x), axis_name)
+  return class_key, x_all, l2_normalize(w)
 
 
 def _check_common(features, prototypes, feature_ratio, scale, name_ratio, ratio):

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 def _check_state(name: str, state, d: int, what: str) -> None:
@@ -117,7 +118,7 @@ def moco(q: jax.Array, k: jax.Array, queue: jax.Array, *, temperature: float = 0
   _check_state("queue", queue, q.shape[1], "K")
   _checks.check_positive("temperature", temperature)
   q, k, queue = _ops.to_float32(q, lax.stop_gradient(k), lax.stop_gradient(queue))
-  u, w, n = _ops.l2_normalize(q), _ops.l2_normalize(k), _ops.l2_normalize(queue)
+  u, w, n = l2_normalize(q), l2_normalize(k), l2_normalize(queue)
   pos = jnp.sum(u * w, axis=1, keepdims=True) / temperature  # [b, 1]
   neg = (u @ n.T) / temperature  # [b, K]
   logits = jnp.concatenate([pos, neg], axis=1)
@@ -149,7 +150,7 @@ def nearest_neighbor_index(z: jax.Array, support: jax.Array) -> jax.Array:
   _checks.check_array("z", z, ndim=2, shape_doc="[b, d]")
   _check_state("support", support, z.shape[1], "n")
   z, support = _ops.to_float32(lax.stop_gradient(z), lax.stop_gradient(support))
-  sims = _ops.l2_normalize(z) @ _ops.l2_normalize(support).T
+  sims = l2_normalize(z) @ l2_normalize(support).T
   return jnp.argmax(sims, axis=1).astype(jnp.int32)
 
 
@@ -174,14 +175,14 @@ def nearest_neighbor(z: jax.Array, support: jax.Array) -> jax.Array:
   Representations", ICCV 2021, https://arxiv.org/abs/2104.14548 (eq. 1).
   """
   idx = nearest_neighbor_index(z, support)
-  unit = _ops.l2_normalize(_ops.to_float32(lax.stop_gradient(support)))
+  unit = l2_normalize(_ops.to_float32(lax.stop_gradient(support)))
   return jnp.take(unit, idx, axis=0)
 
 
 def _nn_info_nce(nn: jax.Array, p: jax.Array, temperature, axis_name) -> jax.Array:
   """Local sum over this device's anchors of -log softmax_k(nn_i . p_k / T)[i], k over the global batch."""
   b = nn.shape[0]
-  p_all = _collectives.all_gather(_ops.l2_normalize(p), axis_name)  # negatives from every device
+  p_all = _collectives.all_gather(l2_normalize(p), axis_name)  # negatives from every device
   logits = (nn @ p_all.T) / temperature  # [b, B]
   pos_col = jnp.arange(b) + _collectives.axis_index(axis_name) * b
   pos = jnp.take_along_axis(logits, pos_col[:, None], axis=1)[:, 0]
@@ -297,7 +298,7 @@ def npid_nce_normalizer(features: jax.Array, indices: jax.Array, memory_bank: ja
   _check_npid(features, indices, memory_bank)
   _checks.check_positive("temperature", temperature)
   _checks.check_positive("num_negatives", num_negatives)
-  f = _ops.l2_normalize(_ops.to_float32(lax.stop_gradient(features)))
+  f = l2_normalize(_ops.to_float32(lax.stop_gradient(features)))
   bank = _ops.to_float32(lax.stop_gradient(memory_bank))
   _, neg = _nce_scores(f, indices, bank, num_negatives, key, temperature, axis_name)
   return jnp.exp(_log_normalizer(neg, bank.shape[0], axis_name))
@@ -350,7 +351,7 @@ def npid(features: jax.Array, indices: jax.Array, memory_bank: jax.Array, *, tem
   """
   _check_npid(features, indices, memory_bank)
   _checks.check_positive("temperature", temperature)
-  f = _ops.l2_normalize(_ops.to_float32(features))
+  f = l2_normalize(_ops.to_float32(features))
   bank = _ops.to_float32(lax.stop_gradient(memory_bank))
   n = bank.shape[0]
   if num_negatives is None:
@@ -405,7 +406,7 @@ def memory_bank_update(memory_bank: jax.Array, features: jax.Array, indices: jax
   """
   _check_npid(features, indices, memory_bank)
   _checks.check_in_range("momentum", momentum, 0.0, 1.0, high_inclusive=False)
-  f = _ops.l2_normalize(_ops.to_float32(lax.stop_gradient(features)))
+  f = l2_normalize(_ops.to_float32(lax.stop_gradient(features)))
   memory_bank = jnp.asarray(memory_bank)
   f = _collectives.all_gather_replicated(f, axis_name)  # [B, d] in global batch order
   idx = _collectives.all_gather_replicated(jnp.asarray(indices).astype(jnp.int32), axis_name)
@@ -414,5 +415,5 @@ def memory_bank_update(memory_bank: jax.Array, features: jax.Array, indices: jax
   same = (idx[:, None] == idx[None, :]).astype(f.dtype)
   f_mean = (same @ f) / jnp.sum(same, axis=1, keepdims=True)
   old = _ops.to_float32(jnp.take(memory_bank, idx, axis=0))
-  new = _ops.l2_normalize(momentum * old + (1.0 - momentum) * f_mean)
+  new = l2_normalize(momentum * old + (1.0 - momentum) * f_mean)
   return lax.stop_gradient(memory_bank.at[idx].set(new.astype(memory_bank.dtype)))

@@ -7,13 +7,14 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 _DISTANCES = ("squared_euclidean", "cosine")
 
 
 def _pairwise_distance(x: jax.Array, keys: jax.Array, distance: str) -> jax.Array:
   if distance == "cosine":
-    return 1.0 - _ops.l2_normalize(x) @ _ops.l2_normalize(keys).T
+    return 1.0 - l2_normalize(x) @ l2_normalize(keys).T
   sq = (jnp.sum(jnp.square(x), axis=1)[:, None] + jnp.sum(jnp.square(keys), axis=1)[None, :]
         - 2.0 * (x @ keys.T))
   # The expansion can round below 0 for (near-)duplicates; a distance is never negative.

@@ -16,6 +16,7 @@ from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
 from rl.losses.clustering import sinkhorn_knopp
+from rl.losses.hypersphere import l2_normalize
 
 
 def _check_dims(dims) -> tuple[int, ...]:
@@ -227,7 +228,7 @@ def nested_cluster_loss(student_feats: jax.Array, teacher_feats: jax.Array, prot
   _checks.check_positive("teacher_temp", teacher_temp)
   b = student_feats.shape[0]
   s_all, t_all = _ops.to_float32(student_feats, teacher_feats)
-  norm = _ops.l2_normalize if normalize else (lambda x: x)
+  norm = l2_normalize if normalize else (lambda x: x)
   total = jnp.zeros((), s_all.dtype)
   for m, c_s, c_t in zip(got, prototypes, teacher_prototypes):
     c_s = norm(_ops.to_float32(c_s))

@@ -16,6 +16,7 @@ import numpy as np
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 class ODCMemory(NamedTuple):
@@ -35,7 +36,7 @@ def _class_directions(bank: jax.Array, labels: jax.Array, num_classes: int):
   """Normalised class means (the normalised class sums) and class sizes, by segment_sum over the bank."""
   sums = jax.ops.segment_sum(bank, labels, num_segments=num_classes)
   counts = jax.ops.segment_sum(jnp.ones(labels.shape, jnp.int32), labels, num_segments=num_classes)
-  return _ops.l2_normalize(sums), counts
+  return l2_normalize(sums), counts
 
 
 def _check_memory(memory: ODCMemory) -> None:
@@ -78,7 +79,7 @@ def odc_init(features: jax.Array, labels: jax.Array, num_classes: int) -> ODCMem
     if len(counts) > num_classes or (counts[:num_classes] == 0).any():
       raise ValueError(f"labels must use every class in [0, {num_classes}) and no other; got class sizes "
                        f"{counts.tolist() if len(counts) <= 20 else '(too many to show)'}.")
-  bank = _ops.l2_normalize(_ops.to_float32(features).astype(jnp.float32))
+  bank = l2_normalize(_ops.to_float32(features).astype(jnp.float32))
   labels = jnp.asarray(labels, jnp.int32)
   centroids, _ = _class_directions(bank, labels, num_classes)
   return ODCMemory(bank, labels, centroids)
@@ -214,10 +215,10 @@ def odc_update(memory: ODCMemory, features: jax.Array, indices: jax.Array, *, mo
   _checks.check_labels("indices", indices, features.shape[0])
   _checks.check_in_range("momentum", momentum, 0.0, 1.0)
   bank, label_bank, centroids = memory
-  f = _ops.l2_normalize(_ops.to_float32(lax.stop_gradient(features)).astype(bank.dtype))
+  f = l2_normalize(_ops.to_float32(lax.stop_gradient(features)).astype(bank.dtype))
   f = _collectives.all_gather_replicated(f, axis_name)
   idx = _collectives.all_gather_replicated(indices, axis_name)
-  new = _ops.l2_normalize(momentum * bank[idx] + (1.0 - momentum) * f)
+  new = l2_normalize(momentum * bank[idx] + (1.0 - momentum) * f)
   bank = bank.at[idx].set(new)
   new_labels = jnp.argmax(new @ centroids.T, axis=1).astype(label_bank.dtype)
   old_labels = label_bank[idx]

@@ -20,12 +20,13 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.hypersphere import l2_normalize
 
 
 def _cosine(p: jax.Array, z: jax.Array) -> jax.Array:
   """Row-wise cosine similarity in float32 (float64 stays float64)."""
   p, z = _ops.to_float32(p, z)
-  return jnp.sum(_ops.l2_normalize(p) * _ops.l2_normalize(z), axis=-1)
+  return jnp.sum(l2_normalize(p) * l2_normalize(z), axis=-1)
 
 
 def byol(p: jax.Array, z: jax.Array, *, axis_name: str | None = None) -> jax.Array:

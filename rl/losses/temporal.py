@@ -16,6 +16,7 @@ from rl.losses import _collectives
 from rl.losses import _ops
 from rl.losses.contrastive import info_nce
 from rl.losses.redundancy import barlow_twins, byol
+from rl.losses.hypersphere import l2_normalize
 
 
 def _check_bilinear(w, d: int) -> None:
@@ -80,7 +81,7 @@ def taco(query: jax.Array, future: jax.Array, *, w: jax.Array | None = None, tem
     return info_nce(query, future, temperature=temperature, axis_name=axis_name)
   q, f = _ops.to_float32(query, future)
   if normalize:
-    q, f = _ops.l2_normalize(q), _ops.l2_normalize(f)
+    q, f = l2_normalize(q), l2_normalize(f)
   b = q.shape[0]
   logits = _score(q, _collectives.all_gather(f, axis_name), w) / temperature  # [b, B]
   pos_col = jnp.arange(b) + _collectives.axis_index(axis_name) * b
@@ -267,7 +268,7 @@ def decorrelated_prediction(pred: jax.Array, target: jax.Array, *, decorrelation
   sg = jax.lax.stop_gradient
   prediction = 0.5 * (byol(pred[:, 0], sg(target[:, 1]), axis_name=axis_name)
                       + byol(pred[:, 1], sg(target[:, 0]), axis_name=axis_name))
-  y = _ops.l2_normalize(_ops.to_float32(target))
+  y = l2_normalize(_ops.to_float32(target))
   decorrelation = barlow_twins(y[:, 0], y[:, 1], lambda_=off_diagonal_weight, axis_name=axis_name)
   loss = prediction + decorrelation_weight * decorrelation
   if return_terms:

@@ -20,6 +20,7 @@ from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
 from rl.losses.contrastive import info_nce
+from rl.losses.hypersphere import l2_normalize
 
 _MODES = ("shuffle", "repeat")
 
@@ -210,7 +211,7 @@ def bidirectional_prediction(pred_future: jax.Array, pred_past: jax.Array, futur
   """
   _checks.check_embeddings(pred_future=pred_future, pred_past=pred_past, future=future, past=past)
   _checks.check_positive("temperature", temperature)
-  hf, hp, f, p = (_ops.l2_normalize(x) for x in _ops.to_float32(pred_future, pred_past, future, past))
+  hf, hp, f, p = (l2_normalize(x) for x in _ops.to_float32(pred_future, pred_past, future, past))
   # info_nce re-normalises the concatenations, which have norm sqrt(2): u^T v = (hf^T x + hp^T y) / 2.
   query = jnp.concatenate([hf, hp], axis=1)
   key = jnp.concatenate([f, p], axis=1)

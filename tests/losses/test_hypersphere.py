@@ -151,3 +151,31 @@ def test_uniformity_bad_inputs_and_bfloat16():
   got = L.uniformity(jnp.asarray(z, jnp.bfloat16))
   assert got.dtype == jnp.float32
   np.testing.assert_allclose(got, uniformity_reference(z, 2.0), rtol=2e-2)
+
+
+def l2_normalize_reference(x, axis, eps=1e-12):
+  """x / max(||x||, eps) along `axis`, one slice at a time, in float64 (torch.nn.functional.normalize)."""
+  x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+  out = np.stack([row / max(np.sqrt(np.sum(row ** 2)), eps) for row in x.reshape(-1, x.shape[-1])])
+  return np.moveaxis(out.reshape(x.shape), -1, axis)
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_l2_normalize_matches_reference_and_jit(axis):
+  x = np.random.RandomState(0).randn(5, 3, 4).astype(np.float32) * np.float32(10.0) ** np.arange(-2, 2)
+  np.testing.assert_allclose(L.l2_normalize(x, axis=axis), l2_normalize_reference(x, axis), rtol=2e-6, atol=1e-7)
+  np.testing.assert_allclose(jax.jit(lambda v: L.l2_normalize(v, axis=axis))(x), L.l2_normalize(x, axis=axis),
+                             rtol=1e-6)
+  assert L.l2_normalize(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16  # computes in the input dtype
+
+
+def test_l2_normalize_zero_rows_and_gradients():
+  x = np.array([[0.0, 0.0, 0.0], [1e-13, 0.0, 0.0], [3.0, 0.0, 4.0]], np.float32)
+  out = np.asarray(L.l2_normalize(x))
+  np.testing.assert_array_equal(out[0], 0.0)  # an all-zero row stays zero ...
+  np.testing.assert_allclose(out[1], [0.1, 0.0, 0.0], rtol=1e-5)  # ... a tiny one is divided by eps, not its norm
+  np.testing.assert_allclose(out[2], [0.6, 0.0, 0.8], rtol=1e-6)
+  grads = jax.grad(lambda v: jnp.sum(L.l2_normalize(v) * jnp.arange(3.0)))(jnp.asarray(x))
+  assert np.all(np.isfinite(grads))  # x / ||x|| would give NaN at the zero row
+  # Away from zero, the gradient is the float64 finite-difference one.
+  check_grads(lambda v: L.l2_normalize(v), (np.random.RandomState(1).randn(4, 3),), order=1, modes=("rev",))
