@@ -44,7 +44,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("--workdir is required: the workdir of a training run.")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TFDS and Orbax log every file they touch at INFO
-  from rl.train import loop  # pylint: disable=g-import-not-at-top  (after flags are parsed)
+  from rl.train import mesh  # pylint: disable=g-import-not-at-top  (after flags are parsed)
   from rl.train import restore  # pylint: disable=g-import-not-at-top
 
   config = restore.read_config(fv.workdir, template=common.base())
@@ -56,7 +56,7 @@ def main(argv: Sequence[str]) -> None:
   leftover = config_fv(rest)
   if len(leftover) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(leftover[1:])}")
-  loop.mesh_lib.initialize_distributed()
+  mesh.initialize_distributed()
   restore.evaluate_checkpoint(fv.workdir, config_fv.config, step=fv.step)
 
 

@@ -28,7 +28,8 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TFDS and Orbax log every file they touch at INFO
   from rl.train import loop  # pylint: disable=g-import-not-at-top  (after flags are parsed)
-  loop.mesh_lib.initialize_distributed()
+  from rl.train import mesh  # pylint: disable=g-import-not-at-top
+  mesh.initialize_distributed()
   result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   if "interrupted" in result:  # checkpointed after SIGTERM/SIGINT: exit as the signal would (143 / 130)
     sys.exit(128 + {"SIGTERM": 15, "SIGINT": 2}.get(result["interrupted"]["signal"], 15))

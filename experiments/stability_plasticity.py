@@ -86,7 +86,7 @@ def run(config: ml_collections.ConfigDict, workdir: epath.PathLike, *, old: Sequ
   import jax  # pylint: disable=g-import-not-at-top
   from rl import data  # pylint: disable=g-import-not-at-top
   from rl import eval as rl_eval  # pylint: disable=g-import-not-at-top
-  from rl.train import evaluate, restore  # pylint: disable=g-import-not-at-top
+  from rl.train import evaluate, loop, restore  # pylint: disable=g-import-not-at-top
 
   for name, steps in (("--steps_old", steps_old), ("--steps_new", steps_new)):
     if not isinstance(steps, int) or steps < 1:
@@ -107,7 +107,7 @@ def run(config: ml_collections.ConfigDict, workdir: epath.PathLike, *, old: Sequ
   config = copy.deepcopy(config)
   with config.unlocked():
     config.total_steps = total
-  probe_run = restore.build_run(config)
+  probe_run = loop.build(config)
   states = [("random encoder (reference)", probe_run.init_state()),
             (f"after phase 1: {steps_old} steps on old classes", restore.restore_state(
                 probe_run, workdir / "phase1", steps_old)),

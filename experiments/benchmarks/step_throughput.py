@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 # PyTorch (optional) goes first: Triton, torch.compile's backend, crashes the process (segmentation fault in its
-# LLVM) when it is loaded after TensorFlow, which `rl.data` imports.
+# LLVM) when it is loaded after TensorFlow, which the TFDS pipeline of `rl.data` imports.
 try:
   import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   import triton  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
@@ -47,18 +47,13 @@ except ImportError:
   pass
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from configs import simclr as simclr_config  # noqa: E402
-from rl import data  # noqa: E402
-from rl.data import augment  # noqa: E402
 from rl.train import loop  # noqa: E402
 from rl.train import mesh as mesh_lib  # noqa: E402
 from rl.train import optim  # noqa: E402
-from rl.train import precision  # noqa: E402
 from rl.train import step as step_lib  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "step_throughput.json")
@@ -156,13 +151,9 @@ def build_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, s
   unknown = sorted(set(kinds) - set(STEP_KINDS))
   if unknown:
     raise ValueError(f"kinds: expected a subset of {STEP_KINDS}; got unknown {unknown}")
-  info = data.dataset_info(config.dataset, image_size=config.image_size)
-  method = precision.get_method(config)
-  recipes, eval_recipe, out_size, view_sizes = loop._recipes(config, info)  # pylint: disable=protected-access
-  tx = optim.make_optimizer(config, config.total_steps)
-  probe_tx = optax.adam(config.online_probe.lr)
-  schedule = optim.learning_rate_schedule(config, config.total_steps)
-  state = loop.init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
+  run = loop.build(config, mesh=mesh, prepare_data=False)  # random inputs: the data set is not read
+  info = run.info
+  state = run.init_state()
 
   def new_state():
     return jax.tree.map(lambda x: x.copy(), state)
@@ -172,14 +163,14 @@ def build_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, s
   rng = np.random.default_rng(seed)
   images = jax.device_put(rng.integers(0, 256, (b,) + tuple(info.shape), dtype=np.uint8), sharding)
   labels = jax.device_put(rng.integers(0, info.num_classes, b).astype(np.int32), sharding)
-  sizes = view_sizes if isinstance(view_sizes, (tuple, list)) else (view_sizes,) * len(recipes)
   views = tuple(jax.device_put(rng.standard_normal((b, size, size, info.shape[-1]), dtype=np.float32), sharding)
-                for size in sizes)
+                for size in run.view_sizes)
   batches = {"model_only": {"views": views, "label": labels}, "end_to_end": {"x": images, "label": labels}}
   compiled = dict.fromkeys(STEP_KINDS)
   for kind in kinds:
-    step = step_lib.make_train_step(method, tx, probe_tx, mesh=mesh, seed=config.seed, recipes=recipes,
-                                    out_size=view_sizes, num_classes=info.num_classes, schedule=schedule,
+    step = step_lib.make_train_step(run.method, run.tx, run.probe_tx, mesh=mesh, seed=config.seed,
+                                    recipes=run.recipes, view_sizes=run.view_sizes, num_classes=info.num_classes,
+                                    schedule=optim.learning_rate_schedule(config, config.total_steps),
                                     augment_on_device=kind == "end_to_end")
     compiled[kind] = step.lower(state, batches[kind]).compile()
   return Steps(model_only=compiled["model_only"], end_to_end=compiled["end_to_end"],

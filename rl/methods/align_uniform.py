@@ -12,25 +12,35 @@ representation that is evaluated is the encoder output, as for every other metho
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
 from rl.methods import base
-from rl.methods.simclr import EncoderProjector, build_network
+from rl.methods import two_view
 
 
-def l2_normalize(z: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """z / max(|z|, eps) per row, in float32 (as torch.nn.functional.normalize).
+def objective(config: ml_collections.ConfigDict) -> two_view.Objective:
+  """L_align + lam * mean L_uniform of the normalised projections, with `config.align_uniform.{alpha, t, lam}`.
+
+  Returns (loss, {'align', 'uniform'}).
 
   Example:
-    >>> l2_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]]))
-    Array([[0.6, 0.8],
-           [0. , 0. ]], dtype=float32)
+    >>> from configs import align_uniform as align_uniform_config
+    >>> align_uniform = objective(align_uniform_config.get_config("smoke"))
+    >>> value, metrics = align_uniform(jnp.eye(3), jnp.eye(3))  # aligned (0), spread over 3 orthogonal directions
+    >>> round(float(metrics["align"]), 4), round(float(metrics["uniform"]), 4)
+    (0.0, -4.0)
   """
-  z = z.astype(jnp.float32)
-  return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), eps)
+  alpha, t, lam = (float(config.align_uniform[k]) for k in ("alpha", "t", "lam"))
+
+  def align_uniform(z1, z2, *, axis_name=None):
+    u1, u2 = (base._div_normalize(z.astype(jnp.float32)) for z in (z1, z2))
+    align = losses.alignment(u1, u2, alpha=alpha, axis_name=axis_name)
+    uniform = (losses.uniformity(u1, t=t, axis_name=axis_name) + losses.uniformity(u2, t=t, axis_name=axis_name)) / 2
+    return align + lam * uniform, {"align": align, "uniform": uniform}
+
+  return align_uniform
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
@@ -38,44 +48,8 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import align_uniform as align_uniform_config
-    >>> config = align_uniform_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.align_uniform.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'projector'], ['batch_stats'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['align', 'uniform'], (8, 16))
+    >>> rl.methods.base.describe(make(align_uniform_config.get_config("smoke")))
+    {'params': ['encoder', 'projector'], 'state': ['batch_stats'], 'metrics': ['align', 'uniform'], 'embedding': (8,
+     16)}
   """
-  alpha = float(config.align_uniform.alpha)
-  t = float(config.align_uniform.t)
-  lam = float(config.align_uniform.lam)
-  eval_net = build_network(config, axis_name=None)
-
-  def init(key, x):
-    variables = eval_net.init(key, x, train=False)
-    params = variables.pop("params")
-    return params, dict(variables)
-
-  def loss(params, state, batch, key, *, axis_name=None):
-    del key  # the objective is deterministic given the views
-    v1, v2 = batch["views"]
-    b = v1.shape[0]
-    net = build_network(config, axis_name=axis_name)
-    (h, z), new_state = net.apply({"params": params, **state}, jnp.concatenate([v1, v2]), train=True,
-                                  mutable=list(state))
-    u1, u2 = l2_normalize(z[:b]), l2_normalize(z[b:])
-    align = losses.alignment(u1, u2, alpha=alpha, axis_name=axis_name)
-    uniform = (losses.uniformity(u1, t=t, axis_name=axis_name) + losses.uniformity(u2, t=t, axis_name=axis_name)) / 2
-    value = align + lam * uniform
-    aux = {"metrics": {"align": align, "uniform": uniform}, "features": jax.lax.stop_gradient(h[:b])}
-    return value, (dict(new_state), aux)
-
-  def embed(params, state, x):
-    return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.encode)
-
-  def project(params, state, x):
-    return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.project)
-
-  return base.Method(name="align_uniform", num_views=2, init=init, loss=loss, embed=embed, project=project)
+  return two_view.make(config, objective(config), name="align_uniform")

@@ -16,28 +16,27 @@ its running statistics are the EMA of the student's.
 """
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
-from rl import models
-from rl.methods import _multicrop
 from rl.methods import base
+from rl.methods import ema_target
+from rl.methods import multicrop
 from rl.models import ema
 
 
-def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> _multicrop.MultiCropNetwork:
-  """Encoder and `dino_head` (`config.dino.head_kwargs`).
+def build_head(config: ml_collections.ConfigDict, axis_name: str | None) -> nn.Module:
+  """The `dino_head` of `config.dino.head_kwargs` (MLP, bottleneck, weight-normalised last layer).
 
   Example:
     >>> from configs import dino as dino_config
-    >>> net = build_network(dino_config.get_config("smoke"), axis_name=None)
-    >>> type(net.encoder).__name__, type(net.head).__name__
-    ('Conv1DEncoder', 'DINOHead')
+    >>> type(build_head(dino_config.get_config("smoke"), axis_name=None)).__name__
+    'DINOHead'
   """
-  head = models.get_model("dino_head", axis_name=axis_name, **config.dino.head_kwargs.to_dict())
-  return _multicrop.MultiCropNetwork(encoder=_multicrop.build_encoder(config, axis_name), head=head)
+  return base.get_model(config, "dino_head", axis_name=axis_name, **config.dino.head_kwargs.to_dict())
 
 
 def teacher_temperature(step, *, warmup: float, final: float, warmup_steps: int) -> jax.Array:
@@ -60,44 +59,25 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import dino as dino_config
-    >>> config = dino_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.dino.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'head'], ['batch_stats', 'center', 'step', 'teacher'])
-    >>> views = (x, x + 0.1) + tuple(x[:, i:i + 20] for i in range(4))  # 2 global, 4 local crops
-    >>> loss, (state, aux) = jax.jit(method.loss)(params, state, {"views": views}, jax.random.key(1))  # jitted: faster
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['dino', 'teacher_temp'], (8, 16))
+    >>> config = dino_config.get_config("smoke")  # 2 global crops of 40 samples, 4 local ones of 20
+    >>> rl.methods.base.describe(make(config), view_sizes=config.augment.view_sizes)
+    {'params': ['encoder', 'head'], 'state': ['batch_stats', 'center', 'step', 'teacher'], 'metrics': ['dino',
+     'teacher_temp'], 'embedding': (8, 16)}
   """
   cfg = config.dino
-  num_views = len(config.augment.views)
   num_global = int(cfg.num_global_crops)
-  eval_net = build_network(config, axis_name=None)
+  momentum = ema_target.momentum_schedule(config.total_steps, cfg.base_momentum, cfg.final_momentum)
 
-  def init(key, x):
-    variables = eval_net.init(key, x, train=False)
-    params = variables.pop("params")
-    state = {"batch_stats": variables.get("batch_stats", {}), "step": jnp.zeros((), jnp.int32),
-             "center": jnp.zeros((int(cfg.head_kwargs.out_dim),), jnp.float32)}
+  def init_state(params, state):
     # The teacher starts as a copy of the student (official code: `teacher.load_state_dict(student.state_dict())`).
-    state["teacher"] = jax.tree.map(jnp.array, {"params": params, "batch_stats": state["batch_stats"]})
-    return params, state
+    return {"center": jnp.zeros((int(cfg.head_kwargs.out_dim),), jnp.float32),
+            "teacher": jax.tree.map(jnp.array, {"params": params, "batch_stats": state["batch_stats"]})}
 
-  def loss(params, state, batch, key, *, axis_name=None):
-    del key  # the objective is deterministic given the views
-    views = batch["views"]
-    _multicrop.check_views(views, num_global, "dino")
-    b = views[0].shape[0]
-    frozen = state["step"] < int(cfg.freeze_last_layer_steps)
-    head = params["head"]
-    params = {**params, "head": {**head, "last_layer": _multicrop.freeze_while(head["last_layer"], frozen)}}
-    net = build_network(config, axis_name)
-    (h, student), new_bs = net.apply(_multicrop.variables(params, state), views, train=True,
-                                     mutable=["batch_stats"])
-    teacher_vars = jax.lax.stop_gradient(state["teacher"])
-    (_, teacher), _ = net.apply(teacher_vars, views[:num_global], train=True, mutable=["batch_stats"])
+  def loss_fn(net, params, state, out, batch, *, axis_name=None):
+    del params
+    student = out[1]
+    (_, teacher), _ = net.apply(jax.lax.stop_gradient(state["teacher"]), batch["views"][:num_global],
+                                axis_name=axis_name)
     teacher = jax.lax.stop_gradient(teacher)
     tau_t = teacher_temperature(state["step"], warmup=float(cfg.warmup_teacher_temp), final=float(cfg.teacher_temp),
                                 warmup_steps=int(cfg.warmup_teacher_temp_steps))
@@ -105,20 +85,14 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
                         num_global_crops=num_global, axis_name=axis_name)
     center = losses.dino_center_update(state["center"], teacher, momentum=float(cfg.center_momentum),
                                        axis_name=axis_name)
-    new_state = {**state, "batch_stats": new_bs.get("batch_stats", {}), "center": center}
-    aux = {"metrics": {"dino": value, "teacher_temp": tau_t}, "features": jax.lax.stop_gradient(h[:b])}
-    return value, (new_state, aux)
+    return value, {"dino": value, "teacher_temp": tau_t}, {**state, "center": center}
 
-  def embed(params, state, x):
-    # The student's encoder (the official evaluations use the teacher; for a run's online probe and the final
-    # report we keep one convention across methods: the network the optimizer trains).
-    return eval_net.apply(_multicrop.variables(params, state), x, method=_multicrop.MultiCropNetwork.encode)
-
-  def update_after_step(params, state, step):
-    m = ema.cosine_momentum(step, int(config.total_steps), base=float(cfg.base_momentum),
-                            final=float(cfg.final_momentum))
+  def update_teacher(params, state, step):
     online = {"params": params, "batch_stats": state["batch_stats"]}
-    return {**state, "teacher": ema.ema_update(state["teacher"], online, m), "step": step + 1}
+    return {**state, "teacher": ema.ema_update(state["teacher"], online, momentum(step))}
 
-  return base.Method(name="dino", num_views=num_views, init=init, loss=loss, embed=embed,
-                     update_after_step=update_after_step)
+  # `embed` is the student's encoder (the official evaluations use the teacher; for a run's online probe and the
+  # final report we keep one convention across methods: the network the optimizer trains).
+  return multicrop.make_method(config, loss_fn, name="dino", head=build_head, num_global=num_global,
+                               frozen_part="last_layer", freeze_steps=int(cfg.freeze_last_layer_steps),
+                               init_state=init_state, update_after_step=update_teacher)

@@ -34,31 +34,74 @@ concatenated keys); the authors' SimCLR and MoCo hallucinate only from the first
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
-from rl import models
-from rl.methods import _target
 from rl.methods import base
+from rl.methods import ema_target
 from rl.methods import moco_v2
 from rl.methods import simclr
 from rl.methods import simsiam
+from rl.methods import two_view
 
-BASES = {"simclr": simclr.make, "moco_v2": moco_v2.make, "simsiam": simsiam.make}
 PARAMS_KEY = "hallucinator"  # the smoother's parameters, beside the base method's
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+  """A positive pair of the base objective: `term(a)` is its loss with trained side a; b is a's partner."""
+  a: jax.Array
+  b: jax.Array
+  term: Callable[[jax.Array], jax.Array]
+
+
+def _simclr_pairs(config, out, state, batch, axis_name):
+  temperature = float(config.simclr.temperature)
+  z1, z2 = out.z
+  return [Pair(z1, z2, lambda a: losses.nt_xent(a, z2, temperature=temperature, axis_name=axis_name))], state
+
+
+def _moco_pairs(config, out, state, batch, axis_name):
+  temperature = float(config.moco_v2.temperature)
+  q1, q2 = out.z
+  k1, k2 = (base._div_normalize(k) for k in ema_target.target_projections(
+      config, state["target"], batch["views"], axis_name=axis_name))
+  queue = jax.lax.stop_gradient(state["queue"])
+  moco = lambda k, queue_: lambda a: losses.moco(a, k, queue_, temperature=temperature, axis_name=axis_name)
+  pairs = [Pair(q1, k2, moco(k2, queue[1])), Pair(q2, k1, moco(k1, queue[0]))]
+  return pairs, {**state, **moco_v2.push_keys(state, k1, k2, axis_name=axis_name)}
+
+
+def _simsiam_pairs(config, out, state, batch, axis_name):
+  (p1, p2), (z1, z2) = out.p, jax.lax.stop_gradient(out.z)
+  cos = lambda z: lambda a: losses.negative_cosine(a, z, axis_name=axis_name)
+  # As the authors: each prediction is pushed away from the other view's (un-hallucinated) prediction.
+  return [Pair(p1, p2, cos(z2)), Pair(p2, p1, cos(z1))], state
+
+
+class Base(NamedTuple):
+  """A method the Hallucinator can extend."""
+  make: Callable[[ml_collections.ConfigDict], base.Method]  # the base method (init, embed, state updates)
+  predictor_kwargs: Callable[[ml_collections.ConfigDict], Any]  # its network's predictor, if any
+  pairs: Callable  # (config, out, state, batch, axis_name) -> (its positive pairs, the new method state)
+  metric: str  # the name of its loss
+
+
+BASES = {
+    "simclr": Base(simclr.make, lambda config: None, _simclr_pairs, "nt_xent"),
+    "moco_v2": Base(moco_v2.make, lambda config: None, _moco_pairs, "moco"),
+    "simsiam": Base(simsiam.make, lambda config: config.simsiam.predictor_kwargs, _simsiam_pairs, "negative_cosine"),
+}
 
 
 def _split(params) -> tuple[dict[str, Any], Any]:
   """(the base method's params, the smoother's params or None)."""
   return {k: v for k, v in params.items() if k != PARAMS_KEY}, params.get(PARAMS_KEY)
-
-
-def _normalize(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def feature_dim(config: ml_collections.ConfigDict, name: str) -> int:
@@ -81,32 +124,23 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import hallucinator as hallucinator_config
-    >>> config = hallucinator_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.hallucinator.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'hallucinator', 'projector'], ['batch_stats'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['hallucinator', 'nt_xent', 'nt_xent_hallucinated'], (8, 16))
+    >>> rl.methods.base.describe(make(hallucinator_config.get_config("smoke")))
+    {'params': ['encoder', 'hallucinator', 'projector'], 'state': ['batch_stats'], 'metrics': ['hallucinator',
+     'nt_xent', 'nt_xent_hallucinated'], 'embedding': (8, 16)}
   """
   cfg = config.hallucinator
-  name = cfg.base
-  if name not in BASES:
-    raise ValueError(f"config.hallucinator.base: unknown base {name!r}; known bases: {', '.join(sorted(BASES))}.")
-  if name not in config:
-    raise ValueError(f"config.hallucinator.base={name!r} needs the section config.{name} with its hyper-parameters; "
-                     f"build the config with configs/hallucinator.py:VARIANT,{name}.")
+  name = base.base_method(config, BASES)
   max_ratio = float(cfg.max_ratio)
   if not max_ratio >= 0:
     raise ValueError(f"config.hallucinator.max_ratio must be >= 0; got {cfg.max_ratio}.")
-  base_method = BASES[name](config)
+  make_base, predictor_kwargs, pairs_of, metric = BASES[name]
+  base_method = make_base(config)
+  net = two_view.Network(config, predictor_kwargs(config))
   d = feature_dim(config, name)
   hidden = (2 * d, 2 * d) if cfg.smoother_hidden_dims is None else tuple(int(w) for w in cfg.smoother_hidden_dims)
   # The authors' generator: Linear-ReLU-Linear-ReLU-Linear, no BatchNorm.
-  smoother_net = models.get_model("mlp_projector", hidden_dims=hidden, out_dim=d, use_bn=False) if cfg.smoother \
-      else None
+  smoother_net = (base.get_model(config, "mlp_projector", hidden_dims=hidden, out_dim=d, use_bn=False)
+                  if cfg.smoother else None)
 
   def init(key, x):
     base_key, smoother_key = jax.random.split(key)
@@ -115,78 +149,31 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
       params = {**params, PARAMS_KEY: smoother_net.init(smoother_key, jnp.zeros((1, 2 * d)), train=False)["params"]}
     return params, state
 
-  def hallucinate(smoother_params, key, a, b, axis_name):
+  def loss(params, state, batch, key, *, axis_name=None):
+    params, smoother_params = _split(params)
     smoother = None
     if smoother_net is not None:
       smoother = lambda x: smoother_net.apply({"params": smoother_params}, x, train=True)
-    return losses.hallucinate(key, a, b, max_ratio=max_ratio, smoother=smoother, axis_name=axis_name)
-
-  def simclr_loss(params, smoother_params, state, v1, v2, key, axis_name):
-    temperature = float(config.simclr.temperature)
-    b = v1.shape[0]
-    net = simclr.build_network(config, axis_name)
-    (h, z), new_state = net.apply({"params": params, **state}, jnp.concatenate([v1, v2]), train=True,
-                                  mutable=list(state))
-    z1, z2 = z[:b], z[b:]
-    real = losses.nt_xent(z1, z2, temperature=temperature, axis_name=axis_name)
-    z1_h = hallucinate(smoother_params, key, z1, z2, axis_name)
-    fake = losses.nt_xent(z1_h, z2, temperature=temperature, axis_name=axis_name)
-    return real, fake, dict(new_state), h[:b], "nt_xent"
-
-  def moco_loss(params, smoother_params, state, v1, v2, key, axis_name):
-    temperature = float(config.moco_v2.temperature)
-    b = v1.shape[0]
-    x = jnp.concatenate([v1, v2])
-    net = simclr.build_network(config, axis_name)
-    (h, q), new_bs = net.apply(_target.variables(params, state), x, train=True, mutable=["batch_stats"])
-    k = _normalize(_target.target_projections(config, state["target"], x, axis_name=axis_name))
-    q1, q2, k1, k2 = q[:b], q[b:], k[:b], k[b:]
-    queue = jax.lax.stop_gradient(state["queue"])
-    moco = lambda query, key_, queue_: losses.moco(query, key_, queue_, temperature=temperature, axis_name=axis_name)
-    real = (moco(q1, k2, queue[1]) + moco(q2, k1, queue[0])) / 2
-    q1_h = hallucinate(smoother_params, jax.random.fold_in(key, 0), q1, k2, axis_name)
-    q2_h = hallucinate(smoother_params, jax.random.fold_in(key, 1), q2, k1, axis_name)
-    fake = (moco(q1_h, k2, queue[1]) + moco(q2_h, k1, queue[0])) / 2
-    queue0, ptr = losses.queue_push(queue[0], state["queue_ptr"], k1, axis_name=axis_name)
-    queue1, _ = losses.queue_push(queue[1], state["queue_ptr"], k2, axis_name=axis_name)
-    new_state = {**state, "batch_stats": new_bs.get("batch_stats", {}), "queue": jnp.stack([queue0, queue1]),
-                 "queue_ptr": ptr}
-    return real, fake, new_state, h[:b], "moco"
-
-  def simsiam_loss(params, smoother_params, state, v1, v2, key, axis_name):
-    b = v1.shape[0]
-    net = _target.build_online(config, axis_name, config.simsiam.predictor_kwargs)
-    (h, z, p), new_bs = net.apply(_target.variables(params, state), jnp.concatenate([v1, v2]), train=True,
-                                  mutable=["batch_stats"])
-    z = jax.lax.stop_gradient(z)
-    p1, p2, z1, z2 = p[:b], p[b:], z[:b], z[b:]
-    cos = lambda p_, z_: losses.negative_cosine(p_, z_, axis_name=axis_name)
-    real = (cos(p1, z2) + cos(p2, z1)) / 2
-    # As the authors: each prediction is pushed away from the other view's (un-hallucinated) prediction.
-    p1_h = hallucinate(smoother_params, jax.random.fold_in(key, 0), p1, p2, axis_name)
-    p2_h = hallucinate(smoother_params, jax.random.fold_in(key, 1), p2, p1, axis_name)
-    fake = (cos(p1_h, z2) + cos(p2_h, z1)) / 2
-    new_state = {**state, "batch_stats": new_bs.get("batch_stats", {})}
-    return real, fake, new_state, h[:b], "negative_cosine"
-
-  base_loss = {"simclr": simclr_loss, "moco_v2": moco_loss, "simsiam": simsiam_loss}[name]
-
-  def loss(params, state, batch, key, *, axis_name=None):
-    v1, v2 = batch["views"]
-    params, smoother_params = _split(params)
-    real, fake, new_state, features, metric = base_loss(params, smoother_params, state, v1, v2, key, axis_name)
+    out, state = net.apply(params, state, batch["views"], axis_name=axis_name)
+    pairs, state = pairs_of(config, out, state, batch, axis_name)
+    keys = [key] if len(pairs) == 1 else [jax.random.fold_in(key, i) for i in range(len(pairs))]
+    real = sum(pair.term(pair.a) for pair in pairs) / len(pairs)
+    fake = sum(pair.term(losses.hallucinate(k, pair.a, pair.b, max_ratio=max_ratio, smoother=smoother,
+                                            axis_name=axis_name)) for k, pair in zip(keys, pairs)) / len(pairs)
     value = (real + fake) / 2
     metrics = {"hallucinator": value, metric: real, f"{metric}_hallucinated": fake}
-    aux = {"metrics": metrics, "features": jax.lax.stop_gradient(features)}
-    return value, (new_state, aux)
+    return value, (state, {"metrics": metrics, "features": jax.lax.stop_gradient(out.h[0])})
 
   def embed(params, state, x):
     return base_method.embed(_split(params)[0], state, x)
+
+  def project(params, state, x):
+    return base_method.project(_split(params)[0], state, x)
 
   update_after_step = None
   if base_method.update_after_step is not None:
     def update_after_step(params, state, step):
       return base_method.update_after_step(_split(params)[0], state, step)
 
-  return base.Method(name="hallucinator", num_views=2, init=init, loss=loss, embed=embed,
+  return base.Method(name="hallucinator", num_views=2, init=init, loss=loss, embed=embed, project=project,
                      update_after_step=update_after_step)

@@ -10,7 +10,7 @@ the permutation index (`rl.losses.pretext_cross_entropy`). Each tile is normalis
 (the paper's per-tile normalisation against low-level shortcuts) when `jigsaw.normalize_tiles`.
 
 Signals ([b, l] or [b, l, c], MNIST-1D) use OUR 1-D analogue, not the paper's task: a row of `tiles` segments
-(`rl.methods._signal_pretext.signal_jigsaw_task`), with the same permutation set over range(tiles). The method
+(`rl.methods.pretext.signal_jigsaw_task`), with the same permutation set over range(tiles). The method
 dispatches on the input rank.
 
 Differences from the paper: an MLP head on pooled encoder features stands for fc6 (per tile) + fc7 + fc8; the
@@ -29,9 +29,8 @@ import ml_collections
 import numpy as np
 
 from rl import losses
-from rl.methods import _signal_pretext
 from rl.methods import base
-from rl.methods import rotnet
+from rl.methods import pretext
 
 # The permutation set is a constant of the method: the same for every run and every config with the same sizes.
 PERMUTATION_KEY = 0
@@ -47,7 +46,7 @@ def permutation_set(config: ml_collections.ConfigDict) -> np.ndarray:
     >>> perms.shape, perms.dtype, sorted(perms[0].tolist()) == list(range(config.jigsaw.tiles))
     ((24, 4), dtype('int32'), True)
   """
-  return _signal_pretext.signal_permutations(int(config.jigsaw.num_permutations), tiles=int(config.jigsaw.tiles),
+  return pretext.signal_permutations(int(config.jigsaw.num_permutations), tiles=int(config.jigsaw.tiles),
                                              key=jax.random.key(PERMUTATION_KEY))
 
 
@@ -83,8 +82,8 @@ def make_task(config: ml_collections.ConfigDict, permutations: np.ndarray):
   normalize = bool(config.jigsaw.normalize_tiles)
 
   def task(key, x, axis_name):
-    if rotnet.is_signal(x):
-      tiles, labels = _signal_pretext.signal_jigsaw_task(key, x, permutations=permutations, tiles=k, tile=tile,
+    if pretext.is_signal(x):
+      tiles, labels = pretext.signal_jigsaw_task(key, x, permutations=permutations, tiles=k, tile=tile,
                                                           axis_name=axis_name)
     else:
       tiles, labels = losses.jigsaw_task(key, x, permutations=permutations, grid=math.isqrt(k), tile=tile,
@@ -100,39 +99,10 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import jigsaw as jigsaw_config
-    >>> config = jigsaw_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.jigsaw.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'head'], ['batch_stats'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['pretext_accuracy', 'pretext_cross_entropy'], (8, 16))
+    >>> rl.methods.base.describe(make(jigsaw_config.get_config("smoke")))  # mnist1d signals, a tiny encoder
+    {'params': ['encoder', 'head'], 'state': ['batch_stats'], 'metrics': ['pretext_accuracy',
+     'pretext_cross_entropy'], 'embedding': (8, 16)}
   """
-  hidden = tuple(config.jigsaw.head_hidden_dims)
   permutations = permutation_set(config)
-  task = make_task(config, permutations)
-  eval_net = rotnet.build_pretext_network(config, hidden, len(permutations), axis_name=None)
-
-  def init(key, x):
-    tiles, _ = task(key, x, None)
-    return rotnet.init_on_parts(eval_net, key, tiles)
-
-  def loss(params, state, batch, key, *, axis_name=None):
-    (x,) = batch["views"]
-    tiles, labels = task(key, x, axis_name)
-    net = rotnet.build_pretext_network(config, hidden, len(permutations), axis_name=axis_name)
-    variables = {"params": params, **state}
-    (_, logits), _ = net.apply(variables, tiles, train=True, mutable=list(state))
-    value = losses.pretext_cross_entropy(logits, labels, axis_name=axis_name)
-    h, new_state = net.apply(variables, x, train=True, mutable=list(state), method=rotnet.PretextNet.encode)
-    aux = {"metrics": {"pretext_cross_entropy": value,
-                       "pretext_accuracy": rotnet.accuracy(logits, labels, axis_name)},
-           "features": jax.lax.stop_gradient(h)}
-    return value, (dict(new_state), aux)
-
-  def embed(params, state, x):
-    return eval_net.apply({"params": params, **state}, x, method=rotnet.PretextNet.encode)
-
-  return base.Method(name="jigsaw", num_views=1, init=init, loss=loss, embed=embed)
+  return pretext.make_method(config, make_task(config, permutations), name="jigsaw",
+                             head_hidden_dims=tuple(config.jigsaw.head_hidden_dims), num_classes=len(permutations))

@@ -46,8 +46,7 @@ def build_model(config: ml_collections.ConfigDict) -> models.MAE:
   for name in ("patch_size",):
     if isinstance(kwargs.get(name), list):  # a tuple read back from JSON/YAML
       kwargs[name] = tuple(kwargs[name])
-  model = models.get_model(config.model.encoder, **kwargs,
-                           **{k: config.mae[k] for k in _METHOD_KEYS})
+  model = base.get_model(config, config.model.encoder, **kwargs, **{k: config.mae[k] for k in _METHOD_KEYS})
   if not isinstance(model, models.MAE):
     raise ValueError(f"config.model.encoder must name a masked autoencoder ('mae'); got "
                      f"{config.model.encoder!r} ({type(model).__name__}).")
@@ -79,15 +78,8 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import mae as mae_config
-    >>> config = mae_config.get_config("smoke")  # mnist1d: signals of length 40, a 1-block 1-D ViT, (1, 4) patches
-    >>> method = rl.methods.mae.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = jax.jit(method.init)(jax.random.key(0), x)  # jitted: faster than ~200 eager op compiles
-    >>> sorted(params), sorted(state)
-    (['decoder', 'encoder'], [])
-    >>> loss, (state, aux) = jax.jit(method.loss)(params, state, {"views": (x,)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), jax.jit(method.embed)(params, state, x).shape
-    (['mae'], (8, 16))
+    >>> rl.methods.base.describe(make(mae_config.get_config("smoke")))  # mnist1d signals, a tiny encoder
+    {'params': ['decoder', 'encoder'], 'state': [], 'metrics': ['mae'], 'embedding': (8, 16)}
   """
   model = build_model(config)
 

@@ -25,61 +25,25 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
+from rl.methods import align_uniform
+from rl.methods import barlow_twins
 from rl.methods import base
-from rl.methods.align_uniform import l2_normalize
-from rl.methods.barlow_twins import apply_per_view
-from rl.methods.simclr import EncoderProjector, build_network
+from rl.methods import dcl
+from rl.methods import simclr
+from rl.methods import two_view
+from rl.methods import vicreg
 
-Objective = Callable[..., jax.Array]
-
-
-def _simclr(config):
-  temperature = float(config.simclr.temperature)
-  return "nt_xent", lambda z1, z2, axis_name: losses.nt_xent(z1, z2, temperature=temperature, axis_name=axis_name)
-
-
-def _dcl(config):
-  kwargs = dict(temperature=float(config.dcl.temperature), weighted=bool(config.dcl.weighted),
-                sigma=float(config.dcl.sigma))
-  return ("dclw" if kwargs["weighted"] else "dcl"), (
-      lambda z1, z2, axis_name: losses.dcl(z1, z2, axis_name=axis_name, **kwargs))
-
-
-def _barlow_twins(config):
-  lambda_ = float(config.barlow_twins.lambda_)
-  scale_loss = float(config.barlow_twins.scale_loss)
-  return "barlow_twins", lambda z1, z2, axis_name: scale_loss * losses.barlow_twins(
-      z1, z2, lambda_=lambda_, axis_name=axis_name)
-
-
-def _vicreg(config):
-  coeffs = {name: float(config.vicreg[name]) for name in ("sim_coeff", "std_coeff", "cov_coeff")}
-  return "vicreg", lambda z1, z2, axis_name: losses.vicreg(z1, z2, axis_name=axis_name, **coeffs)
-
-
-def _align_uniform(config):
-  alpha, t, lam = (float(config.align_uniform[k]) for k in ("alpha", "t", "lam"))
-
-  def objective(z1, z2, axis_name):
-    u1, u2 = l2_normalize(z1), l2_normalize(z2)  # per prefix
-    align = losses.alignment(u1, u2, alpha=alpha, axis_name=axis_name)
-    uniform = (losses.uniformity(u1, t=t, axis_name=axis_name) + losses.uniformity(u2, t=t, axis_name=axis_name)) / 2
-    return align + lam * uniform
-  return "align_uniform", objective
-
-
-# name -> (builder of (metric name, objective(z1, z2, axis_name)), per-view forward passes)
-BASES: dict[str, tuple[Callable, bool]] = {
-    "simclr": (_simclr, False),
-    "barlow_twins": (_barlow_twins, True),
-    "vicreg": (_vicreg, True),
-    "dcl": (_dcl, False),
-    "align_uniform": (_align_uniform, False),
+# name -> (the base's objective factory, the base's forward pass, the name of its per-size metric). The objectives
+# are the base methods' own (`<base>.objective(config)`): Matryoshka wraps them, so it imports their modules.
+BASES: dict[str, tuple[Callable[[ml_collections.ConfigDict], two_view.Objective], str, Callable]] = {
+    "simclr": (simclr.objective, "joint", lambda config: "nt_xent"),
+    "barlow_twins": (barlow_twins.objective, "per_view", lambda config: "barlow_twins"),
+    "vicreg": (vicreg.objective, "per_view", lambda config: "vicreg"),
+    "dcl": (dcl.objective, "joint", dcl.metric_name),
+    "align_uniform": (align_uniform.objective, "joint", lambda config: "align_uniform"),
 }
 
 
@@ -106,12 +70,7 @@ def resolve(config: ml_collections.ConfigDict) -> tuple[str, tuple[int, ...], tu
     ('simclr', (2, 4, 8), None)
   """
   cfg = config.matryoshka
-  name = cfg.base
-  if name not in BASES:
-    raise ValueError(f"config.matryoshka.base: unknown base {name!r}; known bases: {', '.join(sorted(BASES))}.")
-  if name not in config:
-    raise ValueError(f"config.matryoshka.base={name!r} needs the section config.{name} with its hyper-parameters; "
-                     f"build the config with configs/matryoshka.py:VARIANT,{name}.")
+  name = base.base_method(config, BASES)
   out_dim = int(config.model.projector_kwargs.out_dim)
   dims = default_dims(out_dim) if cfg.dims is None else tuple(int(m) for m in cfg.dims)
   if not dims or dims[-1] != out_dim:
@@ -126,49 +85,22 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import matryoshka as matryoshka_config
-    >>> config = matryoshka_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.matryoshka.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'projector'], ['batch_stats'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['matryoshka', 'nt_xent_d2', 'nt_xent_d4', 'nt_xent_d8'], (8, 16))
+    >>> method = make(matryoshka_config.get_config("smoke,vicreg"))  # VICReg at nesting sizes 2, 4 and 8
+    >>> rl.methods.base.describe(method)["metrics"]
+    ['matryoshka', 'vicreg_d2', 'vicreg_d4', 'vicreg_d8']
   """
   name, dims, weights = resolve(config)
-  build_objective, per_view = BASES[name]
-  metric, objective = build_objective(config)
+  base_objective, forward, metric = BASES[name]
+  base_objective, metric = base_objective(config), metric(config)
+
+  def prefix_loss(z1, z2, axis_name):  # the base's loss alone (its metrics are those of the whole projection)
+    return two_view.loss_and_metrics(base_objective(z1, z2, axis_name=axis_name), metric)[0]
+
   # Validates dims and weights now (positive, increasing, one weight per size), not at the first step.
-  nested = losses.matryoshka(objective, dims, weights=weights, argnums=(0, 1), return_terms=True)
-  eval_net = build_network(config, axis_name=None)
+  nested = losses.matryoshka(prefix_loss, dims, weights=weights, argnums=(0, 1), return_terms=True)
 
-  def init(key, x):
-    variables = eval_net.init(key, x, train=False)
-    params = variables.pop("params")
-    return params, dict(variables)
-
-  def project(params, state, views, axis_name):
-    """(features of view 1, z1, z2, new state) with the base method's forward passes."""
-    net = build_network(config, axis_name=axis_name)
-    if per_view:
-      (h1, _), (z1, z2), new_state = apply_per_view(net, params, state, views)
-      return h1, z1, z2, new_state
-    v1, v2 = views
-    b = v1.shape[0]
-    (h, z), new_state = net.apply({"params": params, **state}, jnp.concatenate([v1, v2]), train=True,
-                                  mutable=list(state))
-    return h[:b], z[:b], z[b:], dict(new_state)
-
-  def loss(params, state, batch, key, *, axis_name=None):
-    del key  # every base objective here is deterministic given the views
-    h1, z1, z2, new_state = project(params, state, batch["views"], axis_name)
+  def objective(z1, z2, *, axis_name=None):
     value, terms = nested(z1, z2, axis_name=axis_name)
-    metrics = {"matryoshka": value, **{f"{metric}_d{m}": terms[i] for i, m in enumerate(dims)}}
-    aux = {"metrics": metrics, "features": jax.lax.stop_gradient(h1)}
-    return value, (new_state, aux)
+    return value, {"matryoshka": value, **{f"{metric}_d{m}": terms[i] for i, m in enumerate(dims)}}
 
-  def embed(params, state, x):
-    return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.encode)
-
-  return base.Method(name="matryoshka", num_views=2, init=init, loss=loss, embed=embed)
+  return two_view.make(config, objective, name="matryoshka", forward=forward)

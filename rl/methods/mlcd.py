@@ -12,7 +12,7 @@ What differs from the paper (our adaptation to the `Method` protocol, which sees
 - the centres and the k positive labels (`rl.losses.assign_topk`) are computed ONLINE, DeepCluster-style, from a
   feature bank of the network's own projections, re-clustered every epoch (by default) with spherical k-means
   started from the current prototypes; the loss is 0 until the first clustering (one epoch by default). See
-  `rl.methods._cluster_discrimination`;
+  `rl.methods.cluster_discrimination`;
 - SimCLR's encoder + MLP projector from scratch on two augmented views that share the example's labels, instead
   of a pretrained ViT on one view; the encoder features are the representation;
 - scaled-down hyper-parameters (a few hundred clusters and k = 3 instead of 10^6 and 10; see the configs).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import ml_collections
 
 from rl import losses
-from rl.methods import _cluster_discrimination
+from rl.methods import cluster_discrimination
 from rl.methods import base
 
 
@@ -33,19 +33,17 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import mlcd as mlcd_config
-    >>> config = mlcd_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> config.num_train_examples = 64  # set by the trainer from the data: one bank row per training example
-    >>> method = rl.methods.mlcd.make(config)
+    >>> config = mlcd_config.get_config("smoke")
+    >>> config.num_train_examples = 64  # the trainer sets it from the data: one bank row per example
+    >>> method = make(config)
     >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
     >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'projector', 'prototypes'], ['bank', 'batch_stats', 'centroids', 'labels', 'num_clusterings'])
-    >>> batch = {"views": (x, x + 0.1), "index": np.arange(8)}  # index: each example's row in the banks
-    >>> loss, (state, aux) = method.loss(params, state, batch, jax.random.key(1))
-    >>> float(loss), state["bank"].shape  # the loss is 0 until the first clustering (after one epoch by default)
-    (0.0, (64, 8))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['clusters_used', 'mlcd', 'num_clusterings'], (8, 16))
+    >>> state["labels"].shape  # the k positive clusters of each training example (k = 2 in the smoke config)
+    (64, 2)
+    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1), "index": np.arange(8)},
+    ...                                  jax.random.key(1))
+    >>> float(loss), sorted(aux["metrics"])  # the loss is 0 until the first clustering (after one epoch by default)
+    (0.0, ['clusters_used', 'mlcd', 'num_clusterings'])
   """
   cfg = config.mlcd
   margin, scale = float(cfg.margin), float(cfg.scale)
@@ -56,5 +54,5 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
                                           negative_ratio=negative_ratio, feature_ratio=feature_ratio,
                                           axis_name=axis_name)
 
-  return _cluster_discrimination.make(config, name="mlcd", cfg=cfg, topk=int(cfg.num_positives),
+  return cluster_discrimination.make(config, name="mlcd", cfg=cfg, topk=int(cfg.num_positives),
                                       objective=objective)

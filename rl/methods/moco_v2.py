@@ -20,13 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
-from rl.methods import _target
 from rl.methods import base
-from rl.methods import simclr
-
-
-def _normalize(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+from rl.methods import ema_target
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
@@ -35,60 +30,43 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import moco_v2 as moco_v2_config
-    >>> config = moco_v2_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.moco_v2.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'projector'], ['batch_stats', 'queue', 'queue_ptr', 'target'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x, x + 0.1)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['moco'], (8, 16))
+    >>> rl.methods.base.describe(make(moco_v2_config.get_config("smoke")))  # mnist1d signals, a tiny encoder
+    {'params': ['encoder', 'projector'], 'state': ['batch_stats', 'queue', 'queue_ptr', 'target'], 'metrics':
+     ['moco'], 'embedding': (8, 16)}
   """
   cfg = config.moco_v2
   temperature = float(cfg.temperature)
-  momentum = _target.cosine_schedule(config.total_steps, cfg.base_momentum, cfg.final_momentum)
-  eval_net = simclr.build_network(config, axis_name=None)
 
-  def init(key, x):
-    net_key, queue_key = jax.random.split(key)
-    variables = eval_net.init(net_key, x, train=False)
-    params = variables.pop("params")
-    state = {"batch_stats": variables.get("batch_stats", {})}
-    state["target"] = _target.init_target(params, state)
-    dim = int(config.model.projector_kwargs.out_dim)
-    # Random unit keys until the queue fills, as in MoCo (randn, then normalised).
-    state["queue"] = _normalize(jax.random.normal(queue_key, (2, int(cfg.queue_size), dim), jnp.float32))
-    state["queue_ptr"] = jnp.zeros((), jnp.int32)
-    return params, state
+  def init_queue(key, shapes):
+    # Random unit keys until the queue fills, as in MoCo (randn, then normalised); one queue per view.
+    queue = jax.random.normal(key, (2, int(cfg.queue_size), shapes.z[0].shape[-1]), jnp.float32)
+    return {"queue": base._div_normalize(queue), "queue_ptr": jnp.zeros((), jnp.int32)}
 
-  def loss(params, state, batch, key, *, axis_name=None):
+  def loss_fn(out, state, batch, key, *, axis_name=None):
     del key  # deterministic given the views
-    v1, v2 = batch["views"]
-    b = v1.shape[0]
-    x = jnp.concatenate([v1, v2])
-    net = simclr.build_network(config, axis_name)
-    (h, q), new_bs = net.apply(_target.variables(params, state), x, train=True, mutable=["batch_stats"])
-    k = _normalize(_target.target_projections(config, state["target"], x, axis_name=axis_name))
-    k1, k2 = k[:b], k[b:]
+    q1, q2 = out.z
+    k1, k2 = (base._div_normalize(k) for k in ema_target.target_projections(
+        config, state["target"], batch["views"], axis_name=axis_name))
     queue = jax.lax.stop_gradient(state["queue"])
-    value = (losses.moco(q[:b], k2, queue[1], temperature=temperature, axis_name=axis_name)
-             + losses.moco(q[b:], k1, queue[0], temperature=temperature, axis_name=axis_name)) / 2
-    queue0, ptr = losses.queue_push(queue[0], state["queue_ptr"], k1, axis_name=axis_name)
-    queue1, _ = losses.queue_push(queue[1], state["queue_ptr"], k2, axis_name=axis_name)
-    new_state = {**state, "batch_stats": new_bs.get("batch_stats", {}), "queue": jnp.stack([queue0, queue1]),
-                 "queue_ptr": ptr}
-    aux = {"metrics": {"moco": value}, "features": jax.lax.stop_gradient(h[:b])}
-    return value, (new_state, aux)
+    value = (losses.moco(q1, k2, queue[1], temperature=temperature, axis_name=axis_name)
+             + losses.moco(q2, k1, queue[0], temperature=temperature, axis_name=axis_name)) / 2
+    return value, {"moco": value}, {**state, **push_keys(state, k1, k2, axis_name=axis_name)}
 
-  def embed(params, state, x):
-    return eval_net.apply(_target.variables(params, state), x, method=simclr.EncoderProjector.encode)
+  return ema_target.make(config, name="moco_v2", loss_fn=loss_fn, init_state=init_queue,
+                         base_momentum=cfg.base_momentum, final_momentum=cfg.final_momentum)
 
-  def project(params, state, x):
-    return eval_net.apply(_target.variables(params, state), x, method=simclr.EncoderProjector.project)
 
-  def update_after_step(params, state, step):
-    return _target.update_target(params, state, momentum(step))
+def push_keys(state, k1: jax.Array, k2: jax.Array, *, axis_name: str | None) -> dict[str, jax.Array]:
+  """The queues after pushing each view's normalised keys into its own queue (global batch order).
 
-  return base.Method(name="moco_v2", num_views=2, init=init, loss=loss, embed=embed, project=project,
-                     update_after_step=update_after_step)
+  Returns {'queue': [2, K, d], 'queue_ptr': the shared pointer}.
+
+  Example:
+    >>> state = {"queue": jnp.zeros((2, 4, 2)), "queue_ptr": jnp.int32(0)}
+    >>> new = push_keys(state, jnp.ones((2, 2)), -jnp.ones((2, 2)), axis_name=None)
+    >>> new["queue"][:, :, 0].tolist(), int(new["queue_ptr"])  # rows 0-1 of each view's queue, pointer at 2
+    ([[1.0, 1.0, 0.0, 0.0], [-1.0, -1.0, 0.0, 0.0]], 2)
+  """
+  queue0, ptr = losses.queue_push(state["queue"][0], state["queue_ptr"], k1, axis_name=axis_name)
+  queue1, _ = losses.queue_push(state["queue"][1], state["queue_ptr"], k2, axis_name=axis_name)
+  return {"queue": jnp.stack([queue0, queue1]), "queue_ptr": ptr}

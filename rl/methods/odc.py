@@ -44,7 +44,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
-from rl import models
 from rl.methods import base
 from rl.models.heads import batch_norm
 
@@ -99,11 +98,12 @@ def build_odc_network(config: ml_collections.ConfigDict, axis_name: str | None) 
     >>> from configs import odc as odc_config
     >>> config = odc_config.get_config("smoke")
     >>> net = build_odc_network(config, axis_name=None)
-    >>> params = net.init(jax.random.key(0), np.zeros((8, 40), np.float32), train=False)["params"]
-    >>> sorted(params), params["head"]["kernel"].shape[-1] == config.odc.num_clusters
-    (['encoder', 'head', 'neck'], True)
+    >>> x = np.zeros((8, 40), np.float32)
+    >>> h, z, logits = net.apply(net.init(jax.random.key(0), x, train=False), x, train=False)
+    >>> h.shape, z.shape, logits.shape[-1] == config.odc.num_clusters  # encoder features, neck features, logits
+    ((8, 16), (8, 8), True)
   """
-  encoder = models.get_model(config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
+  encoder = base.get_model(config, config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
   neck = ODCNeck(axis_name=axis_name, **config.odc.neck_kwargs.to_dict())
   return ODCNetwork(encoder=encoder, neck=neck, num_clusters=int(config.odc.num_clusters))
 
@@ -144,16 +144,11 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import odc as odc_config
-    >>> config = odc_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> config.num_train_examples = 64  # the trainer sets it from the data; its banks have one row each
-    >>> method = rl.methods.odc.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'head', 'neck'], ['batch_stats', 'centroids', 'feature_bank', 'label_bank', 'warm'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,), "index": np.arange(8)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['odc', 'odc_change_ratio', 'odc_warm'], (8, 16))
+    >>> config = odc_config.get_config("smoke")
+    >>> config.num_train_examples = 64  # the trainer sets it from the data: one bank row per example
+    >>> summary = rl.methods.base.describe(make(config))
+    >>> summary["params"], summary["metrics"]  # odc_warm: 0 during the initial feature pass, then 1
+    (['encoder', 'head', 'neck'], ['odc', 'odc_change_ratio', 'odc_warm'])
   """
   if config.num_train_examples is None:
     raise ValueError("config.num_train_examples is None: ODC sizes its feature and label banks with it (the "

@@ -9,7 +9,7 @@ concatenated (centre first) and an MLP head classifies the pair into the 8 posit
 
 Signals ([b, l] or [b, l, c], MNIST-1D) use OUR 1-D analogue, not the paper's task: the centre segment of a row of
 `grid` (odd) segments, with gap and jitter, and one other segment; grid - 1 classes
-(`rl.methods._signal_pretext.signal_relative_location_task`). The method dispatches on the input rank.
+(`rl.methods.pretext.signal_relative_location_task`). The method dispatches on the input rank.
 
 Differences from the paper: an MLP head on pooled encoder features stands for the paper's fc6 (per patch) + fc7 +
 fc8 of its AlexNet-style towers; the paper's defences against chromatic aberration (projecting out green-magenta
@@ -21,14 +21,12 @@ with its own batch statistics, as training always does).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
-from rl.methods import _signal_pretext
 from rl.methods import base
-from rl.methods import rotnet
+from rl.methods import pretext
 
 
 def num_classes(config: ml_collections.ConfigDict, signal: bool) -> int:
@@ -57,8 +55,8 @@ def make_task(config: ml_collections.ConfigDict):
   geometry = dict(gap=int(rl_config.gap), jitter=int(rl_config.jitter))
 
   def task(key, x, axis_name):
-    if rotnet.is_signal(x):
-      centre, other, labels = _signal_pretext.signal_relative_location_task(
+    if pretext.is_signal(x):
+      centre, other, labels = pretext.signal_relative_location_task(
           key, x, grid=int(rl_config.grid), segment=int(rl_config.patch), axis_name=axis_name, **geometry)
     else:
       centre, other, labels = losses.relative_location_task(
@@ -74,39 +72,10 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import relative_location as relative_location_config
-    >>> config = relative_location_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.relative_location.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'head'], ['batch_stats'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['pretext_accuracy', 'pretext_cross_entropy'], (8, 16))
+    >>> rl.methods.base.describe(make(relative_location_config.get_config("smoke")))
+    {'params': ['encoder', 'head'], 'state': ['batch_stats'], 'metrics': ['pretext_accuracy',
+     'pretext_cross_entropy'], 'embedding': (8, 16)}
   """
-  hidden = tuple(config.relative_location.head_hidden_dims)
-  task = make_task(config)
-  build = lambda x, axis_name: rotnet.build_pretext_network(
-      config, hidden, num_classes(config, rotnet.is_signal(x)), axis_name=axis_name)
-
-  def init(key, x):
-    pairs, _ = task(key, x, None)
-    return rotnet.init_on_parts(build(x, None), key, pairs)
-
-  def loss(params, state, batch, key, *, axis_name=None):
-    (x,) = batch["views"]
-    pairs, labels = task(key, x, axis_name)
-    net = build(x, axis_name)
-    variables = {"params": params, **state}
-    (_, logits), _ = net.apply(variables, pairs, train=True, mutable=list(state))
-    value = losses.pretext_cross_entropy(logits, labels, axis_name=axis_name)
-    h, new_state = net.apply(variables, x, train=True, mutable=list(state), method=rotnet.PretextNet.encode)
-    aux = {"metrics": {"pretext_cross_entropy": value,
-                       "pretext_accuracy": rotnet.accuracy(logits, labels, axis_name)},
-           "features": jax.lax.stop_gradient(h)}
-    return value, (dict(new_state), aux)
-
-  def embed(params, state, x):
-    return build(x, None).apply({"params": params, **state}, x, method=rotnet.PretextNet.encode)
-
-  return base.Method(name="relative_location", num_views=1, init=init, loss=loss, embed=embed)
+  return pretext.make_method(config, make_task(config), name="relative_location",
+                             head_hidden_dims=tuple(config.relative_location.head_hidden_dims),
+                             num_classes=lambda x: num_classes(config, pretext.is_signal(x)))

@@ -12,13 +12,33 @@ BatchNorm (`model.projector_kwargs.use_bn=False` in configs/supcon.py).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
 from rl.methods import base
-from rl.methods.simclr import EncoderProjector, build_network
+from rl.methods import two_view
+
+
+def objective(config: ml_collections.ConfigDict) -> two_view.Objective:
+  """L^sup_out of the stacked projections and the labels, with `config.supcon.{temperature, base_temperature}`.
+
+  Example:
+    >>> from configs import supcon as supcon_config
+    >>> supcon = objective(supcon_config.get_config("smoke"))
+    >>> z, labels = jnp.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]]), jnp.array([0, 0, 1, 1])
+    >>> bool(supcon(z, z, labels=labels) < supcon(z, z, labels=jnp.array([0, 1, 0, 1])))  # classes that cluster
+    True
+  """
+  temperature = float(config.supcon.temperature)
+  base_temperature = config.supcon.base_temperature
+  base_temperature = None if base_temperature is None else float(base_temperature)
+
+  def supcon(z1, z2, *, labels, axis_name=None):
+    return losses.supcon(jnp.stack([z1, z2], axis=1), labels, temperature=temperature,
+                         base_temperature=base_temperature, axis_name=axis_name)
+
+  return supcon
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
@@ -26,47 +46,12 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import supcon as supcon_config
-    >>> config = supcon_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.supcon.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'projector'], ['batch_stats'])
-    >>> batch = {"views": (x, x + 0.1), "label": np.arange(8) % 2}
-    >>> loss, (state, aux) = method.loss(params, state, batch, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['supcon'], (8, 16))
+    >>> method = make(supcon_config.get_config("smoke"))
+    >>> rl.methods.base.describe(method)["metrics"]  # the batch has labels
+    ['supcon']
+    >>> x = np.zeros((8, 40), np.float32)
+    >>> method.loss(*method.init(jax.random.key(0), x), {"views": (x, x)}, jax.random.key(1))
+    Traceback (most recent call last):
+    ValueError: supcon is supervised: the batch needs 'label' ([b] int class labels); got keys ['views'].
   """
-  temperature = float(config.supcon.temperature)
-  base_temperature = config.supcon.base_temperature
-  base_temperature = None if base_temperature is None else float(base_temperature)
-  eval_net = build_network(config, axis_name=None)
-
-  def init(key, x):
-    variables = eval_net.init(key, x, train=False)
-    params = variables.pop("params")
-    return params, dict(variables)
-
-  def loss(params, state, batch, key, *, axis_name=None):
-    del key  # the objective is deterministic given the views and labels
-    if batch.get("label") is None:
-      raise ValueError("supcon is supervised: the batch needs 'label' ([b] int class labels); got keys "
-                       f"{sorted(batch)}.")
-    v1, v2 = batch["views"]
-    b = v1.shape[0]
-    net = build_network(config, axis_name=axis_name)
-    (h, z), new_state = net.apply({"params": params, **state}, jnp.concatenate([v1, v2]), train=True,
-                                  mutable=list(state))
-    views = jnp.stack([z[:b], z[b:]], axis=1)  # [b, 2, d]
-    value = losses.supcon(views, batch["label"], temperature=temperature, base_temperature=base_temperature,
-                          axis_name=axis_name)
-    aux = {"metrics": {"supcon": value}, "features": jax.lax.stop_gradient(h[:b])}
-    return value, (dict(new_state), aux)
-
-  def embed(params, state, x):
-    return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.encode)
-
-  def project(params, state, x):
-    return eval_net.apply({"params": params, **state}, x, method=EncoderProjector.project)
-
-  return base.Method(name="supcon", num_views=2, init=init, loss=loss, embed=embed, project=project)
+  return two_view.make(config, objective(config), name="supcon", with_labels=True)

@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from rl import models
 from rl.methods import base
 
 
@@ -42,8 +41,8 @@ def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> E
     >>> jax.tree.map(jnp.shape, out)
     ((8, 16), (8, 10))
   """
-  encoder = models.get_model(config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
-  classifier = models.get_model("linear", num_classes=int(config.supervised.num_classes))
+  encoder = base.get_model(config, config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
+  classifier = base.get_model(config, "linear", num_classes=int(config.supervised.num_classes))
   return EncoderClassifier(encoder=encoder, classifier=classifier)
 
 
@@ -52,15 +51,9 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import supervised as supervised_config
-    >>> config = supervised_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.supervised.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['classifier', 'encoder'], ['batch_stats'])
-    >>> loss, (state, aux) = method.loss(params, state, {"views": (x,), "label": np.arange(8) % 2}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['cross_entropy', 'train_accuracy'], (8, 16))
+    >>> rl.methods.base.describe(make(supervised_config.get_config("smoke")))  # mnist1d signals, a tiny encoder
+    {'params': ['classifier', 'encoder'], 'state': ['batch_stats'], 'metrics': ['cross_entropy', 'train_accuracy'],
+     'embedding': (8, 16)}
   """
   smoothing = float(config.supervised.label_smoothing)
   num_classes = int(config.supervised.num_classes)

@@ -7,7 +7,7 @@ of its scores (equal partition over the global batch, and over the queue once it
 every other crop's scores by a softmax at temperature 0.1 (`rl.losses.swav`).
 
 Multi-crop: the views are `config.augment.views` with sizes `config.augment.view_sizes`; the first
-`num_global_crops` are the global crops (see `rl.methods._multicrop`). What the method keeps between steps, in
+`num_global_crops` are the global crops (see `rl.methods.multicrop`). What the method keeps between steps, in
 `method_state`: BatchNorm statistics, a step counter, and (with `queue_length > 0`) the queue of the assign crops'
 past projections, replicated: every device holds the whole queue in global batch order and feeds its own
 1/D slice to the Sinkhorn, so the codes equal the single-device ones.
@@ -25,9 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from rl import losses
-from rl import models
-from rl.methods import _multicrop
 from rl.methods import base
+from rl.methods import multicrop
 
 
 class SwAVHead(nn.Module):
@@ -41,21 +40,20 @@ class SwAVHead(nn.Module):
     return z, self.prototypes(z, train=train)
 
 
-def build_network(config: ml_collections.ConfigDict, axis_name: str | None) -> _multicrop.MultiCropNetwork:
-  """Encoder, projector (`config.model.projector_kwargs`) and `config.swav.num_prototypes` prototypes.
+def build_head(config: ml_collections.ConfigDict, axis_name: str | None) -> SwAVHead:
+  """The projector (`config.model.projector_kwargs`) and `config.swav.num_prototypes` prototypes.
 
   Example:
     >>> from configs import swav as swav_config
     >>> config = swav_config.get_config("smoke")
-    >>> net = build_network(config, axis_name=None)
-    >>> params = net.init(jax.random.key(0), np.zeros((8, 40), np.float32), train=False)["params"]
-    >>> sorted(params), config.swav.num_prototypes
-    (['encoder', 'head'], 10)
+    >>> head = build_head(config, axis_name=None)
+    >>> params = head.init(jax.random.key(0), np.zeros((8, 16), np.float32), train=False)["params"]
+    >>> sorted(params), params["prototypes"]["kernel"].shape[-1] == config.swav.num_prototypes
+    (['projector', 'prototypes'], True)
   """
-  projector = models.get_model("mlp_projector", axis_name=axis_name, **config.model.projector_kwargs.to_dict())
-  prototypes = models.get_model("prototypes", num_prototypes=int(config.swav.num_prototypes))
-  return _multicrop.MultiCropNetwork(encoder=_multicrop.build_encoder(config, axis_name),
-                                     head=SwAVHead(projector=projector, prototypes=prototypes))
+  projector = base.get_model(config, "mlp_projector", axis_name=axis_name, **config.model.projector_kwargs.to_dict())
+  prototypes = base.get_model(config, "prototypes", num_prototypes=int(config.swav.num_prototypes))
+  return SwAVHead(projector=projector, prototypes=prototypes)
 
 
 def _scores(z, prototype_params):
@@ -72,16 +70,10 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import swav as swav_config
-    >>> config = swav_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> method = rl.methods.swav.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'head'], ['batch_stats', 'queue', 'queue_count', 'queue_ptr', 'step'])
-    >>> views = (x, x + 0.1) + tuple(x[:, i:i + 20] for i in range(4))  # 2 global, 4 local crops
-    >>> loss, (state, aux) = method.loss(params, state, {"views": views}, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['queue_in_use', 'swav'], (8, 16))
+    >>> config = swav_config.get_config("smoke")  # 2 global crops of 40 samples, 4 local ones of 20
+    >>> rl.methods.base.describe(make(config), view_sizes=config.augment.view_sizes)
+    {'params': ['encoder', 'head'], 'state': ['batch_stats', 'queue', 'queue_count', 'queue_ptr', 'step'], 'metrics':
+     ['queue_in_use', 'swav'], 'embedding': (8, 16)}
   """
   cfg = config.swav
   num_views = len(config.augment.views)
@@ -90,56 +82,34 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   if any(not 0 <= a < num_global for a in assign):
     raise ValueError(f"config.swav.crops_for_assign must be global crop ids in [0, {num_global}); got {assign}.")
   queue_length = int(cfg.queue_length)
-  eval_net = build_network(config, axis_name=None)
+  kwargs = dict(num_crops=num_views, crops_for_assign=assign, temperature=float(cfg.temperature),
+                epsilon=float(cfg.epsilon), sinkhorn_iters=int(cfg.sinkhorn_iters))
 
-  def init(key, x):
-    variables = eval_net.init(key, x, train=False)
-    params = variables.pop("params")
-    state = {"batch_stats": variables.get("batch_stats", {}), "step": jnp.zeros((), jnp.int32)}
-    if queue_length:
-      out_dim = int(config.model.projector_kwargs.out_dim)
-      state["queue"] = jnp.zeros((len(assign), queue_length, out_dim), jnp.float32)
-      state["queue_ptr"] = jnp.zeros((), jnp.int32)
-      state["queue_count"] = jnp.zeros((), jnp.int32)
-    return params, state
+  def init_queue(params, state):
+    del params, state
+    if not queue_length:
+      return {}
+    out_dim = int(config.model.projector_kwargs.out_dim)
+    return {"queue": jnp.zeros((len(assign), queue_length, out_dim), jnp.float32),
+            "queue_ptr": jnp.zeros((), jnp.int32), "queue_count": jnp.zeros((), jnp.int32)}
 
-  def loss(params, state, batch, key, *, axis_name=None):
-    del key  # the objective is deterministic given the views
-    views = batch["views"]
-    _multicrop.check_views(views, num_global, "swav")
-    b = views[0].shape[0]
-    frozen = state["step"] < int(cfg.freeze_prototypes_steps)
-    head = params["head"]
-    params = {**params, "head": {**head, "prototypes": _multicrop.freeze_while(head["prototypes"], frozen)}}
-    net = build_network(config, axis_name)
-    (h, (z, scores)), new_bs = net.apply(_multicrop.variables(params, state), views, train=True,
-                                         mutable=["batch_stats"])
-    kwargs = dict(num_crops=num_views, crops_for_assign=assign, temperature=float(cfg.temperature),
-                  epsilon=float(cfg.epsilon), sinkhorn_iters=int(cfg.sinkhorn_iters), axis_name=axis_name)
-    new_state = {**state, "batch_stats": new_bs.get("batch_stats", {})}
-    metrics = {}
-    if queue_length:
-      queue_scores = _local_queue_scores(state["queue"], params["head"]["prototypes"], axis_name)
-      full = (state["queue_count"] >= queue_length) & (state["step"] >= int(cfg.queue_start_step))
-      value = jax.lax.cond(full, lambda: losses.swav(scores, queue_scores=queue_scores, **kwargs),
-                           lambda: losses.swav(scores, **kwargs))
-      new_state.update(_push(state, z, assign, b, axis_name, int(cfg.queue_start_step)))
-      metrics["queue_in_use"] = full.astype(jnp.float32)
-    else:
-      value = losses.swav(scores, **kwargs)
-    metrics["swav"] = value
-    aux = {"metrics": metrics, "features": jax.lax.stop_gradient(h[:b])}
-    return value, (new_state, aux)
+  def loss_fn(net, params, state, out, batch, *, axis_name=None):
+    del net
+    _, (z, scores) = out
+    if not queue_length:
+      value = losses.swav(scores, axis_name=axis_name, **kwargs)
+      return value, {"swav": value}, state
+    b = batch["views"][0].shape[0]
+    queue_scores = _local_queue_scores(state["queue"], params["head"]["prototypes"], axis_name)
+    full = (state["queue_count"] >= queue_length) & (state["step"] >= int(cfg.queue_start_step))
+    value = jax.lax.cond(full, lambda: losses.swav(scores, queue_scores=queue_scores, axis_name=axis_name, **kwargs),
+                         lambda: losses.swav(scores, axis_name=axis_name, **kwargs))
+    new_state = {**state, **_push(state, z, assign, b, axis_name, int(cfg.queue_start_step))}
+    return value, {"queue_in_use": full.astype(jnp.float32), "swav": value}, new_state
 
-  def embed(params, state, x):
-    return eval_net.apply(_multicrop.variables(params, state), x, method=_multicrop.MultiCropNetwork.encode)
-
-  def update_after_step(params, state, step):
-    del params
-    return {**state, "step": step + 1}
-
-  return base.Method(name="swav", num_views=num_views, init=init, loss=loss, embed=embed,
-                     update_after_step=update_after_step)
+  return multicrop.make_method(config, loss_fn, name="swav", head=build_head, num_global=num_global,
+                               frozen_part="prototypes", freeze_steps=int(cfg.freeze_prototypes_steps),
+                               init_state=init_queue)
 
 
 def _local_queue_scores(queue, prototype_params, axis_name):

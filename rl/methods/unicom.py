@@ -12,7 +12,7 @@ What differs from the paper (our adaptation to the `Method` protocol, which sees
 - the pseudo-labels are computed ONLINE, DeepCluster-style, from a feature bank of the network's own
   projections, re-clustered every epoch (by default) with spherical k-means started from the current prototypes,
   not once from CLIP features; the loss is 0 until the first clustering (one epoch by default). See
-  `rl.methods._cluster_discrimination` for the bank, the schedule and the first clustering;
+  `rl.methods.cluster_discrimination` for the bank, the schedule and the first clustering;
 - the network is SimCLR's encoder + MLP projector trained from scratch on two augmented views per example, both
   with the example's label (so augmentation invariance comes from the shared label), instead of a pretrained
   ViT on one view; the encoder features (before the projector) are the representation, as for every method here;
@@ -24,7 +24,7 @@ from __future__ import annotations
 import ml_collections
 
 from rl import losses
-from rl.methods import _cluster_discrimination
+from rl.methods import cluster_discrimination
 from rl.methods import base
 
 
@@ -34,17 +34,11 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   Example:
     >>> from configs import unicom as unicom_config
-    >>> config = unicom_config.get_config("smoke")  # mnist1d: signals of length 40, a tiny conv1d encoder
-    >>> config.num_train_examples = 64  # the trainer sets it from the data; its banks have one row each
-    >>> method = rl.methods.unicom.make(config)
-    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
-    >>> params, state = method.init(jax.random.key(0), x)
-    >>> sorted(params), sorted(state)
-    (['encoder', 'projector', 'prototypes'], ['bank', 'batch_stats', 'centroids', 'labels', 'num_clusterings'])
-    >>> batch = {"views": (x, x + 0.1), "index": np.arange(8)}  # index: each example's row in the banks
-    >>> loss, (state, aux) = method.loss(params, state, batch, jax.random.key(1))
-    >>> sorted(aux["metrics"]), method.embed(params, state, x).shape
-    (['clusters_used', 'num_clusterings', 'unicom'], (8, 16))
+    >>> config = unicom_config.get_config("smoke")
+    >>> config.num_train_examples = 64  # the trainer sets it from the data: one bank row per example
+    >>> params, state = make(config).init(jax.random.key(0), np.zeros((8, 40), np.float32))
+    >>> params["prototypes"].shape, state["bank"].shape, state["labels"].shape  # learned class centres, the banks
+    ((16, 8), (64, 8), (64,))
   """
   cfg = config.unicom
   margin, scale = float(cfg.margin), float(cfg.scale)
@@ -55,4 +49,4 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
                                          feature_ratio=feature_ratio, margin=margin, scale=scale,
                                          axis_name=axis_name)
 
-  return _cluster_discrimination.make(config, name="unicom", cfg=cfg, topk=None, objective=objective)
+  return cluster_discrimination.make(config, name="unicom", cfg=cfg, topk=None, objective=objective)

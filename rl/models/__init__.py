@@ -5,9 +5,9 @@ features [b, feature_dim] and expose `feature_dim`. BatchNorm running statistics
 'batch_stats' collection; pass `axis_name` to average batch statistics across devices inside
 `jax.shard_map`. This package imports nothing from the rest of `rl` except `rl.losses` (MAE's masking).
 
-Mixed precision: inside `with compute_dtype(jnp.bfloat16):`, `get_model` builds every registered model that
-has a `dtype` attribute with that computation dtype (unless the caller passes `dtype` itself); parameters stay
-float32 and BatchNorm statistics are reduced in float32. The trainer enters it from `config.compute_dtype`.
+Mixed precision follows Flax's convention: every registered model takes `dtype=`, its computation dtype
+(`get_model('resnet18', dtype=jnp.bfloat16)`); parameters stay float32 and BatchNorm statistics are reduced in
+float32. The methods pass `config.compute_dtype` there (`rl.methods.base.get_model`).
 
 Example:
   >>> encoder = get_model('resnet18', stem='cifar')
@@ -15,14 +15,9 @@ Example:
   512
 """
 
-import contextlib
-import contextvars
 import dataclasses
-from collections.abc import Iterator
-from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from rl.models.conv1d import Conv1DEncoder
 from rl.models.dense import PixelPropagation
@@ -64,36 +59,6 @@ MODELS: dict[str, type[nn.Module]] = {
 # Dataclass fields that linen adds to every module and that are not hyper-parameters.
 _INTERNAL_FIELDS = frozenset({'parent'})
 
-# The computation dtype that `get_model` gives models inside `compute_dtype(...)`; None: each model's default.
-_COMPUTE_DTYPE: contextvars.ContextVar[Any] = contextvars.ContextVar('rl_models_compute_dtype', default=None)
-
-
-@contextlib.contextmanager
-def compute_dtype(dtype: Any) -> Iterator[None]:
-  """Within the block, `get_model` builds models with computation dtype `dtype` (mixed precision).
-
-  Only the default changes: an explicit `dtype=` passed to `get_model` wins, and modules built without
-  `get_model` are untouched. Modules are built when a method is made and again when its functions are traced,
-  so the block must cover both (the trainer wraps every function of the method in it).
-
-  Args:
-    dtype: e.g. `jnp.bfloat16`; None restores each model's own default (float32).
-
-  Yields:
-    Nothing.
-
-  Example:
-    >>> with compute_dtype(jnp.bfloat16):
-    ...   get_model('resnet18', stem='cifar').dtype
-    dtype(bfloat16)
-  """
-  token = _COMPUTE_DTYPE.set(None if dtype is None else jnp.dtype(dtype))
-  try:
-    yield
-  finally:
-    _COMPUTE_DTYPE.reset(token)
-
-
 def get_model(name: str, **kwargs) -> nn.Module:
   """Builds a registered model.
 
@@ -109,8 +74,8 @@ def get_model(name: str, **kwargs) -> nn.Module:
 
   Args:
     name: a key of `MODELS`.
-    **kwargs: the module's attributes, e.g. `stem='cifar'` for a ResNet. Inside a `compute_dtype` block a
-      module with a `dtype` attribute gets that dtype unless `dtype` is given here.
+    **kwargs: the module's attributes, e.g. `stem='cifar'` for a ResNet, or `dtype=jnp.bfloat16` for its
+      computation dtype.
 
   Returns:
     The unbound module.
@@ -134,9 +99,6 @@ def get_model(name: str, **kwargs) -> nn.Module:
   if missing:
     raise ValueError(f'Missing required arguments {missing} for model {name!r} '
                      f'({cls.__name__}).')
-  dtype = _COMPUTE_DTYPE.get()
-  if dtype is not None and 'dtype' in accepted and 'dtype' not in kwargs:
-    kwargs = {**kwargs, 'dtype': dtype}
   return cls(**kwargs)
 
 
@@ -154,7 +116,6 @@ __all__ = [
     'ViTSmall',
     'ViTTiny',
     'WeightNormDense',
-    'compute_dtype',
     'LinearClassifier',
     'MAE',
     'MLPProjector',

@@ -2,8 +2,8 @@
 and a fork of the run into a new workdir.
 
 * `read_config(workdir)`: the `ConfigDict` the trainer wrote to `workdir/config.json`.
-* `build_run(config)` and `restore_state(run, workdir, step)`: the trainer's objects and a checkpointed state,
-  for evaluations outside the loop.
+* `restore_state(run, workdir, step)`: a checkpointed state on the trainer's objects (`rl.train.loop.build`), for
+  evaluations outside the loop.
 * `evaluate_checkpoint(workdir, config)`: `report.md`, `results.json` and the plots again, with the trainer's
   own final evaluation (`loop.final_evaluation`), e.g. for a run that was interrupted before it ended.
 * `fork_run(src, dst, step)`: copies a checkpoint (and the metrics up to it) into a new workdir, where the
@@ -12,22 +12,15 @@ and a fork of the run into a new workdir.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
-from typing import Any, Callable
+from typing import Any
 
 from etils import epath
-import jax
 import ml_collections
-import optax
 
-from rl.data.pipeline import DatasetInfo
-from rl.methods.base import Method
 from rl.train import checkpoint as ckpt_lib
 from rl.train import loop
-from rl.train import optim
-from rl.train import step as step_lib
 from rl.train import writer as writer_lib
 from rl.train.state import TrainState
 
@@ -133,57 +126,6 @@ def read_config(workdir: epath.PathLike,
   return config_from_json(path.read_text(), template)
 
 
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """What the trainer builds from a config (`loop.build` and the optimizers), for work outside its loop."""
-  config: ml_collections.ConfigDict
-  mesh: jax.sharding.Mesh
-  sharding: jax.sharding.Sharding
-  info: DatasetInfo
-  method: Method
-  recipes: list
-  eval_recipe: Any
-  out_size: int | None
-  view_sizes: tuple
-  tx: optax.GradientTransformation
-  probe_tx: optax.GradientTransformation
-  embed: Callable
-
-  def init_state(self) -> TrainState:
-    """The trainer's initial state: the untrained, randomly initialised encoder of the baseline row."""
-    return loop.init_state(self.config, self.method, self.info, self.tx, self.probe_tx,
-                           eval_recipe=self.eval_recipe, out_size=self.out_size, mesh=self.mesh)
-
-
-def build_run(config: ml_collections.ConfigDict) -> Run:
-  """Builds the trainer's objects for `config` as `loop.train_and_evaluate` does.
-
-  Example:
-    >>> import tempfile
-    >>> from configs import simclr as simclr_config
-    >>> config = simclr_config.get_config("smoke")
-    >>> config.data_dir = tempfile.mkdtemp()
-    >>> run = build_run(config)
-    Downloading and preparing dataset ...
-    >>> run.method.name, run.info.name, run.mesh.axis_names
-    ('simclr', 'mnist1d', ('data',))
-    >>> state = run.init_state()  # the untrained encoder of the baseline row
-    >>> run.embed(state.params, state.method_state, np.zeros((8, 40), np.float32)).shape
-    (8, 16)
-
-  Args:
-    config: a training config (e.g. from `read_config`).
-
-  Returns:
-    The `Run`.
-  """
-  mesh, sharding, info, method, recipes, eval_recipe, out_size, view_sizes = loop.build(config)
-  return Run(config=config, mesh=mesh, sharding=sharding, info=info, method=method, recipes=recipes,
-             eval_recipe=eval_recipe, out_size=out_size, view_sizes=view_sizes,
-             tx=optim.make_optimizer(config, config.total_steps), probe_tx=optax.adam(config.online_probe.lr),
-             embed=step_lib.make_embed_fn(method, eval_recipe, out_size=out_size))
-
-
 def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
   """Steps of the complete checkpoints in `workdir/checkpoints`, ascending ([] if there is none).
 
@@ -222,7 +164,7 @@ def _check_step(workdir: epath.Path, step: int | None) -> int:
   return step
 
 
-def restore_state(run: Run, workdir: epath.PathLike, step: int | None = None) -> TrainState:
+def restore_state(run: loop.Run, workdir: epath.PathLike, step: int | None = None) -> TrainState:
   """Restores a checkpoint of `workdir` onto the trainer's state template.
 
   Example:
@@ -230,7 +172,7 @@ def restore_state(run: Run, workdir: epath.PathLike, step: int | None = None) ->
     >>> from configs import simclr as simclr_config
     >>> config = simclr_config.get_config("smoke")
     >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
-    >>> run = build_run(config)
+    >>> run = rl.train.loop.build(config)
     Downloading and preparing dataset ...
     >>> ckpt = rl.train.checkpoint.Checkpointer(f"{workdir}/checkpoints", max_to_keep=None)
     >>> for step in (3, 6):  # checkpoints of the untrained state, as the trainer would save them
@@ -243,7 +185,7 @@ def restore_state(run: Run, workdir: epath.PathLike, step: int | None = None) ->
     ValueError: step: no checkpoint of step 4 in .../checkpoints; available steps: 3, 6
 
   Args:
-    run: from `build_run` with the run's config.
+    run: `rl.train.loop.build` of the run's config.
     workdir: the run's workdir.
     step: the checkpoint's step; None for the newest.
 
@@ -330,13 +272,10 @@ def evaluate_checkpoint(workdir: epath.PathLike, config: ml_collections.ConfigDi
   """
   workdir = _workdir(workdir)
   step = _check_step(workdir, step)  # before building anything: a wrong workdir fails at once
-  run = build_run(config)
+  run = loop.build(config)
   state = restore_state(run, workdir, step)
   print(f"[rl] evaluating the checkpoint of step {step} in {workdir / 'checkpoints'}", flush=True)
-  return loop.final_evaluation(
-      config, workdir, run.method, state, run.embed, sharding=run.sharding, info=run.info, recipes=run.recipes,
-      out_size=run.out_size, view_sizes=run.view_sizes, tx=run.tx, probe_tx=run.probe_tx, mesh=run.mesh,
-      eval_recipe=run.eval_recipe, train_seconds=train_seconds_from_metrics(workdir, step), writer=None)
+  return loop.final_evaluation(run, state, workdir, train_seconds=train_seconds_from_metrics(workdir, step))
 
 
 def _copy_tree(src: epath.Path, dst: epath.Path) -> None:

@@ -4,6 +4,12 @@ The per-device step runs under `jax.shard_map` inside `jax.jit` on the 1-D 'data
 the state replicated and donated. Losses reduce over the axis, so their value is the global-batch loss and the
 gradients with respect to the replicated parameters arrive already summed over devices (shard_map transposes the
 implicit broadcast of a replicated input into a psum): there is no separate gradient all-reduce to forget.
+
+Mixed precision: a method computes in `config.compute_dtype` (its networks are built with that `dtype`,
+`rl.methods.base.get_model`); its parameters, their gradients and the optimizer state stay float32. This module
+is the one place that keeps what leaves a method in float32 whatever it computed in: the loss, the metrics and
+the probe's features (`_float32`), the method state in the dtypes it was initialised with (`_like`), and the
+features of `make_embed_fn` / `make_view_embed_fn`.
 """
 from __future__ import annotations
 
@@ -23,6 +29,20 @@ from rl.train.state import TrainState
 # Independent random streams: the step key is fold_in(root, step); each stream folds in its own id.
 STREAM_AUGMENT = 0
 STREAM_METHOD = 1
+
+
+def _float32(tree):
+  """Every floating leaf of `tree` as float32 (a bfloat16 loss, metric or feature leaves the method as float32)."""
+  return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def _like(new, old):
+  """`new` with the dtypes of `old` where both trees have the same structure (else `new` unchanged): the method
+  state keeps the dtypes it was initialised with (queues, banks, centres, EMA targets)."""
+  if jax.tree.structure(new) != jax.tree.structure(old):
+    return new
+  return jax.tree.map(lambda n, o: n.astype(o.dtype) if hasattr(n, "astype") and hasattr(o, "dtype") else n,
+                      new, old)
 
 
 def finite_flags(loss: jax.Array, grads) -> jax.Array:
@@ -81,15 +101,15 @@ def init_probe(feature_dim: int, num_classes: int):
 
 
 def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: optax.GradientTransformation,
-                    *, mesh: Mesh, seed: int, recipes: Sequence, out_size: int | None | Sequence[int | None],
+                    *, mesh: Mesh, seed: int, recipes: Sequence, view_sizes: Sequence[int | None],
                     num_classes: int, schedule: Callable[[jax.Array], jax.Array], augment_on_device: bool = True,
                     skip_nonfinite: bool = False):
   """Returns `step(state, batch) -> (state, metrics)`, jitted, with the state donated.
 
-  `out_size` is one output size for every view or one per view (multi-crop's global and local views).
-  The batch holds `'x'` (raw inputs, augmented into views inside the step), `'label'` and optionally `'index'`.
+  `view_sizes` holds one output size per view (multi-crop's global and local views differ; None keeps the input
+  size), as `rl.train.loop.build` normalises them. The batch holds `'x'` (raw inputs, augmented into views inside the step), `'label'` and optionally `'index'`.
   With `augment_on_device=False` it holds `'views'` instead of `'x'`: a tuple of already augmented views (e.g. to
-  time the model alone, `experiments/benchmarks/step_throughput.py`); `recipes` and `out_size` are then unused.
+  time the model alone, `experiments/benchmarks/step_throughput.py`); `recipes` and `view_sizes` are then unused.
   A step whose loss or gradients are not finite is recorded in `state.nonfinite_step`/`nonfinite_leaf`; with
   `skip_nonfinite`, it also leaves every parameter, optimizer and method state as it was (only `step` and
   `skipped_steps` advance), so the loop can skip a bounded number of bad steps (`config.skip_nonfinite_steps`).
@@ -106,7 +126,7 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     >>> probe = init_probe(feature_dim=16, num_classes=10)
     >>> state = TrainState.create(params=params, opt_state=tx.init(params), method_state=method_state,
     ...                           probe_params=probe, probe_opt_state=probe_tx.init(probe))
-    >>> step = make_train_step(method, tx, probe_tx, mesh=mesh_lib.make_mesh(), seed=0, recipes=(), out_size=None,
+    >>> step = make_train_step(method, tx, probe_tx, mesh=mesh_lib.make_mesh(), seed=0, recipes=(), view_sizes=(),
     ...                        num_classes=10, schedule=optim.learning_rate_schedule(config, 10),
     ...                        augment_on_device=False)  # the batch holds augmented views, not raw inputs
     >>> state, metrics = step(state, {"views": (x, x + 0.1), "label": np.arange(16) % 10})
@@ -120,7 +140,7 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     mesh: the 1-D 'data' mesh (`rl.train.mesh.make_mesh`); the batch's leading axis is split over it.
     seed: the root of the step keys (augmentation and method randomness: `fold_in(key(seed), step)`).
     recipes: one augmentation recipe per view (`rl.data.augment.get_recipe`).
-    out_size: the output size of every view, or one per view; None keeps the input size.
+    view_sizes: the output size of each view; None keeps the input size.
     num_classes: the number of label classes (the probe's outputs).
     schedule: the learning-rate schedule, only to report `learning_rate` in the metrics.
     augment_on_device: augment `batch['x']` inside the step (True) or take `batch['views']` as they are.
@@ -131,8 +151,7 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
   """
   root = jax.random.key(seed)
   axis = mesh_lib.AXIS
-  recipes = tuple(recipes)
-  out_size = tuple(out_size) if isinstance(out_size, (tuple, list)) else out_size
+  recipes, view_sizes = tuple(recipes), tuple(view_sizes)
 
   def per_device(state: TrainState, batch):
     step_key = jax.random.fold_in(root, state.step)
@@ -142,7 +161,7 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
     aug_key = jax.random.fold_in(step_key, STREAM_AUGMENT)
     method_key = jax.random.fold_in(step_key, STREAM_METHOD)
     if augment_on_device:
-      views = augment.make_views(aug_key, batch["x"], recipes, out_size=out_size, axis_name=axis)
+      views = augment.make_views(aug_key, batch["x"], recipes, out_size=view_sizes, axis_name=axis)
     else:
       views = tuple(batch["views"])
     inputs = {"views": views, "label": batch["label"]}
@@ -150,15 +169,16 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
       inputs["index"] = batch["index"]
 
     def loss_fn(params):
-      return method.loss(params, state.method_state, inputs, method_key, axis_name=axis)
+      loss, (method_state, aux) = method.loss(params, state.method_state, inputs, method_key, axis_name=axis)
+      return _float32(loss), (_like(method_state, state.method_state), _float32(aux))
 
     (loss, (method_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if method.update_after_step is not None:
-      method_state = method.update_after_step(params, method_state, state.step)
+      method_state = _like(method.update_after_step(params, method_state, state.step), state.method_state)
 
-    features = lax.stop_gradient(aux["features"]).astype(jnp.float32)
+    features = lax.stop_gradient(aux["features"])
     (p_loss, p_acc), p_grads = jax.value_and_grad(probe_loss, has_aux=True)(
         state.probe_params, features, batch["label"], num_classes=num_classes, axis_name=axis)
     p_updates, probe_opt_state = probe_tx.update(p_grads, state.probe_opt_state, state.probe_params)
@@ -207,7 +227,7 @@ def make_embed_fn(method: Method, eval_recipe, *, out_size: int | None, projecti
 
   @jax.jit
   def embed(params, method_state, x):
-    return fn(params, method_state, augment.eval_view(x, eval_recipe, out_size=out_size))
+    return _float32(fn(params, method_state, augment.eval_view(x, eval_recipe, out_size=out_size)))
 
   return embed
 
@@ -231,7 +251,7 @@ def make_view_embed_fn(method: Method, recipe, *, out_size: int | None):
 
   @jax.jit
   def embed(params, method_state, x, key):
-    return method.embed(params, method_state, augment.augment_batch(key, x, recipe, out_size=out_size))
+    return _float32(method.embed(params, method_state, augment.augment_batch(key, x, recipe, out_size=out_size)))
 
   return embed
 

@@ -23,7 +23,6 @@ from rl import methods
 from rl import models
 from rl.data import augment
 from rl.train import optim
-from rl.train import precision
 
 # (key, smallest allowed value): integer settings of the loop.
 _INTS = (
@@ -68,7 +67,7 @@ def _is_number(value) -> bool:
   return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def _check_ints(config) -> None:
+def _check_ints(config, devices: int) -> None:
   for key, low in _INTS:
     value = _get(config, key)
     if value is _MISSING:
@@ -78,7 +77,6 @@ def _check_ints(config) -> None:
       raise TypeError(f"config.{key}: expected {expected}, got {value!r} ({type(value).__name__}).")
     if value < low:
       raise ValueError(f"config.{key}: expected {expected}, got {value}.")
-  devices = jax.device_count()
   for key in _SHARDED_BATCHES:
     value = _get(config, key)
     if value is not _MISSING and value % devices:
@@ -179,17 +177,18 @@ def _check_knn(config) -> None:
                      f"train set), got {tuple(ks)}.")
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
   """Validates a training config before any data is prepared, any model initialised or anything compiled.
 
   Checks: integer settings (`batch_size`, `total_steps`, `log_every_steps`, `checkpoint.every_steps`,
   `checkpoint.keep` > 0; `eval.every_steps`, `optim.warmup_steps`, `skip_nonfinite_steps` >= 0); `batch_size` and
-  `eval.batch_size` divisible by `jax.device_count()`; `optim.lr` finite and > 0; the method, dataset, encoder
-  and optimizer names (known to their registries); the encoder's keyword arguments; every temperature of the
-  method's section (keys `temperature`, `temp`, `*_temperature`, `*_temp`) and `eval.knn_temperature` > 0; the
-  augmentation recipes, one size per view, and for image datasets no crop (`augment.out_size`,
-  `augment.view_sizes`) larger than the host images (`image_size`, or the dataset's default); `eval.knn_ks`
-  positive and at most `eval.max_train_examples`; `compute_dtype`. Keys that the config lacks are skipped.
+  `eval.batch_size` divisible by the device count (`num_devices`, default `jax.device_count()`); `optim.lr` finite and
+  > 0; the method, dataset, encoder and optimizer names (known to their registries); the encoder's keyword arguments;
+  every temperature of the method's section (keys `temperature`, `temp`, `*_temperature`, `*_temp`) and
+  `eval.knn_temperature` > 0; the augmentation recipes, one size per view, and for image datasets no crop
+  (`augment.out_size`, `augment.view_sizes`) larger than the host images (`image_size`, or the dataset's default);
+  `eval.knn_ks` positive and at most `eval.max_train_examples`; `compute_dtype`. Keys that the config lacks are
+  skipped.
 
   Example:
     >>> from configs import simclr as simclr_config
@@ -202,15 +201,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
   Args:
     config: the run's config (`configs/<method>.py:get_config(...)` with overrides).
+    num_devices: the devices the batch is split over; None: every device (`jax.device_count()`).
 
   Raises:
     TypeError: a value of the wrong type, naming the key, the expected type and the value.
     ValueError: a bad value, naming the key, what was expected and the value.
   """
-  _check_ints(config)
+  _check_ints(config, jax.device_count() if num_devices is None else num_devices)
   if _get(config, "optim.lr") is not _MISSING:
     _check_positive_number("optim.lr", config.optim.lr)
-  precision.compute_dtype(config)
+  methods.base.compute_dtype(config)
   _check_names(config)
   for key in _temperature_keys(config):
     value = _get(config, key)

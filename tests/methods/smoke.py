@@ -1,18 +1,51 @@
 """End-to-end smoke run of any method's `smoke` config: a few steps on 8 fake devices, then the final report.
 
-Used by every method's test module: `smoke.run(configs.byol.get_config("smoke"), tmp_path)`.
+Used by every method's test module: `smoke.run(configs.byol.get_config("smoke"), tmp_path, golden="byol:smoke")`.
+
+`golden` names the run's entry of `smoke_losses.json`: every train metric of every step (loss, its terms, gradient
+norm, online probe) as this protocol gave it before the method-base refactor of the architecture issue (recorded
+on a clean checkout of that commit). The run must reproduce them, so a refactor that changes how a method trains
+fails here. Other machines and XLA versions round reductions differently, hence `GOLDEN_RTOL`; on the machine
+that recorded them the values are bit-identical (`RL_GOLDEN_EXACT=1` checks that).
 """
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 
 import numpy as np
 
 from rl.train import loop
 
+GOLDEN = pathlib.Path(__file__).with_name("smoke_losses.json")
+# Four steps of a tiny network: float rounding that differs between CPUs or XLA versions moves the metrics by
+# ~1e-6 relative; a wrong temperature, a swapped view or a missing stop-gradient moves the loss by far more.
+GOLDEN_RTOL, GOLDEN_ATOL = 2e-4, 1e-5
 
-def run(config, tmp_path, *, data_dir=None, steps: int = 4, baselines: bool = False) -> dict:
+
+def check_golden(name: str, train_lines: list[dict]) -> None:
+  """Every train metric of every step equals `smoke_losses.json[name]` (rtol GOLDEN_RTOL; exact with
+  RL_GOLDEN_EXACT=1)."""
+  expected = json.loads(GOLDEN.read_text())[name]
+  got = [{k: v for k, v in line.items() if k not in ("kind", "steps_per_second")} for line in train_lines]
+  assert [sorted(line) for line in got] == [sorted(line) for line in expected], (name, got[0], expected[0])
+  exact = os.environ.get("RL_GOLDEN_EXACT") == "1"
+  for step, (g, e) in enumerate(zip(got, expected), start=1):
+    for metric in e:
+      if exact:
+        assert g[metric] == e[metric], (name, step, metric, g[metric], e[metric])
+      else:
+        np.testing.assert_allclose(g[metric], e[metric], rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL,
+                                   err_msg=f"{name}: step {step}, {metric}")
+
+
+def run(config, tmp_path, *, data_dir=None, steps: int = 4, baselines: bool = False,
+        golden: str | None = None) -> dict:
   """Trains `steps` steps (checkpoint at step 2, no in-loop kNN) and checks the run's outputs; returns results.
+
+  With `golden` (4 steps of a config as `get_config` returns it), the train metrics must equal its entry of
+  `smoke_losses.json` (`check_golden`).
 
   Pass the session-wide `tfds_dir` fixture as `data_dir` so the embedded datasets are built once per worker. The
   report's baseline rows and t-SNE plot are off unless `baselines` (the trainer's own tests cover them), which
@@ -34,5 +67,7 @@ def run(config, tmp_path, *, data_dir=None, steps: int = 4, baselines: bool = Fa
   train = [l for l in lines if l["kind"] == "train"]
   assert [l["step"] for l in train] == list(range(1, steps + 1)), [l["step"] for l in train]
   assert all(np.isfinite(l["loss"]) for l in train), train
+  if golden is not None:
+    check_golden(golden, train)
   assert (workdir / "report.md").exists() and (workdir / "results.json").exists()
   return results

@@ -7,7 +7,7 @@ import numpy as np
 from configs import align_uniform as au_config
 from rl import losses
 from rl import methods
-from rl.methods.simclr import build_network
+from rl.methods.two_view import build_network
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -61,5 +61,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(au_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(au_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="align_uniform:smoke")
   assert results["rows"][0]["representation"] == "align_uniform (trained)"

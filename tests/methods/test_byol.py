@@ -8,9 +8,8 @@ import pytest
 from configs import byol as byol_config
 from rl import losses
 from rl import methods
-from rl.methods import _target
+from rl.methods import two_view
 from rl.methods import byol
-from rl.methods import simclr
 from rl.models import ema
 from tests.methods import devices
 from tests.methods import smoke
@@ -37,10 +36,10 @@ def test_loss_is_byol_of_predictions_and_target_projections():
   config, method, params, state, v1, v2 = _setup()
   value, (new_state, aux) = method.loss(params, state, {"views": (v1, v2)}, jax.random.key(1))
   x = np.concatenate([v1, v2])
-  online = _target.build_online(config, None, config.byol.predictor_kwargs)
+  online = two_view.build_network(config, None, predictor_kwargs=config.byol.predictor_kwargs)
   (h, _, p), _ = online.apply({"params": params, "batch_stats": state["batch_stats"]}, x, train=True,
                               mutable=["batch_stats"])
-  (_, zt), _ = simclr.build_network(config, None).apply(state["target"], x, train=True, mutable=["batch_stats"])
+  (_, zt), _ = two_view.build_network(config, None).apply(state["target"], x, train=True, mutable=["batch_stats"])
   want = losses.byol(p[:32], zt[32:]) + losses.byol(p[32:], zt[:32])  # summed, as in the paper and solo-learn
   np.testing.assert_allclose(value, want, rtol=1e-5)
   np.testing.assert_allclose(aux["metrics"]["byol"], value)
@@ -86,4 +85,4 @@ def test_8_devices_equal_1_device(mesh8):
 
 
 def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(byol_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  smoke.run(byol_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="byol:smoke")

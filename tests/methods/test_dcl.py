@@ -7,7 +7,7 @@ import pytest
 from configs import dcl as dcl_config
 from rl import losses
 from rl import methods
-from rl.methods.simclr import build_network
+from rl.methods.two_view import build_network
 from tests.methods import devices
 from tests.methods import smoke
 

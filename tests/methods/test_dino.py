@@ -10,6 +10,7 @@ from configs import dino as dino_config
 from rl import losses
 from rl import methods
 from rl.methods import dino
+from rl.methods import multicrop
 from rl.models import ema
 from tests.methods import devices
 from tests.methods import smoke
@@ -41,7 +42,7 @@ def test_teacher_starts_as_the_student():
 def test_loss_is_dino_of_student_and_teacher_and_the_centre_moves():
   config, method, params, state, views = _setup()
   value, (new_state, aux) = method.loss(params, state, {"views": views}, jax.random.key(1))
-  net = dino.build_network(config, None)
+  net = multicrop.Network(config, dino.build_head).module(None)
   (h, student), _ = net.apply({"params": params, "batch_stats": state["batch_stats"]}, views, train=True,
                               mutable=["batch_stats"])
   (_, teacher), _ = net.apply(state["teacher"], views[:2], train=True, mutable=["batch_stats"])
@@ -96,5 +97,5 @@ def test_bad_views():
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(dino_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(dino_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="dino:smoke")
   assert results["rows"][0]["representation"] == "dino (trained)"

@@ -12,6 +12,7 @@ from rl import losses
 from rl import methods
 from rl import models
 from rl.methods import hallucinator
+from rl.methods import two_view
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -41,7 +42,7 @@ def _setup(base="simclr", b=32, **overrides):
 def test_without_hallucination_it_is_the_base_method(base):
   config, method, params, state, v1, v2 = _setup(base, max_ratio=0.0, smoother=False)
   batch = {"views": (v1, v2)}
-  base_method = hallucinator.BASES[base](config)
+  base_method = hallucinator.BASES[base].make(config)
   assert jax.tree.structure(params) == jax.tree.structure(base_method.init(jax.random.key(0), v1[:2])[0])
   (value, (new_state, aux)), grads = jax.value_and_grad(method.loss, has_aux=True)(params, state, batch,
                                                                                    jax.random.key(1))
@@ -60,7 +61,7 @@ def test_simclr_loss_by_hand_and_the_smoother_is_trained():
   assert set(params) == {"encoder", "projector", "hallucinator"}
   key = jax.random.key(3)
   (value, (_, aux)), grads = jax.value_and_grad(method.loss, has_aux=True)(params, state, {"views": (v1, v2)}, key)
-  net = hallucinator.simclr.build_network(config, None)
+  net = two_view.build_network(config, None)
   base_params = {k: params[k] for k in ("encoder", "projector")}
   (_, z), _ = net.apply({"params": base_params, **state}, np.concatenate([v1, v2]), train=True,
                         mutable=["batch_stats"])
@@ -81,7 +82,7 @@ def test_simclr_loss_by_hand_and_the_smoother_is_trained():
 
 def test_moco_v2_keeps_the_base_state_and_ema():
   config, method, params, state, v1, v2 = _setup("moco_v2")
-  base_method = hallucinator.BASES["moco_v2"](config)
+  base_method = hallucinator.BASES["moco_v2"].make(config)
   batch = {"views": (v1, v2)}
   _, (new_state, _) = method.loss(params, state, batch, jax.random.key(1))
   _, (want_state, _) = base_method.loss({k: params[k] for k in ("encoder", "projector")}, state, batch,
@@ -123,4 +124,5 @@ def test_config_errors():
 
 @pytest.mark.parametrize("base", BASES)
 def test_smoke_end_to_end(tmp_path, tfds_dir, base):
-  smoke.run(hallucinator_config.get_config(f"smoke,{base}"), tmp_path, data_dir=tfds_dir)
+  smoke.run(hallucinator_config.get_config(f"smoke,{base}"), tmp_path, data_dir=tfds_dir,
+            golden=f"hallucinator:smoke,{base}")

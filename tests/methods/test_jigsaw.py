@@ -13,9 +13,8 @@ from jax.sharding import PartitionSpec as P
 from configs import jigsaw as jigsaw_config
 from rl import losses
 from rl import methods
-from rl.methods import _signal_pretext
+from rl.methods import pretext
 from rl.methods import jigsaw
-from rl.methods import rotnet
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -32,18 +31,18 @@ def _method_and_batch(config=None, x=None):
 
 
 def test_signal_permutations_are_the_image_set_over_range_tiles():
-  perms = _signal_pretext.signal_permutations(24, tiles=4, key=jax.random.key(0))
+  perms = pretext.signal_permutations(24, tiles=4, key=jax.random.key(0))
   assert sorted(map(tuple, perms.tolist())) == list(itertools.permutations(range(4)))  # all 4! distinct
   np.testing.assert_array_equal(perms, losses.make_permutations(24, grid=2, key=jax.random.key(0)))
   with pytest.raises(ValueError, match="perfect square"):
-    _signal_pretext.signal_permutations(10, tiles=5, key=jax.random.key(0))
+    pretext.signal_permutations(10, tiles=5, key=jax.random.key(0))
 
 
 def test_signal_task_tiles_follow_the_labels_permutation():
   # A ramp makes every tile's first sample its start: tile j must come from cell perms[label][j] (cells of 10).
   perms = jnp.array([[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2]])
   x = jnp.tile(jnp.arange(40.0), (64, 1))
-  tiles, labels = _signal_pretext.signal_jigsaw_task(jax.random.key(0), x, permutations=perms, tiles=4, tile=8)
+  tiles, labels = pretext.signal_jigsaw_task(jax.random.key(0), x, permutations=perms, tiles=4, tile=8)
   assert tiles.shape == (64, 4, 8) and labels.dtype == jnp.int32
   assert set(np.asarray(labels).tolist()) == {0, 1, 2}
   np.testing.assert_array_equal(np.diff(tiles, axis=-1), 1.0)
@@ -52,7 +51,7 @@ def test_signal_task_tiles_follow_the_labels_permutation():
   offsets = np.asarray(tiles[..., 0]) % 10
   assert offsets.min() == 0 and offsets.max() == 2  # random offsets inside the cells, 0..10-8
   # Hand example: label 1 reverses the order of the tiles.
-  tiles1, labels1 = _signal_pretext.signal_jigsaw_task(jax.random.key(0), x[:1], permutations=perms[1:2], tiles=4,
+  tiles1, labels1 = pretext.signal_jigsaw_task(jax.random.key(0), x[:1], permutations=perms[1:2], tiles=4,
                                                        tile=10)
   np.testing.assert_array_equal(tiles1[0, :, 0], [30, 20, 10, 0])
   assert labels1.tolist() == [0]
@@ -61,7 +60,7 @@ def test_signal_task_tiles_follow_the_labels_permutation():
 def test_signal_task_is_the_same_on_8_devices(mesh8):
   x = np.random.RandomState(0).randn(32, 40).astype(np.float32)
   perms = jigsaw.permutation_set(jigsaw_config.get_config("smoke"))
-  task = lambda a, axis_name=None: _signal_pretext.signal_jigsaw_task(
+  task = lambda a, axis_name=None: pretext.signal_jigsaw_task(
       jax.random.key(3), a, permutations=perms, tiles=4, tile=8, axis_name=axis_name)
   fn = jax.shard_map(lambda a: task(a, "data"), mesh=mesh8, in_specs=P("data"), out_specs=P("data"))
   for a, b in zip(jax.jit(fn)(x), task(x)):
@@ -78,10 +77,10 @@ def test_normalize_tiles():
 def _expected(config, params, state, x, key):
   perms = jigsaw.permutation_set(config)
   tiles, labels = jigsaw.make_task(config, perms)(key, x, None)
-  net = rotnet.build_pretext_network(config, config.jigsaw.head_hidden_dims, len(perms), axis_name=None)
+  net = pretext.build_network(config, config.jigsaw.head_hidden_dims, len(perms), axis_name=None)
   (_, logits), _ = net.apply({"params": params, **state}, tiles, train=True, mutable=["batch_stats"])
   h, bn = net.apply({"params": params, **state}, x, train=True, mutable=["batch_stats"],
-                    method=rotnet.PretextNet.encode)
+                    method=pretext.PretextNet.encode)
   return losses.pretext_cross_entropy(logits, labels), logits, labels, h, dict(bn)
 
 
@@ -120,5 +119,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
   monkeypatch.setitem(methods.METHODS, "jigsaw", jigsaw.make)
-  results = smoke.run(jigsaw_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(jigsaw_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="jigsaw:smoke")
   assert results["rows"][0]["representation"] == "jigsaw (trained)"

@@ -116,5 +116,5 @@ def test_image_variants_build(variant, shape):
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
   monkeypatch.setitem(methods.METHODS, "mae", mae.make)
-  results = smoke.run(mae_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(mae_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="mae:smoke")
   assert results["rows"][0]["representation"] == "mae (trained)"

@@ -10,7 +10,7 @@ from configs import matryoshka as matryoshka_config
 from rl import losses
 from rl import methods
 from rl.methods import matryoshka
-from rl.methods import simclr
+from rl.methods import two_view
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -59,7 +59,7 @@ def test_loss_is_the_sum_over_prefixes(base):
   config.matryoshka.weights = (1.0, 0.5, 2.0)
   method = matryoshka.make(config)
   value, (new_state, aux) = method.loss(params, state, {"views": (v1, v2)}, jax.random.key(1))
-  net = simclr.build_network(config, None)
+  net = two_view.build_network(config, None)
   if base in ("barlow_twins", "vicreg"):  # one forward pass per view, as the base method
     (h1, z1), _ = net.apply({"params": params, **state}, v1, train=True, mutable=["batch_stats"])
     (_, z2), _ = net.apply({"params": params, **state}, v2, train=True, mutable=["batch_stats"])
@@ -119,4 +119,4 @@ def test_config_errors():
 
 
 def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(matryoshka_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  smoke.run(matryoshka_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="matryoshka:smoke,simclr")

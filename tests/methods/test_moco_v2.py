@@ -9,7 +9,7 @@ from configs import moco_v2 as moco_config
 from rl import losses
 from rl import methods
 from rl.methods import moco_v2
-from rl.methods import simclr
+from rl.methods import two_view
 from rl.models import ema
 from tests.methods import devices
 from tests.methods import smoke
@@ -48,7 +48,7 @@ def test_loss_is_symmetric_moco_and_keys_are_pushed():
   config, method, params, state, v1, v2 = _setup()
   value, (new_state, aux) = method.loss(params, state, {"views": (v1, v2)}, jax.random.key(1))
   x = np.concatenate([v1, v2])
-  net = simclr.build_network(config, None)
+  net = two_view.build_network(config, None)
   (h, q), _ = net.apply({"params": params, "batch_stats": state["batch_stats"]}, x, train=True,
                         mutable=["batch_stats"])
   (_, k), _ = net.apply(state["target"], x, train=True, mutable=["batch_stats"])
@@ -101,4 +101,4 @@ def test_8_devices_equal_1_device(mesh8):
 
 
 def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(moco_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  smoke.run(moco_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="moco_v2:smoke")

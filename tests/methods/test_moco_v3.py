@@ -8,9 +8,8 @@ import pytest
 from configs import moco_v3 as moco_config
 from rl import losses
 from rl import methods
-from rl.methods import _target
+from rl.methods import two_view
 from rl.methods import moco_v3
-from rl.methods import simclr
 from rl.models import ema
 from tests.methods import devices
 from tests.methods import smoke
@@ -36,10 +35,10 @@ def test_loss_is_scaled_symmetric_info_nce():
   config, method, params, state, v1, v2 = _setup()
   value, (new_state, aux) = method.loss(params, state, {"views": (v1, v2)}, jax.random.key(1))
   x = np.concatenate([v1, v2])
-  online = _target.build_online(config, None, config.moco_v3.predictor_kwargs)
+  online = two_view.build_network(config, None, predictor_kwargs=config.moco_v3.predictor_kwargs)
   (h, _, q), _ = online.apply({"params": params, "batch_stats": state["batch_stats"]}, x, train=True,
                               mutable=["batch_stats"])
-  (_, k), _ = simclr.build_network(config, None).apply(state["target"], x, train=True, mutable=["batch_stats"])
+  (_, k), _ = two_view.build_network(config, None).apply(state["target"], x, train=True, mutable=["batch_stats"])
   tau = config.moco_v3.temperature
   assert tau == 0.2
   want = 2 * tau * (losses.info_nce(q[:32], k[32:], temperature=tau) + losses.info_nce(q[32:], k[:32], temperature=tau))
@@ -77,4 +76,4 @@ def test_8_devices_equal_1_device(mesh8):
 
 
 def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(moco_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  smoke.run(moco_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="moco_v3:smoke")

@@ -7,7 +7,7 @@ import numpy as np
 from configs import nnclr as nnclr_config
 from rl import losses
 from rl import methods
-from rl.methods import nnclr
+from rl.methods import two_view
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -26,7 +26,7 @@ def _method_and_batch():
 
 def _outputs(config, params, state, v1, v2):
   net_state = {"batch_stats": state["batch_stats"]}
-  (h, z, p), new_bn = nnclr.build_nnclr_network(config, None).apply(
+  (h, z, p), new_bn = two_view.build_network(config, None, predictor_kwargs=config.nnclr.predictor_kwargs).apply(
       {"params": params, **net_state}, jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"])
   return h, z, p, dict(new_bn)
 
@@ -87,5 +87,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(nnclr_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(nnclr_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="nnclr:smoke")
   assert results["rows"][0]["representation"] == "nnclr (trained)"

@@ -10,7 +10,7 @@ from configs import npid as npid_config
 from rl import losses
 from rl import methods
 from rl.methods import npid
-from rl.methods import simclr
+from rl.methods import two_view
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -36,7 +36,7 @@ def _setup(num_negatives=None):
 
 
 def _outputs(config, params, state, x):
-  (h, z), new_bn = simclr.build_network(config, None).apply(
+  (h, z), new_bn = two_view.build_network(config, None).apply(
       {"params": params, "batch_stats": state["batch_stats"]}, x, train=True, mutable=["batch_stats"])
   return h, z, dict(new_bn)
 
@@ -114,5 +114,5 @@ def test_8_devices_equal_1_device(mesh8, num_negatives):
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(npid_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(npid_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="npid:smoke")
   assert results["rows"][0]["representation"] == "npid (trained)"

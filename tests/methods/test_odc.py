@@ -139,5 +139,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(odc_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(odc_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="odc:smoke")
   assert results["rows"][0]["representation"] == "odc (trained)"

@@ -19,7 +19,7 @@ def test_project_is_the_projector_on_the_encoder_features(config_module):
   h = method.embed(params, state, x)
   z = method.project(params, state, x)
   assert z.shape == (8, config.model.projector_kwargs.out_dim) and h.shape[0] == 8
-  projector = methods.simclr.build_network(config, None).projector
+  projector = methods.two_view.build_network(config, None).projector
   expected = projector.apply({"params": params["projector"], "batch_stats": state["batch_stats"]["projector"]},
                              h, train=False)
   np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-6)

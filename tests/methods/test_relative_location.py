@@ -10,9 +10,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from configs import relative_location as rl_config
 from rl import losses
 from rl import methods
-from rl.methods import _signal_pretext
+from rl.methods import pretext
 from rl.methods import relative_location
-from rl.methods import rotnet
 from tests.methods import smoke
 
 B = 16
@@ -31,7 +30,7 @@ def test_signal_task_labels_are_the_other_segments_position():
   # A ramp makes every crop's first sample its start: the centre cell (2 of 5) starts at origin + 2 * (6 + 1).
   b, grid, segment, gap, jitter = 256, 5, 6, 1, 1
   x = jnp.tile(jnp.arange(40.0), (b, 1))
-  centre, other, labels = _signal_pretext.signal_relative_location_task(
+  centre, other, labels = pretext.signal_relative_location_task(
       jax.random.key(0), x, grid=grid, segment=segment, gap=gap, jitter=jitter)
   assert centre.shape == other.shape == (b, segment) and labels.dtype == jnp.int32
   np.testing.assert_array_equal(np.diff(centre, axis=1), 1.0)  # contiguous segments
@@ -47,7 +46,7 @@ def test_signal_task_labels_are_the_other_segments_position():
 
 def test_signal_task_is_the_same_on_8_devices(mesh8):
   x = np.random.RandomState(0).randn(32, 40, 2).astype(np.float32)
-  task = lambda a, axis_name=None: _signal_pretext.signal_relative_location_task(
+  task = lambda a, axis_name=None: pretext.signal_relative_location_task(
       jax.random.key(3), a, axis_name=axis_name)
   fn = jax.shard_map(lambda a: task(a, "data"), mesh=mesh8, in_specs=P("data"), out_specs=P("data"))
   for a, b in zip(jax.jit(fn)(x), task(x)):
@@ -57,18 +56,18 @@ def test_signal_task_is_the_same_on_8_devices(mesh8):
 def test_signal_task_checks_its_geometry():
   x = jnp.zeros((2, 40))
   with pytest.raises(ValueError, match="odd"):
-    _signal_pretext.signal_relative_location_task(jax.random.key(0), x, grid=4)
+    pretext.signal_relative_location_task(jax.random.key(0), x, grid=4)
   with pytest.raises(ValueError, match="does not fit"):
-    _signal_pretext.signal_relative_location_task(jax.random.key(0), x, grid=5, segment=8, gap=1, jitter=1)
+    pretext.signal_relative_location_task(jax.random.key(0), x, grid=5, segment=8, gap=1, jitter=1)
 
 
 def _expected(config, params, state, x, key):
   pairs, labels = relative_location.make_task(config)(key, x, None)
-  net = rotnet.build_pretext_network(config, config.relative_location.head_hidden_dims,
+  net = pretext.build_network(config, config.relative_location.head_hidden_dims,
                                      relative_location.num_classes(config, x.ndim != 4), axis_name=None)
   (_, logits), _ = net.apply({"params": params, **state}, pairs, train=True, mutable=["batch_stats"])
   h, bn = net.apply({"params": params, **state}, x, train=True, mutable=["batch_stats"],
-                    method=rotnet.PretextNet.encode)
+                    method=pretext.PretextNet.encode)
   return losses.pretext_cross_entropy(logits, labels), logits, labels, h, dict(bn)
 
 
@@ -122,5 +121,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
   monkeypatch.setitem(methods.METHODS, "relative_location", relative_location.make)
-  results = smoke.run(rl_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(rl_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="relative_location:smoke")
   assert results["rows"][0]["representation"] == "relative_location (trained)"

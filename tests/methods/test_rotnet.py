@@ -8,7 +8,7 @@ import numpy as np
 from configs import rotnet as rotnet_config
 from rl import losses
 from rl import methods
-from rl.methods import _signal_pretext
+from rl.methods import pretext
 from rl.methods import rotnet
 from tests.methods import devices
 from tests.methods import smoke
@@ -34,12 +34,12 @@ def _image_config():
 
 def test_symmetry_task_hand_example():
   x = jnp.array([[1.0, 2.0, 3.0], [0.0, 5.0, -1.0]])
-  out, labels = _signal_pretext.signal_symmetry_task(x)
+  out, labels = pretext.signal_symmetry_task(x)
   np.testing.assert_array_equal(labels, [0, 1, 2, 3, 0, 1, 2, 3])
   np.testing.assert_array_equal(out[:4], [[1, 2, 3], [3, 2, 1], [-1, -2, -3], [-3, -2, -1]])
   np.testing.assert_array_equal(out[4:], [[0, 5, -1], [-1, 5, 0], [0, -5, 1], [1, -5, 0]])
   # Channels ([b, l, c]) follow the time axis: the shape is kept and every channel gets the same transform.
-  out3, _ = _signal_pretext.signal_symmetry_task(jnp.stack([x, 2 * x], axis=-1))
+  out3, _ = pretext.signal_symmetry_task(jnp.stack([x, 2 * x], axis=-1))
   assert out3.shape == (8, 3, 2)
   np.testing.assert_array_equal(out3[..., 1], 2 * out)
 
@@ -47,8 +47,8 @@ def test_symmetry_task_hand_example():
 def test_loss_is_pretext_cross_entropy_of_the_symmetry_classifier():
   config, method, params, state, x = _method_and_batch()
   value, (new_state, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
-  inputs, labels = _signal_pretext.signal_symmetry_task(x)
-  net = rotnet.build_pretext_network(config, config.rotnet.head_hidden_dims, 4, axis_name=None)
+  inputs, labels = pretext.signal_symmetry_task(x)
+  net = pretext.build_network(config, config.rotnet.head_hidden_dims, 4, axis_name=None)
   (h, logits), bn = net.apply({"params": params, **state}, inputs[:, None], train=True, mutable=["batch_stats"])
   np.testing.assert_allclose(value, losses.pretext_cross_entropy(logits, labels), rtol=1e-6)
   np.testing.assert_allclose(aux["metrics"]["pretext_cross_entropy"], value)
@@ -66,7 +66,7 @@ def test_images_use_the_rotation_task():
   config, method, params, state, x = _method_and_batch(_image_config(), x)
   value, (_, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
   inputs, labels = losses.rotation_task(jax.random.key(1), x)
-  net = rotnet.build_pretext_network(config, config.rotnet.head_hidden_dims, 4, axis_name=None)
+  net = pretext.build_network(config, config.rotnet.head_hidden_dims, 4, axis_name=None)
   (h, logits), _ = net.apply({"params": params, **state}, inputs[:, None], train=True, mutable=["batch_stats"])
   np.testing.assert_allclose(value, losses.pretext_cross_entropy(logits, labels), rtol=1e-5)
   np.testing.assert_allclose(aux["features"], h[0::4, 0], rtol=1e-5, atol=1e-6)
@@ -82,5 +82,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
   monkeypatch.setitem(methods.METHODS, "rotnet", rotnet.make)
-  results = smoke.run(rotnet_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(rotnet_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="rotnet:smoke")
   assert results["rows"][0]["representation"] == "rotnet (trained)"

@@ -9,7 +9,7 @@ from configs import supcon as supcon_config
 from rl import losses
 from rl import methods
 from rl.methods import supcon as supcon_method
-from rl.methods.simclr import build_network
+from rl.methods.two_view import build_network
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -70,5 +70,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(supcon_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(supcon_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="supcon:smoke")
   assert results["rows"][0]["representation"] == "supcon (trained)"

@@ -9,7 +9,7 @@ import pytest
 from configs import swav as swav_config
 from rl import losses
 from rl import methods
-from rl.methods import _multicrop
+from rl.methods import multicrop
 from rl.methods import swav
 from tests.methods import devices
 from tests.methods import smoke
@@ -31,15 +31,15 @@ def _setup(**overrides):
 
 def test_shape_groups_of_consecutive_views():
   a, b = jnp.zeros((2, 40)), jnp.zeros((2, 20))
-  assert _multicrop.shape_groups((a, a, b, b, b)) == [[0, 1], [2, 3, 4]]
-  assert _multicrop.shape_groups((a, b, a)) == [[0], [1], [2]]
+  assert multicrop.shape_groups((a, a, b, b, b)) == [[0, 1], [2, 3, 4]]
+  assert multicrop.shape_groups((a, b, a)) == [[0], [1], [2]]
 
 
 def test_loss_is_swav_of_the_scores_of_every_crop():
   config, method, params, state, views = _setup(queue_length=0)
   state = {**state, "step": jnp.int32(5)}
   value, (new_state, aux) = method.loss(params, state, {"views": views}, jax.random.key(1))
-  net = swav.build_network(config, None)
+  net = multicrop.Network(config, swav.build_head).module(None)
   # The encoder runs per resolution; features and scores are crop-major.
   h_global = net.apply({"params": params, **{"batch_stats": state["batch_stats"]}}, jnp.concatenate(views[:2]),
                        method=lambda m, x: m.encoder(x, train=True), mutable=["batch_stats"])[0]
@@ -76,7 +76,7 @@ def test_queue_fills_in_global_order_and_joins_the_sinkhorn_once_full():
   _, (pushed, aux) = method.loss(params, state, {"views": views}, jax.random.key(1))
   assert int(pushed["queue_count"]) == B and int(pushed["queue_ptr"]) == B
   assert float(aux["metrics"]["queue_in_use"]) == 0.0
-  net = swav.build_network(config, None)
+  net = multicrop.Network(config, swav.build_head).module(None)
   (_, (z, scores)), _ = net.apply({"params": params, "batch_stats": state["batch_stats"]}, views, train=True,
                                   mutable=["batch_stats"])
   np.testing.assert_allclose(pushed["queue"][0, :B], z[:B], rtol=1e-5, atol=1e-6)
@@ -116,5 +116,5 @@ def test_bad_views_and_config():
 
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(swav_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(swav_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="swav:smoke")
   assert results["rows"][0]["representation"] == "swav (trained)"

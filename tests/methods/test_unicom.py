@@ -8,9 +8,9 @@ import numpy as np
 from configs import unicom as unicom_config
 from rl import losses
 from rl import methods
-from rl.methods import _cluster_discrimination as cd
+from rl.methods import cluster_discrimination as cd
 from rl.methods import unicom
-from rl.methods.simclr import build_network
+from rl.methods.two_view import build_network
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -173,5 +173,5 @@ def test_8_devices_equal_1_device(mesh8):
 
 def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
   monkeypatch.setitem(methods.METHODS, "unicom", unicom.make)
-  results = smoke.run(unicom_config.get_config("smoke"), tmp_path, data_dir=tfds_dir)
+  results = smoke.run(unicom_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="unicom:smoke")
   assert results["rows"][0]["representation"] == "unicom (trained)"

@@ -7,7 +7,7 @@ from configs import vicreg as vicreg_config
 from rl import losses
 from rl import methods
 from rl.methods import vicreg
-from rl.methods.simclr import build_network
+from rl.methods.two_view import build_network
 from tests.methods import smoke
 
 
@@ -81,5 +81,5 @@ def test_smoke_end_to_end(tmp_path, tfds_dir, monkeypatch):
   monkeypatch.setitem(methods.METHODS, "vicreg", vicreg.make)
   config = vicreg_config.get_config("smoke")
   assert methods.get_method(config).name == "vicreg"
-  results = smoke.run(config, tmp_path, data_dir=tfds_dir)
+  results = smoke.run(config, tmp_path, data_dir=tfds_dir, golden="vicreg:smoke")
   assert results

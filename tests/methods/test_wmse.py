@@ -8,7 +8,7 @@ from configs import wmse as wmse_config
 from rl import losses
 from rl import methods
 from rl.methods import wmse
-from rl.methods.simclr import EncoderProjector, build_network
+from rl.methods.two_view import EncoderProjector, build_network
 from tests.methods import devices
 from tests.methods import smoke
 
@@ -85,5 +85,5 @@ def test_smoke_end_to_end(tmp_path, tfds_dir, monkeypatch):
   monkeypatch.setitem(methods.METHODS, "wmse", wmse.make)
   config = wmse_config.get_config("smoke")
   assert methods.get_method(config).name == "wmse"
-  results = smoke.run(config, tmp_path, data_dir=tfds_dir)
+  results = smoke.run(config, tmp_path, data_dir=tfds_dir, golden="wmse:smoke")
   assert results

@@ -12,18 +12,14 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from configs import simclr as simclr_config
-from rl import data
+from rl import methods
 from rl import models
 from rl.data import augment
 from rl.train import loop
 from rl.train import mesh as mesh_lib
-from rl.train import optim
-from rl.train import precision
-from rl.train import step as step_lib
 
 STEPS = 8
 SCHEDULE_STEPS = 50  # the optimizer's schedule: the learning rate stays near its peak for the STEPS steps
@@ -38,6 +34,7 @@ def _config(dtype: str):
   c.model.projector_kwargs.hidden_dims = (32,)
   c.model.projector_kwargs.out_dim = 16
   c.batch_size = BATCH
+  c.total_steps = SCHEDULE_STEPS
   c.optim.warmup_steps = 0
   c.optim.lr = 3e-3
   return c
@@ -50,18 +47,9 @@ def _images():
 
 
 def _build(dtype: str, mesh):
-  config = _config(dtype)
-  info = data.dataset_info("digits")
-  method = precision.get_method(config)
-  recipes, eval_recipe, out_size, view_sizes = loop._recipes(config, info)  # pylint: disable=protected-access
-  tx = optim.make_optimizer(config, SCHEDULE_STEPS)
-  probe_tx = optax.adam(config.online_probe.lr)
-  state = loop.init_state(config, method, info, tx, probe_tx, eval_recipe=eval_recipe, out_size=out_size, mesh=mesh)
-  step = step_lib.make_train_step(method, tx, probe_tx, mesh=mesh, seed=config.seed, recipes=recipes,
-                                  out_size=view_sizes, num_classes=info.num_classes,
-                                  schedule=optim.learning_rate_schedule(config, SCHEDULE_STEPS))
-  views = augment.make_views(jax.random.key(1), jnp.asarray(_images()["x"]), recipes, out_size=view_sizes)
-  return method, state, step, {"views": views, "label": jnp.asarray(_images()["label"])}
+  run = loop.build(_config(dtype), mesh=mesh, prepare_data=False)  # random images: no data set is read
+  views = augment.make_views(jax.random.key(1), jnp.asarray(_images()["x"]), run.recipes, out_size=run.view_sizes)
+  return run, run.init_state(), run.train_step(), {"views": views, "label": jnp.asarray(_images()["label"])}
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +83,18 @@ def test_bad_compute_dtype_is_refused_before_any_data():
   with pytest.raises(ValueError, match=r"config.compute_dtype: expected one of 'float32', 'bfloat16'; got 'float16'"):
     loop.build(config)
   with pytest.raises(ValueError, match=r"config.compute_dtype: .* got 'bf16'"):
-    precision.get_method(_config("bf16"))
+    methods.get_method(_config("bf16")).init(jax.random.key(0), jnp.zeros((2, 8, 8, 1)))
 
 
-def test_get_model_takes_the_block_dtype_unless_given():
+def test_the_methods_build_every_model_in_the_config_dtype():
   assert models.get_model("resnet18").dtype == jnp.float32
-  with models.compute_dtype(jnp.bfloat16):
-    assert models.get_model("resnet18", stem="cifar").dtype == jnp.bfloat16
-    assert models.get_model("mlp_projector", out_dim=8).dtype == jnp.bfloat16
-    assert models.get_model("resnet18", dtype=jnp.float32).dtype == jnp.float32  # an explicit dtype wins
-  assert models.get_model("mlp_projector", out_dim=8).dtype == jnp.float32
+  assert models.get_model("resnet18", stem="cifar", dtype=jnp.bfloat16).dtype == jnp.bfloat16  # Flax's dtype=
+  config = _config("bfloat16")
+  assert methods.base.get_model(config, "resnet18", stem="cifar").dtype == jnp.bfloat16
+  assert methods.base.get_model(config, "mlp_projector", out_dim=8).dtype == jnp.bfloat16
+  net = methods.two_view.build_network(config, None)
+  assert net.encoder.dtype == net.projector.dtype == jnp.bfloat16
+  assert methods.base.get_model(_config("float32"), "mlp_projector", out_dim=8).dtype == jnp.float32
 
 
 def test_params_and_optimizer_state_stay_float32(runs):
@@ -120,21 +110,22 @@ def test_bfloat16_parameters_equal_float32_parameters(runs):
 
 
 def test_convolutions_and_matmuls_compute_in_the_config_dtype(runs):
-  method, state, _, inputs = runs["bfloat16"]
+  run, state, _, inputs = runs["bfloat16"]
+  method = run.method
   convs = _operand_dtypes(method, state, inputs, "conv_general_dilated")
   dots = _operand_dtypes(method, state, inputs, "dot_general")
   assert convs and all(d == ("bfloat16", "bfloat16") for d in convs), convs  # every convolution of the ResNet
   assert ("bfloat16", "bfloat16") in dots, dots  # the projector's Dense layers
   assert ("float32", "float32") in dots, dots  # NT-Xent's similarities: the loss upcasts
-  method, state, _, inputs = runs["float32"]
+  method, state, inputs = runs["float32"][0].method, runs["float32"][1], runs["float32"][3]
   for primitive in ("conv_general_dilated", "dot_general"):
     assert all(set(d) == {"float32"} for d in _operand_dtypes(method, state, inputs, primitive)), primitive
 
 
 def test_bfloat16_loss_is_close_to_float32_loss_at_init(runs):
   values = {}
-  for dtype, (method, state, _, inputs) in runs.items():
-    loss = jax.jit(functools.partial(method.loss, axis_name=None))
+  for dtype, (run, state, _, inputs) in runs.items():
+    loss = jax.jit(functools.partial(run.method.loss, axis_name=None))
     value, (new_state, aux) = loss(state.params, state.method_state, inputs, jax.random.key(0))
     assert value.dtype == jnp.float32 and _float_dtypes(new_state) == {"float32"}
     assert aux["metrics"]["nt_xent"].dtype == jnp.float32
@@ -143,11 +134,14 @@ def test_bfloat16_loss_is_close_to_float32_loss_at_init(runs):
   np.testing.assert_allclose(values["bfloat16"], values["float32"], rtol=2e-2)  # ... not the result
 
 
-def test_embed_returns_float32_features(runs):
-  method, state, _, inputs = runs["bfloat16"]
-  features = method.embed(state.params, state.method_state, inputs["views"][0])
+def test_the_trainer_evaluates_float32_features(runs):
+  run, state, _, _ = runs["bfloat16"]
+  x = jnp.asarray(_images()["x"])
+  # The method computes in bfloat16; the trainer's evaluation functions hand float32 features to rl.eval.
+  assert run.method.embed(state.params, state.method_state, augment.eval_view(x, run.eval_recipe)).dtype == \
+      jnp.bfloat16
+  features = run.embed(state.params, state.method_state, x)
   assert features.dtype == jnp.float32 and features.shape == (BATCH, 8)  # width 4, two stages: 4 * 2 channels
-  assert method.project(state.params, state.method_state, inputs["views"][0]).dtype == jnp.float32
 
 
 def test_bfloat16_training_steps_lower_the_loss(runs, mesh8):

@@ -238,7 +238,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_with_a_warning(cor
                                                                              capsys):
   workdir = _copy(straight("simclr"), tmp_path / "run")
   CORRUPTIONS[corruption](workdir / "checkpoints" / str(STEPS))
-  run = restore.build_run(_config("simclr", data_dir))
+  run = loop.build(_config("simclr", data_dir))
   ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=None)
   state = ckpt.restore_latest(run.init_state())
   ckpt.close()
@@ -258,7 +258,7 @@ def test_every_checkpoint_corrupt_is_an_error_naming_them(straight, data_dir, tm
   workdir = _copy(straight("simclr"), tmp_path / "run")
   for step in restore.checkpoint_steps(workdir):
     CORRUPTIONS["deleted array data"](workdir / "checkpoints" / str(step))
-  run = restore.build_run(_config("simclr", data_dir))
+  run = loop.build(_config("simclr", data_dir))
   ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=None)
   with pytest.raises(ckpt_lib.NoGoodCheckpointError, match=r"no readable checkpoint in .*checkpoint of step 8 .*"
                                                            r"checkpoint of step 2 "):

@@ -48,16 +48,14 @@ import ml_collections
 
 from rl import losses
 from rl.methods import base
-from rl.methods.simclr import EncoderProjector, build_network
+from rl.methods import two_view
 
-NET_EXCLUDED = ("bank", "labels", "centroids", "num_clusterings")
 # objective(z [2b, d], labels [2b] or [2b, k], local prototypes [C_local, d], key, axis_name) -> scalar loss.
 Objective = Callable[..., jax.Array]
 
 
 def _normalize(x: jax.Array) -> jax.Array:
-  x = x.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  return base._div_normalize(x.astype(jnp.float32))
 
 
 def lloyd(points: jax.Array, init: jax.Array, *, iters: int, weights: jax.Array | None = None,
@@ -85,6 +83,12 @@ def lloyd(points: jax.Array, init: jax.Array, *, iters: int, weights: jax.Array 
 
   Returns:
     The [C, d] float32 centroids.
+
+  Example:
+    >>> points = jnp.array([[1.0, 0.1], [1.0, -0.1], [0.1, 1.0], [-0.1, 1.0]])  # two clusters on the circle
+    >>> np.asarray(lloyd(points, jnp.array([[1.0, 1.0], [-1.0, 1.0]]), iters=3)).round(3)
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
   """
   x = _normalize(points)
   w = jnp.ones(x.shape[:1], jnp.float32) if weights is None else weights.astype(jnp.float32)
@@ -105,19 +109,31 @@ def lloyd(points: jax.Array, init: jax.Array, *, iters: int, weights: jax.Array 
 
 
 def recluster_keys(seed: int, step) -> tuple[jax.Array, jax.Array]:
-  """(Forgy key of the first clustering, re-seeding key of the Lloyd iterations) of the clustering after `step`."""
+  """(Forgy key of the first clustering, re-seeding key of the Lloyd iterations) of the clustering after `step`.
+
+  Example:
+    >>> forgy, reseed = recluster_keys(0, 9)  # the same on every device and every run with seed 0
+    >>> bool((jax.random.key_data(forgy) == jax.random.key_data(recluster_keys(0, 9)[0])).all())
+    True
+  """
   key = jax.random.fold_in(jax.random.key(seed), step)
   return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
 
 def assign(points: jax.Array, centroids: jax.Array, topk: int | None) -> jax.Array:
-  """Labels of `points`: the nearest centroid [n] (topk None) or the `topk` nearest [n, topk] (cosine), int32."""
+  """Labels of `points`: the nearest centroid [n] (topk None) or the `topk` nearest [n, topk] (cosine), int32.
+
+  Example:
+    >>> points, centroids = jnp.array([[1.0, 0.2], [0.1, 1.0]]), jnp.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> assign(points, centroids, None).tolist(), assign(points, centroids, 2).tolist()
+    ([1, 0], [[1, 2], [0, 2]])
+  """
   if topk is None:
     return jnp.argmax(_normalize(points) @ _normalize(centroids).T, axis=1).astype(jnp.int32)
   return losses.assign_topk(points, centroids, topk)[1].astype(jnp.int32)
 
 
-def local_prototypes(prototypes: jax.Array, axis_name: str | None) -> jax.Array:
+def _local_prototypes(prototypes: jax.Array, axis_name: str | None) -> jax.Array:
   """This device's class slice [C / num_devices, d] of the replicated [C, d] prototypes (all of them without axis)."""
   if axis_name is None:
     return prototypes
@@ -130,18 +146,12 @@ def local_prototypes(prototypes: jax.Array, axis_name: str | None) -> jax.Array:
   return lax.dynamic_slice_in_dim(prototypes, lax.axis_index(axis_name) * c_local, c_local, axis=0)
 
 
-def split_state(state):
-  """(network collections, cluster state) of a method_state."""
-  return ({k: v for k, v in state.items() if k not in NET_EXCLUDED},
-          {k: state[k] for k in NET_EXCLUDED})
-
-
-def split_params(params):
+def _split_params(params):
   """(network params, prototypes)."""
   return {k: v for k, v in params.items() if k != "prototypes"}, params["prototypes"]
 
 
-def recluster_period(config: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict) -> int:
+def _recluster_period(config: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict) -> int:
   """Steps between re-clusterings: `cfg.recluster_every`, or one epoch (ceil(N / batch_size)) when it is None."""
   if cfg.recluster_every is not None:
     return int(cfg.recluster_every)
@@ -154,6 +164,17 @@ def make(config: ml_collections.ConfigDict, *, name: str, cfg: ml_collections.Co
 
   `cfg` is the method's config section with `num_clusters`, `bank_momentum`, `kmeans_iters`, `recluster_every`
   (None: one epoch); `topk` is None for one label per example, k for k positive clusters per example.
+
+  Example:
+    >>> from configs import unicom as unicom_config
+    >>> config = unicom_config.get_config("smoke")
+    >>> config.num_train_examples = 64  # the trainer sets it from the data: one bank row per example
+    >>> import optax
+    >>> def objective(z, labels, prototypes, key, axis_name):  # a plain softmax over the prototypes
+    ...   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z @ prototypes.T, labels))
+    >>> method = make(config, name="softmax_clusters", cfg=config.unicom, topk=None, objective=objective)
+    >>> rl.methods.base.describe(method)["state"]
+    ['bank', 'batch_stats', 'centroids', 'labels', 'num_clusterings']
   """
   if config.num_train_examples is None:
     raise ValueError(f"{name}: config.num_train_examples is None; the trainer fills it from the pretraining split "
@@ -163,7 +184,7 @@ def make(config: ml_collections.ConfigDict, *, name: str, cfg: ml_collections.Co
   num_clusters = int(cfg.num_clusters)
   momentum = float(cfg.bank_momentum)
   iters = int(cfg.kmeans_iters)
-  every = recluster_period(config, cfg)
+  every = _recluster_period(config, cfg)
   if num_clusters < 1 or (topk is not None and not 1 <= topk <= num_clusters):
     raise ValueError(f"{name}: need num_clusters >= 1 and 1 <= k <= num_clusters; got num_clusters={num_clusters}, "
                      f"k={topk}.")
@@ -174,16 +195,14 @@ def make(config: ml_collections.ConfigDict, *, name: str, cfg: ml_collections.Co
     raise ValueError(f"{name}: recluster_every must be >= 1 and kmeans_iters >= 0; got {every} and {iters}.")
   seed = int(config.seed)
   label_shape = (num_examples,) if topk is None else (num_examples, topk)
-  eval_net = build_network(config, axis_name=None)
+  net = two_view.Network(config)
 
   def init(key, x):
     net_key, proto_key = jax.random.split(key)
-    variables = eval_net.init(net_key, x, train=False)
-    params = dict(variables.pop("params"))
-    _, z = jax.eval_shape(lambda v: eval_net.apply({"params": params, **v}, x, train=False), variables)
-    d = z.shape[-1]
-    params["prototypes"] = jax.random.normal(proto_key, (num_clusters, d), jnp.float32) / math.sqrt(d)
-    state = {**variables,
+    params, state = net.init(net_key, x)
+    d = net.output_shapes(params, state, x).z[0].shape[-1]
+    params = {**params, "prototypes": jax.random.normal(proto_key, (num_clusters, d), jnp.float32) / math.sqrt(d)}
+    state = {**state,
              "bank": jnp.zeros((num_examples, d), jnp.float32),
              "labels": jnp.zeros(label_shape, jnp.int32),
              "centroids": _normalize(params["prototypes"]),
@@ -194,27 +213,20 @@ def make(config: ml_collections.ConfigDict, *, name: str, cfg: ml_collections.Co
     if "index" not in batch:
       raise ValueError(f"{name} needs batch['index'] (each example's row in the feature and label banks); the data "
                        "source must provide record ids.")
-    net_state, cl = split_state(state)
-    net_params, prototypes = split_params(params)
-    v1, v2 = batch["views"]
-    b = v1.shape[0]
-    net = build_network(config, axis_name=axis_name)
-    (h, z), new_net_state = net.apply({"params": net_params, **net_state}, jnp.concatenate([v1, v2]), train=True,
-                                      mutable=list(net_state))
+    net_params, prototypes = _split_params(params)
+    out, state = net.apply(net_params, state, batch["views"], axis_name=axis_name)
+    z1, z2 = out.z
     index = batch["index"].astype(jnp.int32)
-    labels = cl["labels"][index]
+    labels = state["labels"][index]
     both = jnp.concatenate([labels, labels])  # both views share the example's pseudo-label(s)
-    value = objective(z, both, local_prototypes(prototypes, axis_name), key, axis_name)
-    active = cl["num_clusterings"] > 0
-    value = jnp.where(active, value, 0.0)
-    bank = losses.memory_bank_update(cl["bank"], z[:b], index, momentum=momentum, axis_name=axis_name)
-    new_state = {**new_net_state, **cl, "bank": bank}
-    flat = cl["labels"].reshape(-1)
+    value = objective(jnp.concatenate([z1, z2]), both, _local_prototypes(prototypes, axis_name), key, axis_name)
+    value = jnp.where(state["num_clusterings"] > 0, value, 0.0)
+    bank = losses.memory_bank_update(state["bank"], z1, index, momentum=momentum, axis_name=axis_name)
+    flat = state["labels"].reshape(-1)
     used = jnp.sum(jax.ops.segment_sum(jnp.ones_like(flat), flat, num_segments=num_clusters) > 0)
     metrics = {name: value, "clusters_used": used.astype(jnp.float32),
-               "num_clusterings": cl["num_clusterings"].astype(jnp.float32)}
-    aux = {"metrics": metrics, "features": jax.lax.stop_gradient(h[:b])}
-    return value, (new_state, aux)
+               "num_clusterings": state["num_clusterings"].astype(jnp.float32)}
+    return value, ({**state, "bank": bank}, {"metrics": metrics, "features": jax.lax.stop_gradient(out.h[0])})
 
   def recluster(params, state, step):
     """The re-clustering of `state` (unconditionally); see the module docstring."""
@@ -233,12 +245,13 @@ def make(config: ml_collections.ConfigDict, *, name: str, cfg: ml_collections.Co
     return lax.cond(due, lambda s: recluster(params, s, step), lambda s: s, state)
 
   def embed(params, state, x):
-    net_state, _ = split_state(state)
-    net_params, _ = split_params(params)
-    return eval_net.apply({"params": net_params, **net_state}, x, method=EncoderProjector.encode)
+    return net.embed(_split_params(params)[0], state, x)
 
-  return base.Method(name=name, num_views=2, init=init, loss=loss, embed=embed, update_after_step=update_after_step)
+  def project(params, state, x):
+    return net.project(_split_params(params)[0], state, x)
+
+  return base.Method(name=name, num_views=2, init=init, loss=loss, embed=embed, project=project,
+                     update_after_step=update_after_step)
 
 
-__all__ = ["recluster_period", "recluster_keys", "lloyd", "assign", "local_prototypes", "split_state", "split_params",
-           "make"]
+__all__ = ["recluster_keys", "lloyd", "assign", "make"]

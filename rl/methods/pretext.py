@@ -1,6 +1,13 @@
-"""1-D analogues of the image pretext tasks of `rl.losses.pretext`, for signals [b, l] or [b, l, c] (MNIST-1D).
+"""The pretext family (RotNet, relative location, jigsaw): a shared encoder on the parts of a task, a classifier.
 
-These are OUR analogues, not tasks from the papers (which are defined on images only):
+A pretext method turns each input into the parts of a classification task (1 rotated input, 2 patches, k tiles)
+with a label; every part goes through the shared encoder (one batch, so BatchNorm statistics cover all parts and,
+through `axis_name`, every device) and an MLP head classifies the concatenation of the parts' features, in part
+order, with `rl.losses.pretext_cross_entropy`. `make_method` is that shared part; a method module gives its task.
+
+The image tasks are the papers' (`rl.losses.rotation_task`, `relative_location_task`, `jigsaw_task`). Signals
+([b, l] or [b, l, c], MNIST-1D) use OUR 1-D analogues, defined here, not tasks from the papers (which are defined
+on images only):
 
 - `signal_symmetry_task` (RotNet-1D): the image task predicts which element of the rotation group C4 was applied;
   a 1-D signal's analogous group is {identity, time reversal, negation, reversal + negation} (Klein four-group),
@@ -17,13 +24,138 @@ draws of one device over the global batch. The tasks only move samples (and nega
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from rl import losses
+from rl.methods import base
+
+# task(key, x, axis_name) -> (parts [n, p, ...], labels [n]).
+Task = Callable[[jax.Array, jax.Array, str | None], tuple[jax.Array, jax.Array]]
+
+
+class PretextNet(nn.Module):
+  """Shared encoder on every part of an example, then a head on the features concatenated in part order."""
+  encoder: nn.Module
+  head: nn.Module
+
+  def __call__(self, parts, *, train: bool):
+    """parts [n, p, ...] -> (features [n, p, f], logits [n, classes])."""
+    n, p = parts.shape[:2]
+    h = self.encoder(parts.reshape((n * p,) + parts.shape[2:]), train=train)
+    h = h.reshape(n, p, h.shape[-1])
+    return h, self.head(h.reshape(n, p * h.shape[-1]), train=train)
+
+  def encode(self, x, *, train: bool = False):
+    return self.encoder(x, train=train)
+
+
+def build_network(config: ml_collections.ConfigDict, head_hidden_dims, num_classes: int,
+                  axis_name: str | None) -> PretextNet:
+  """The encoder of `config.model` and an MLP head (Linear-BN-ReLU per hidden layer, then Linear to the classes).
+
+  Example:
+    >>> from configs import rotnet as rotnet_config
+    >>> net = build_network(rotnet_config.get_config("smoke"), head_hidden_dims=(16,), num_classes=4, axis_name=None)
+    >>> params = net.init(jax.random.key(0), jnp.zeros((8, 1, 40)), train=False)["params"]
+    >>> jax.tree.map(jnp.shape, params["head"])
+    {'bn0': {'bias': (16,), 'scale': (16,)}, 'dense0': {'kernel': (16, 16)}, 'out': {'bias': (4,), 'kernel': (16, 4)}}
+  """
+  encoder = base.get_model(config, config.model.encoder, axis_name=axis_name, **config.model.encoder_kwargs.to_dict())
+  head = base.get_model(config, "mlp_projector", axis_name=axis_name, hidden_dims=tuple(head_hidden_dims),
+                        out_dim=int(num_classes))
+  return PretextNet(encoder=encoder, head=head)
+
+
+def is_signal(x: jax.Array) -> bool:
+  """Signals are [b, l] or [b, l, c]; images [b, h, w, c].
+
+  Example:
+    >>> is_signal(jnp.zeros((8, 40))), is_signal(jnp.zeros((8, 40, 2))), is_signal(jnp.zeros((8, 32, 32, 3)))
+    (True, True, False)
+  """
+  if x.ndim in (2, 3):
+    return True
+  if x.ndim == 4:
+    return False
+  raise ValueError(f"the view must be signals [b, l] / [b, l, c] or images [b, h, w, c]; got shape "
+                   f"{tuple(x.shape)}.")
+
+
+def accuracy(logits: jax.Array, labels: jax.Array, axis_name: str | None) -> jax.Array:
+  """Fraction of the global batch whose arg-max logit is the label.
+
+  Example:
+    >>> logits, labels = jnp.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]]), jnp.array([0, 1, 1])
+    >>> round(float(accuracy(logits, labels, axis_name=None)), 3)
+    0.667
+  """
+  correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  n = jnp.float32(labels.shape[0])
+  if axis_name is not None:
+    correct, n = jax.lax.psum(correct, axis_name), jax.lax.psum(n, axis_name)
+  return correct / n
+
+
+def make_method(config: ml_collections.ConfigDict, task: Task, *, name: str, head_hidden_dims,
+                num_classes: int | Callable[[jax.Array], int], probe_rows: slice | None = None) -> base.Method:
+  """A one-view pretext `Method`: `task(key, x, axis_name) -> (parts [n, p, ...], labels [n])`, classified.
+
+  `num_classes` is the number of task labels, or a function of the input (signals and images may differ).
+  The features of the online probe and the BatchNorm statistics kept in `method_state` come from a second,
+  stop-gradient pass of the encoder over the WHOLE inputs in training mode (`embed` sees whole inputs), unless
+  `probe_rows` selects rows of the task pass whose first part is the whole input (RotNet: the unrotated copies,
+  `slice(0, None, 4)`); the task pass then gives both.
+
+  Example:
+    >>> from configs import rotnet as rotnet_config
+    >>> def task(key, x, axis_name):  # is the signal reversed?
+    ...   flip = jax.random.bernoulli(key, 0.5, (x.shape[0],))
+    ...   return jnp.where(flip[:, None], x[:, ::-1], x)[:, None], flip.astype(jnp.int32)
+    >>> method = make_method(rotnet_config.get_config("smoke"), task, name="reversal", head_hidden_dims=(16,),
+    ...                      num_classes=2)
+    >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
+    >>> rl.methods.base.describe(method, {"views": (x,)})
+    {'params': ['encoder', 'head'], 'state': ['batch_stats'], 'metrics': ['pretext_accuracy', 'pretext_cross_entropy'], 'embedding': (8, 16)}
+  """
+  classes = num_classes if callable(num_classes) else (lambda x: num_classes)
+
+  def network(x, axis_name):
+    return build_network(config, head_hidden_dims, classes(x), axis_name)
+
+  def init(key, x):
+    parts, _ = task(key, x, None)
+    variables = network(x, None).init(key, parts, train=False)
+    params = variables.pop("params")
+    return params, dict(variables)
+
+  def loss(params, state, batch, key, *, axis_name=None):
+    (x,) = batch["views"]
+    parts, labels = task(key, x, axis_name)
+    net = network(x, axis_name)
+    variables = {"params": params, **state}
+    (h, logits), new_state = net.apply(variables, parts, train=True, mutable=list(state))
+    value = losses.pretext_cross_entropy(logits, labels, axis_name=axis_name)
+    if probe_rows is None:
+      h, new_state = net.apply(variables, x, train=True, mutable=list(state), method=PretextNet.encode)
+    else:
+      h = h[probe_rows, 0]
+    metrics = {"pretext_cross_entropy": value, "pretext_accuracy": accuracy(logits, labels, axis_name)}
+    return value, (dict(new_state), {"metrics": metrics, "features": jax.lax.stop_gradient(h)})
+
+  def embed(params, state, x):
+    return network(x, None).apply({"params": params, **state}, x, method=PretextNet.encode)
+
+  return base.Method(name=name, num_views=1, init=init, loss=loss, embed=embed)
+
+
+# --- The 1-D analogues of the image tasks, for signals (see the module docstring) ---
 
 
 def _as_3d(signals: jax.Array, name: str = "signals") -> jax.Array:
@@ -60,6 +192,11 @@ def signal_symmetry_task(signals: jax.Array) -> tuple[jax.Array, jax.Array]:
 
   Returns:
     (transformed [4 b, l(, c)] in the input dtype, labels int32 [4 b]).
+
+  Example:
+    >>> out, labels = signal_symmetry_task(jnp.array([[1.0, 2.0, 3.0]]))
+    >>> out.tolist(), labels.tolist()
+    ([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [-1.0, -2.0, -3.0], [-3.0, -2.0, -1.0]], [0, 1, 2, 3])
   """
   x = _as_3d(signals)
   b = x.shape[0]
@@ -90,6 +227,12 @@ def signal_relative_location_task(key: jax.Array, signals: jax.Array, *, grid: i
 
   Returns:
     (centre, other, labels): two [b, segment(, c)] arrays in the input dtype and int32 labels [b] in [0, grid - 1).
+
+  Example:
+    >>> signals = jnp.tile(jnp.arange(40.0), (4, 1))  # each sample's value is its position
+    >>> centre, other, labels = signal_relative_location_task(jax.random.key(0), signals)
+    >>> centre.shape, bool(((other[:, 0] < centre[:, 0]) == (labels < 2)).all())  # labels 0, 1: left of centre
+    ((4, 6), True)
   """
   x = _as_3d(signals)
   if grid < 3 or grid % 2 == 0:
@@ -133,6 +276,11 @@ def signal_permutations(n: int, *, tiles: int, key: jax.Array) -> np.ndarray:
 
   Returns:
     NumPy int32 [n, tiles], distinct permutations chosen greedily far apart (the paper's Algorithm 1).
+
+  Example:
+    >>> perms = signal_permutations(6, tiles=4, key=jax.random.key(0))
+    >>> perms.shape, len({tuple(p) for p in perms.tolist()})
+    ((6, 4), 6)
   """
   side = math.isqrt(tiles)
   if tiles < 2 or side * side != tiles:
@@ -160,6 +308,13 @@ def signal_jigsaw_task(key: jax.Array, signals: jax.Array, *, permutations, tile
 
   Returns:
     (tiles [b, tiles, tile(, c)] in the input dtype, labels int32 [b] in [0, P)).
+
+  Example:
+    >>> perms = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
+    >>> signals = jnp.tile(jnp.arange(40.0), (8, 1))  # each sample's value is its position
+    >>> tiles, labels = signal_jigsaw_task(jax.random.key(0), signals, permutations=perms, tiles=4, tile=8)
+    >>> tiles.shape, bool(((tiles[:, 0, 0] > tiles[:, 3, 0]) == (labels == 1)).all())  # label 1: reversed order
+    ((8, 4, 8), True)
   """
   x = _as_3d(signals)
   permutations = jnp.asarray(permutations)
@@ -188,5 +343,5 @@ def signal_jigsaw_task(key: jax.Array, signals: jax.Array, *, permutations, tile
   return (parts[..., 0] if signals.ndim == 2 else parts), labels
 
 
-__all__ = ["SYMMETRIES", "signal_symmetry_task", "signal_relative_location_task", "signal_permutations",
-           "signal_jigsaw_task"]
+__all__ = ["PretextNet", "Task", "SYMMETRIES", "accuracy", "build_network", "is_signal", "make_method",
+           "signal_jigsaw_task", "signal_permutations", "signal_relative_location_task", "signal_symmetry_task"]
