@@ -4,6 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+  """The host (NumPy) form of `rl.losses.l2_normalize` for the evaluation's float64 arithmetic: x / max(|x|, eps)
+  per row (eps = 1e-12), in the input's dtype (a JAX call would round float64 to float32)."""
+  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def check_finite(name: str, x: np.ndarray) -> None:
   """Raises a ValueError naming `name`, how many NaN and inf values it holds, and the first row with one.
 

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from rl import losses
 from rl.eval import _checks
-
-_NORM_EPS = 1e-12
 
 
 def _check_features(name: str, x) -> np.ndarray:
@@ -74,8 +73,7 @@ def _check_args(train_features, train_labels, test_features, num_classes, ks, te
 
 
 def _normalize(x: jax.Array) -> jax.Array:
-  x = x.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _NORM_EPS)
+  return losses.l2_normalize(jnp.asarray(x, jnp.float32))
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "ks", "chunk_size"))

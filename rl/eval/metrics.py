@@ -21,7 +21,6 @@ RANKME_EPS = 1e-7
 # Uniformity is O(n^2) in time and memory: 2048 rows are 2.1M pairs (a 32 MB float64 Gram matrix),
 # enough for a standard error far below the differences between methods.
 UNIFORMITY_MAX_SAMPLES = 2048
-_NORM_EPS = 1e-12
 
 
 def _check(name: str, z, min_rows: int = 1) -> np.ndarray:
@@ -35,10 +34,6 @@ def _check(name: str, z, min_rows: int = 1) -> np.ndarray:
   z = z.astype(np.float64)
   _checks.check_finite(name, z)
   return z
-
-
-def _l2_normalize(z: np.ndarray) -> np.ndarray:
-  return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), _NORM_EPS)
 
 
 def alignment(z1: ArrayLike, z2: ArrayLike, *, alpha: float = 2.0) -> float:
@@ -70,7 +65,7 @@ def alignment(z1: ArrayLike, z2: ArrayLike, *, alpha: float = 2.0) -> float:
     raise ValueError(f"z1 and z2 must have the same shape; got {z1.shape} and {z2.shape}.")
   if not alpha > 0:
     raise ValueError(f"alpha must be positive; got {alpha!r}.")
-  dist = np.linalg.norm(_l2_normalize(z1) - _l2_normalize(z2), axis=-1)
+  dist = np.linalg.norm(_checks.l2_normalize(z1) - _checks.l2_normalize(z2), axis=-1)
   return float(np.mean(dist**alpha))
 
 
@@ -107,7 +102,7 @@ def uniformity(z: ArrayLike, *, t: float = 2.0, max_samples: int = UNIFORMITY_MA
     raise ValueError(f"max_samples must be at least 2; got {max_samples!r}.")
   if z.shape[0] > max_samples:
     z = z[np.sort(np.random.default_rng(seed).choice(z.shape[0], max_samples, replace=False))]
-  z = _l2_normalize(z)
+  z = _checks.l2_normalize(z)
   n = z.shape[0]
   # For unit vectors ||a - b||^2 = 2 - 2 a.b; the clip removes tiny negative rounding.
   sq_dist = np.maximum(2.0 - 2.0 * (z @ z.T), 0.0)
@@ -164,7 +159,7 @@ def collapse_std(z: ArrayLike) -> float:
     ValueError: if `z` is not `[n, d]` or holds NaN/inf.
   """
   z = _check("z", z)
-  return float(np.mean(np.std(_l2_normalize(z), axis=0)))
+  return float(np.mean(np.std(_checks.l2_normalize(z), axis=0)))
 
 
 def feature_report(z1: ArrayLike, z2: ArrayLike) -> dict[str, float]:

@@ -25,7 +25,6 @@ from numpy.typing import ArrayLike
 
 from rl.eval import _checks
 
-_NORM_EPS = 1e-12
 
 
 def _check_features(name: str, x, dim: int | None = None) -> np.ndarray:
@@ -52,8 +51,7 @@ def _check_labels(name: str, y, n: int, features_name: str) -> np.ndarray:
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
-  x = x.astype(np.float32)
-  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _NORM_EPS)
+  return _checks.l2_normalize(x.astype(np.float32))
 
 
 def _ranking_keys(sim: np.ndarray) -> np.ndarray:

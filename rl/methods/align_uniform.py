@@ -35,7 +35,7 @@ def objective(config: ml_collections.ConfigDict) -> two_view.Objective:
   alpha, t, lam = (float(config.align_uniform[k]) for k in ("alpha", "t", "lam"))
 
   def align_uniform(z1, z2, *, axis_name=None):
-    u1, u2 = (base._div_normalize(z.astype(jnp.float32)) for z in (z1, z2))
+    u1, u2 = (losses.l2_normalize(z.astype(jnp.float32)) for z in (z1, z2))
     align = losses.alignment(u1, u2, alpha=alpha, axis_name=axis_name)
     uniform = (losses.uniformity(u1, t=t, axis_name=axis_name) + losses.uniformity(u2, t=t, axis_name=axis_name)) / 2
     return align + lam * uniform, {"align": align, "uniform": uniform}

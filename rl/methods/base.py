@@ -162,7 +162,3 @@ def describe(method: Method, batch: dict[str, Any] | None = None, *, view_sizes:
   _, (_, aux) = jax.jit(method.loss)(params, state, batch, jax.random.key(seed + 1))
   return {"params": sorted(params), "state": sorted(state), "metrics": sorted(aux["metrics"]),
           "embedding": tuple(jax.eval_shape(method.embed, params, state, x).shape)}
-
-
-def _div_normalize(z: jax.Array) -> jax.Array:  # TEMPORARY: the methods' old L2 normalisation, until the switch
-  return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)

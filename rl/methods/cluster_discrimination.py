@@ -55,7 +55,7 @@ Objective = Callable[..., jax.Array]
 
 
 def _normalize(x: jax.Array) -> jax.Array:
-  return base._div_normalize(x.astype(jnp.float32))
+  return losses.l2_normalize(x.astype(jnp.float32))
 
 
 def lloyd(points: jax.Array, init: jax.Array, *, iters: int, weights: jax.Array | None = None,

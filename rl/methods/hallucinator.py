@@ -69,7 +69,7 @@ def _simclr_pairs(config, out, state, batch, axis_name):
 def _moco_pairs(config, out, state, batch, axis_name):
   temperature = float(config.moco_v2.temperature)
   q1, q2 = out.z
-  k1, k2 = (base._div_normalize(k) for k in ema_target.target_projections(
+  k1, k2 = (losses.l2_normalize(k.astype(jnp.float32)) for k in ema_target.target_projections(
       config, state["target"], batch["views"], axis_name=axis_name))
   queue = jax.lax.stop_gradient(state["queue"])
   moco = lambda k, queue_: lambda a: losses.moco(a, k, queue_, temperature=temperature, axis_name=axis_name)
@@ -170,10 +170,8 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   def project(params, state, x):
     return base_method.project(_split(params)[0], state, x)
 
-  update_after_step = None
-  if base_method.update_after_step is not None:
-    def update_after_step(params, state, step):
-      return base_method.update_after_step(_split(params)[0], state, step)
+  def update_after_step(params, state, step):
+    return base_method.update_after_step(_split(params)[0], state, step)
 
   return base.Method(name="hallucinator", num_views=2, init=init, loss=loss, embed=embed, project=project,
-                     update_after_step=update_after_step)
+                     update_after_step=update_after_step if base_method.update_after_step else None)

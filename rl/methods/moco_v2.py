@@ -40,12 +40,12 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   def init_queue(key, shapes):
     # Random unit keys until the queue fills, as in MoCo (randn, then normalised); one queue per view.
     queue = jax.random.normal(key, (2, int(cfg.queue_size), shapes.z[0].shape[-1]), jnp.float32)
-    return {"queue": base._div_normalize(queue), "queue_ptr": jnp.zeros((), jnp.int32)}
+    return {"queue": losses.l2_normalize(queue), "queue_ptr": jnp.zeros((), jnp.int32)}
 
   def loss_fn(out, state, batch, key, *, axis_name=None):
     del key  # deterministic given the views
     q1, q2 = out.z
-    k1, k2 = (base._div_normalize(k) for k in ema_target.target_projections(
+    k1, k2 = (losses.l2_normalize(k.astype(jnp.float32)) for k in ema_target.target_projections(
         config, state["target"], batch["views"], axis_name=axis_name))
     queue = jax.lax.stop_gradient(state["queue"])
     value = (losses.moco(q1, k2, queue[1], temperature=temperature, axis_name=axis_name)

@@ -55,4 +55,4 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
 
 def _normalize(z):
-  return base._div_normalize(z.astype(jnp.float32))
+  return losses.l2_normalize(z.astype(jnp.float32))

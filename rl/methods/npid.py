@@ -56,7 +56,7 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   def init_bank(key, shapes):
     bank = jax.random.normal(key, (num_examples, shapes.z[0].shape[-1]), jnp.float32)
-    state = {"memory_bank": base._div_normalize(bank)}
+    state = {"memory_bank": losses.l2_normalize(bank)}
     if num_negatives is not None:
       state["nce_normalizer"] = jnp.float32(-1.0)  # estimated from the first batch
     return state

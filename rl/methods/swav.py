@@ -36,7 +36,7 @@ class SwAVHead(nn.Module):
 
   def __call__(self, h, *, train: bool):
     z = self.projector(h, train=train)
-    z = z / jnp.maximum(jnp.linalg.norm(z.astype(jnp.float32), axis=-1, keepdims=True), 1e-12).astype(z.dtype)
+    z = losses.l2_normalize(z.astype(jnp.float32)).astype(z.dtype)
     return z, self.prototypes(z, train=train)
 
 
@@ -58,9 +58,7 @@ def build_head(config: ml_collections.ConfigDict, axis_name: str | None) -> SwAV
 
 def _scores(z, prototype_params):
   """Cosine scores of (already normalised) projections against the prototypes, as `heads.Prototypes`."""
-  kernel = prototype_params["kernel"]
-  kernel = kernel / jnp.maximum(jnp.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
-  return z.astype(jnp.float32) @ kernel
+  return z.astype(jnp.float32) @ losses.l2_normalize(prototype_params["kernel"], axis=0)
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:

@@ -3,7 +3,8 @@
 Every module is called as `module.apply(variables, x, train=...)`; encoders return pooled
 features [b, feature_dim] and expose `feature_dim`. BatchNorm running statistics live in the
 'batch_stats' collection; pass `axis_name` to average batch statistics across devices inside
-`jax.shard_map`. This package imports nothing from the rest of `rl` except `rl.losses` (MAE's masking).
+`jax.shard_map`. This package imports nothing from the rest of `rl` but the public numerics of `rl.losses`
+(`l2_normalize`, MAE's `random_masking`).
 
 Mixed precision follows Flax's convention: every registered model takes `dtype=`, its computation dtype
 (`get_model('resnet18', dtype=jnp.bfloat16)`); parameters stay float32 and BatchNorm statistics are reduced in

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl import losses
 from rl.models.heads import batch_norm
 from rl.models.heads import check_rank
 
@@ -41,9 +42,7 @@ def propagation_weights(x: jax.Array, *, gamma: float = 2.0) -> jax.Array:
   if isinstance(gamma, (int, float)) and not gamma > 0:
     raise ValueError(f'gamma must be > 0; got {gamma}.')
   b, h, w, d = x.shape
-  x = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b, h * w, d)
-  sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
-  u = x * jax.lax.rsqrt(jnp.maximum(sq, 1e-24))
+  u = losses.l2_normalize(x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b, h * w, d))
   s = jnp.maximum(jnp.einsum('bid,bjd->bij', u, u), 0.0)
   if isinstance(gamma, (int, float)) and gamma < 1:
     s = s + 1e-6
@@ -109,7 +108,6 @@ class PixelPropagation(nn.Module):
       value = nn.Dense(d, dtype=self.dtype, name=f'dense{self.num_layers - 1}')(value)
     value = value.astype(jnp.promote_types(value.dtype, jnp.float32)).reshape(b, h * w, d)
     if self.normalize_values:
-      sq = jnp.sum(jnp.square(value), axis=-1, keepdims=True)
-      value = value * jax.lax.rsqrt(jnp.maximum(sq, 1e-24))
+      value = losses.l2_normalize(value)
     weights = propagation_weights(x, gamma=self.gamma)
     return jnp.einsum('bij,bjd->bid', weights, value).reshape(b, h, w, d)

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl import losses
 from rl.models.heads import check_rank
 
 
@@ -114,7 +115,6 @@ class SAGEConv(nn.Module):
     if self.activate:
       h = nn.relu(h)
     if self.normalize:
-      h32 = h.astype(jnp.promote_types(h.dtype, jnp.float32))
-      # rsqrt of a clamped square norm keeps the gradient finite for an all-zero row (possible after ReLU).
-      h = (h32 * jax.lax.rsqrt(jnp.maximum(jnp.sum(h32 * h32, axis=-1, keepdims=True), 1e-24))).astype(h.dtype)
+      # An all-zero row (possible after ReLU) keeps a finite gradient.
+      h = losses.l2_normalize(h.astype(jnp.promote_types(h.dtype, jnp.float32))).astype(h.dtype)
     return h

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl import losses
+
 # BatchNorm hyper-parameters of every model in rl.models: PyTorch's defaults (momentum 0.1 there
 # is the weight of the new statistic, i.e. 0.9 here), which the reference implementations of
 # SimCLR/BYOL/solo-learn use.
@@ -190,18 +192,9 @@ class Predictor(MLPProjector):
   last_bn: bool = False
 
 
-# --------------------------------------------------------------------------- L2 normalisation
-
-
-_NORM_EPS = 1e-12  # As torch.nn.functional.normalize: x / max(||x||, eps).
-
-
 def _l2_normalize(x: jax.Array, axis: int) -> jax.Array:
-  """Unit L2 norm along `axis`, in float32 at least; all-zero slices map to zero (finite grads)."""
-  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  sq = jnp.sum(x32 * x32, axis=axis, keepdims=True)
-  # rsqrt of the clamped square norm keeps the value and the gradient finite at zero.
-  return x32 * jax.lax.rsqrt(jnp.maximum(sq, _NORM_EPS * _NORM_EPS))
+  """`rl.losses.l2_normalize` in float32 at least (all-zero slices map to zero with finite gradients)."""
+  return losses.l2_normalize(x.astype(jnp.promote_types(x.dtype, jnp.float32)), axis=axis)
 
 
 def _torch_linear_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
