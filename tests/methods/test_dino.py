@@ -11,8 +11,8 @@ from rl import losses
 from rl import methods
 from rl.methods import dino
 from rl.methods import multicrop
-from rl.models import ema
 from tests.methods import devices
+from tests.methods import schedules
 from tests.methods import smoke
 
 B = 32
@@ -73,12 +73,16 @@ def test_teacher_gets_no_gradient_and_the_last_layer_is_frozen_at_first():
 
 
 def test_update_after_step_moves_the_teacher_by_the_cosine_momentum():
-  config, method, params, state, _ = _setup()
-  new = method.update_after_step(params, state, jnp.int32(3))
-  m = ema.cosine_momentum(3, config.total_steps, base=config.dino.base_momentum, final=1.0)
-  expected = jax.tree.map(lambda t, s: m * t + (1 - m) * s, state["teacher"]["params"], params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new["teacher"]["params"], expected)
-  assert int(new["step"]) == 4
+  config, _, params, state, _ = _setup()
+  config.dino.base_momentum, config.dino.final_momentum = schedules.BASE, schedules.FINAL
+  method = methods.get_method(config)
+  for step in schedules.steps(config.total_steps):
+    new = method.update_after_step(params, state, jnp.int32(step))
+    m = schedules.cosine_momentum(step, config.total_steps)
+    expected = jax.tree.map(lambda t, s: m * t + (1 - m) * s, state["teacher"]["params"], params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new["teacher"]["params"],
+                 expected)
+    assert int(new["step"]) == step + 1
 
 
 def test_8_devices_equal_1_device(mesh8):

@@ -10,8 +10,8 @@ from rl import losses
 from rl import methods
 from rl.methods import moco_v2
 from rl.methods import two_view
-from rl.models import ema
 from tests.methods import devices
+from tests.methods import schedules
 from tests.methods import smoke
 
 
@@ -79,12 +79,13 @@ def test_key_encoder_and_queue_get_no_gradient():
 
 
 def test_update_after_step_follows_the_momentum_schedule():
-  config, method, params, state, _, _ = _setup()
+  config, _, params, state, _, _ = _setup()
+  config.moco_v2.base_momentum, config.moco_v2.final_momentum = schedules.BASE, schedules.FINAL
+  method = moco_v2.make(config)
   online = jax.tree.map(lambda x: x + 1.0, params)
-  for step in (0, 3):
+  for step in schedules.steps(config.total_steps):
     new = method.update_after_step(online, state, jnp.int32(step))
-    m = float(ema.cosine_momentum(step, config.total_steps, base=0.99, final=0.999))
-    assert config.moco_v2.base_momentum == 0.99 and config.moco_v2.final_momentum == 0.999
+    m = schedules.cosine_momentum(step, config.total_steps)
     want = jax.tree.map(lambda t, o: m * t + (1 - m) * o, state["target"]["params"], online)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new["target"]["params"], want)
     np.testing.assert_array_equal(new["queue"], state["queue"])

@@ -36,5 +36,14 @@ def test_cosine_momentum_matches_byol_formula():
     ema.cosine_momentum(0, 0)
 
 
+def test_cosine_momentum_ends_at_final():
+  # solo-learn's MoCo v2+ CIFAR schedule, 0.99 -> 0.999: a schedule that ignored `final` would end at 1.
+  total = 1000
+  for step in (0, 250, 500, 1000, 2000):
+    k = min(step, total)
+    expected = 0.999 - (0.999 - 0.99) * (math.cos(math.pi * k / total) + 1) / 2
+    np.testing.assert_allclose(float(ema.cosine_momentum(step, total, base=0.99, final=0.999)), expected, rtol=1e-6)
+
+
 def test_constant_momentum():
   np.testing.assert_allclose(float(ema.constant_momentum(123, momentum=0.99)), 0.99, rtol=1e-7)
