@@ -2,6 +2,7 @@
 permutation set, features and BN statistics of the whole input, 1 device == 8 devices; and the 1-D task's tiles
 against the permutation of its label."""
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -74,9 +75,24 @@ def test_normalize_tiles():
   np.testing.assert_allclose(n.std(axis=(2, 3, 4)), 1.0, rtol=1e-4)
 
 
+def _task_by_hand(config, perms, key, x):
+  """The task from its parts, not `make_task`: the config's sizes into the signal or image jigsaw, and each tile
+  standardised in float64 NumPy when `normalize_tiles`."""
+  k, tile = int(config.jigsaw.tiles), int(config.jigsaw.tile)
+  if x.ndim == 2:
+    tiles, labels = pretext.signal_jigsaw_task(key, x, permutations=perms, tiles=k, tile=tile)
+  else:
+    tiles, labels = losses.jigsaw_task(key, x, permutations=perms, grid=math.isqrt(k), tile=tile)
+  if config.jigsaw.normalize_tiles:
+    t = np.asarray(tiles, np.float64)
+    axes = tuple(range(2, t.ndim))
+    tiles = ((t - t.mean(axis=axes, keepdims=True)) / np.sqrt(t.var(axis=axes, keepdims=True) + 1e-5))
+  return np.asarray(tiles, np.float32), labels
+
+
 def _expected(config, params, state, x, key):
   perms = jigsaw.permutation_set(config)
-  tiles, labels = jigsaw.make_task(config, perms)(key, x, None)
+  tiles, labels = _task_by_hand(config, perms, key, x)
   net = pretext.build_network(config, config.jigsaw.head_hidden_dims, len(perms), axis_name=None)
   (_, logits), _ = net.apply({"params": params, **state}, tiles, train=True, mutable=["batch_stats"])
   h, bn = net.apply({"params": params, **state}, x, train=True, mutable=["batch_stats"],
@@ -94,6 +110,9 @@ def test_loss_is_pretext_cross_entropy_and_features_are_of_the_whole_input():
   np.testing.assert_allclose(aux["metrics"]["pretext_accuracy"], np.mean(np.argmax(logits, -1) == labels))
   np.testing.assert_allclose(aux["features"], h, rtol=1e-6)
   jax.tree.map(np.testing.assert_array_equal, new_state, bn)  # running BN statistics of the whole inputs
+  # The probe's features carry no gradient into the encoder.
+  g = jax.grad(lambda p: jnp.sum(method.loss(p, state, {"views": (x,)}, jax.random.key(1))[1][1]["features"]))(params)
+  assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g))
 
 
 def test_images_use_the_grid_task_with_normalised_tiles():
