@@ -88,9 +88,14 @@ def test_kmeans_1_equals_8(mesh8):
   for c, a in (sm, pm):
     np.testing.assert_allclose(c, single[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(a, single[1])
-  # Not the same as clustering each device's 4 points on its own (global init and global sums matter).
-  local_c, _ = K.spherical_kmeans(KEY, x[:4], 4, iters=5)
-  assert not np.allclose(np.asarray(local_c), np.asarray(single[0])[:4], atol=1e-3)
+  # The equality is the collectives' doing: without axis_name, each of 2 devices clusters its own 16 points (its own
+  # initial draw and sums) and gets other centroids than the global clustering.
+  mesh2 = jax.make_mesh((2,), ("data",), devices=jax.devices()[:2], axis_types=(jax.sharding.AxisType.Auto,))
+  local = jax.jit(jax.shard_map(lambda v: K.spherical_kmeans(KEY, v, 6, iters=5)[0][None], mesh=mesh2,
+                                in_specs=P("data"), out_specs=P("data")))(x)
+  for c in np.asarray(local):
+    assert not np.allclose(c, np.asarray(single[0]), atol=1e-3)
+  np.testing.assert_allclose(local[0], kmeans_reference(KEY, x[:16], 6, 5)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_kmeans_bad_inputs():
