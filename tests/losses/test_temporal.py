@@ -368,18 +368,22 @@ def test_transition_matches_reference(logits, many):
 
 def test_transition_minimiser_is_the_density_ratio():
   # For one (s, a) with P(s'|s,a) = p and P^-(s') = r over 3 next states, the loss over the exact mixture is
-  # minimised by f(s') = p(s') / r(s'); a scaled ratio gives a larger loss.
+  # minimised by f(s') = p(s') / r(s'); a scaled ratio gives a larger loss. The mixture is a batch of 10 pairs
+  # (weights by repetition) and f(s') the 1-d feature of s', so the function itself is what is minimised.
   p, r = np.array([0.6, 0.3, 0.1]), np.array([0.2, 0.3, 0.5])
-  def expected_loss(f):
-    return 0.5 * (np.sum(p * np.log(1 + 1 / f)) + np.sum(r * np.log(1 + f)))
-  grad = jax.grad(lambda f: 0.5 * (jnp.sum(p * jnp.log1p(1 / f)) + jnp.sum(r * jnp.log1p(f))))(p / r)
-  np.testing.assert_allclose(grad, 0.0, atol=1e-6)
-  assert expected_loss(p / r) < expected_loss(1.2 * p / r) and expected_loss(p / r) < expected_loss(0.8 * p / r)
-  # The function on a batch built from that mixture (weights by repetition) agrees with the mixture formula.
-  f = jnp.asarray(p / r)[:, None]
-  got = T.contrastive_transition_loss(jnp.ones((10, 1)), jnp.repeat(f, np.array([6, 3, 1]), 0),
-                                      jnp.repeat(f, np.array([2, 3, 5]), 0))
-  np.testing.assert_allclose(got, expected_loss(p / r), rtol=1e-5)
+
+  def loss(f):
+    f = f[:, None]
+    return T.contrastive_transition_loss(jnp.ones((10, 1)), jnp.repeat(f, np.array([6, 3, 1]), 0,
+                                                                       total_repeat_length=10),
+                                         jnp.repeat(f, np.array([2, 3, 5]), 0, total_repeat_length=10))
+
+  ratio = jnp.asarray(p / r, jnp.float32)
+  np.testing.assert_allclose(jax.grad(loss)(ratio), 0.0, atol=1e-6)  # stationary at the density ratio ...
+  assert loss(ratio) < loss(1.2 * ratio) and loss(ratio) < loss(0.8 * ratio)  # ... and a minimum
+  assert np.abs(jax.grad(loss)(1.2 * ratio)).max() > 1e-3
+  np.testing.assert_allclose(loss(ratio), 0.5 * (np.sum(p * np.log1p(r / p)) + np.sum(r * np.log1p(p / r))),
+                             rtol=1e-5)
 
 
 def test_transition_gradients_float64():
