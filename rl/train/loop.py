@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, Callable, Iterator
@@ -76,7 +77,9 @@ def _writable_workdir(workdir: epath.Path) -> None:
       raise ImportError(f"workdir: {workdir} is on Google Cloud Storage, and the TensorBoard writer (tensorboardX) "
                         "needs the google-cloud-storage package for gs:// paths; install it on every host "
                         "(`pip install -e .[gcs]` or `pip install google-cloud-storage`).") from e
-  probe = workdir / ".rl-write-test"
+  # One probe per process: the processes of a multi-host run share the workdir, and one's unlink must not remove
+  # the file another is about to unlink.
+  probe = workdir / f".rl-write-test-{jax.process_index()}-{os.getpid()}"
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     probe.write_text("ok")
