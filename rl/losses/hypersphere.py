@@ -22,8 +22,8 @@ def l2_normalize(x: jax.Array, *, axis: int = -1, eps: float = 1e-12) -> jax.Arr
             = x \cdot \operatorname{rsqrt}(\max(\|x\|_2^2, \epsilon^2)).
 
   Written with the rsqrt of the clamped squared norm, so that an all-zero row maps to zero with the finite
-  gradient 1 / eps of x / eps (x / ||x|| would give NaN there). It computes in the input dtype: upcast bfloat16 inputs first when the norm
-  must accumulate in float32.
+  gradient 1 / eps of x / eps (x / ||x|| would give NaN there). It computes in the input dtype: upcast bfloat16 inputs
+  first when the norm must accumulate in float32.
 
   Example:
     >>> l2_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]]))

@@ -9,9 +9,10 @@ A method is a small frozen bundle of pure functions, after optax's
 - `loss(params, method_state, batch, key, *, axis_name) -> (loss, (new_method_state, aux))`: `batch` holds
   `'views'` (a tuple of `num_views` augmented arrays of this device's shard), `'label'` (only for methods that
   use labels, and for the online probe) and `'index'` (int32 position of each example in the training split, for
-  per-example memories such as NPID's memory bank; -1 when the data source has no record ids). The loss is the global-batch mean (it reduces over `axis_name`), so the
-  trainer's gradients are exact. `aux` is a dict with `'metrics'` (scalars, already global) and `'features'`
-  (`[b, f]` stop-gradient encoder features of the first view, which the online linear probe trains on).
+  per-example memories such as NPID's memory bank; -1 when the data source has no record ids). The loss is the
+  global-batch mean (it reduces over `axis_name`), so the trainer's gradients are exact. `aux` is a dict with
+  `'metrics'` (scalars, already global) and `'features'` (`[b, f]` stop-gradient encoder features of the first view,
+  which the online linear probe trains on).
 - `embed(params, method_state, x) -> [b, f]`: the frozen representation used for evaluation.
 - `update_after_step(params, method_state, step) -> method_state`: optional (EMA targets), after the optimizer.
 - `project(params, method_state, x) -> [b, d]`: optional, the projection head's output, evaluated beside `embed`
@@ -126,8 +127,8 @@ def describe(method: Method, batch: dict[str, Any] | None = None, *, view_sizes:
              batch_size: int = 8, seed: int = 0) -> dict[str, Any]:
   """What `method` keeps and reports: its parameter and state names, its metrics and its embedding shape.
 
-  Runs `init` on the first view and one `loss` on `batch` (both jitted), and `embed` on the first view; for examples and
-  quick checks of a new method. Without `batch`, the batch is `batch_size` random mnist1d-like signals of
+  Traces `init` on the first view, one `loss` on `batch` and `embed` on the first view (`jax.eval_shape`), for
+  examples and quick checks of a new method. Without `batch`, the batch is `batch_size` random mnist1d-like signals of
   length 40 (or `view_sizes[i]` for view i, e.g. multi-crop's local views), with labels and indices.
 
   Example:
@@ -158,7 +159,9 @@ def describe(method: Method, batch: dict[str, Any] | None = None, *, view_sizes:
     batch = {"views": tuple(signal[:, :n] + 0.1 * i for i, n in enumerate(sizes)),
              "label": np.arange(batch_size) % 10, "index": np.arange(batch_size)}
   x = batch["views"][0]
-  params, state = jax.jit(method.init)(jax.random.key(seed), x)
-  _, (_, aux) = jax.jit(method.loss)(params, state, batch, jax.random.key(seed + 1))
+  # Abstract evaluation: every function is traced (shapes, names, the Python of the method) but nothing is
+  # compiled or computed, so the examples of 30 methods cost seconds.
+  params, state = jax.eval_shape(method.init, jax.random.key(seed), x)
+  _, (_, aux) = jax.eval_shape(method.loss, params, state, batch, jax.random.key(seed + 1))
   return {"params": sorted(params), "state": sorted(state), "metrics": sorted(aux["metrics"]),
           "embedding": tuple(jax.eval_shape(method.embed, params, state, x).shape)}

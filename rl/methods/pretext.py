@@ -122,7 +122,8 @@ def make_method(config: ml_collections.ConfigDict, task: Task, *, name: str, hea
     ...                      num_classes=2)
     >>> x = np.random.RandomState(0).randn(8, 40).astype(np.float32)
     >>> rl.methods.base.describe(method, {"views": (x,)})
-    {'params': ['encoder', 'head'], 'state': ['batch_stats'], 'metrics': ['pretext_accuracy', 'pretext_cross_entropy'], 'embedding': (8, 16)}
+    {'params': ['encoder', 'head'], 'state': ['batch_stats'], 'metrics': ['pretext_accuracy', 'pretext_cross_entropy'],
+     'embedding': (8, 16)}
   """
   classes = num_classes if callable(num_classes) else (lambda x: num_classes)
 

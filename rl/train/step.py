@@ -107,12 +107,13 @@ def make_train_step(method: Method, tx: optax.GradientTransformation, probe_tx: 
   """Returns `step(state, batch) -> (state, metrics)`, jitted, with the state donated.
 
   `view_sizes` holds one output size per view (multi-crop's global and local views differ; None keeps the input
-  size), as `rl.train.loop.build` normalises them. The batch holds `'x'` (raw inputs, augmented into views inside the step), `'label'` and optionally `'index'`.
-  With `augment_on_device=False` it holds `'views'` instead of `'x'`: a tuple of already augmented views (e.g. to
-  time the model alone, `experiments/benchmarks/step_throughput.py`); `recipes` and `view_sizes` are then unused.
-  A step whose loss or gradients are not finite is recorded in `state.nonfinite_step`/`nonfinite_leaf`; with
-  `skip_nonfinite`, it also leaves every parameter, optimizer and method state as it was (only `step` and
-  `skipped_steps` advance), so the loop can skip a bounded number of bad steps (`config.skip_nonfinite_steps`).
+  size), as `rl.train.loop.build` normalises them. The batch holds `'x'` (raw inputs, augmented into views inside the
+  step), `'label'` and optionally `'index'`. With `augment_on_device=False` it holds `'views'` instead of `'x'`: a
+  tuple of already augmented views (e.g. to time the model alone, `experiments/benchmarks/step_throughput.py`);
+  `recipes` and `view_sizes` are then unused. A step whose loss or gradients are not finite is recorded in
+  `state.nonfinite_step`/`nonfinite_leaf`; with `skip_nonfinite`, it also leaves every parameter, optimizer and method
+  state as it was (only `step` and `skipped_steps` advance), so the loop can skip a bounded number of bad steps
+  (`config.skip_nonfinite_steps`).
 
   Example:
     >>> import optax

@@ -5,8 +5,8 @@ Used by every method's test module: `smoke.run(configs.byol.get_config("smoke"),
 `golden` names the run's entry of `smoke_losses.json`: every train metric of every step (loss, its terms, gradient
 norm, online probe) as this protocol gives it (recorded by the architecture issue, whose refactor into method
 bases reproduced the earlier code's values bit for bit). The run must reproduce them, so a refactor that changes
-how a method trains fails here. Other machines and XLA versions round reductions differently, hence `GOLDEN_RTOL`; on the machine
-that recorded them the values are bit-identical (`RL_GOLDEN_EXACT=1` checks that).
+how a method trains fails here. Other machines and XLA versions round reductions differently, hence `GOLDEN_RTOL`; on
+the machine that recorded them the values are bit-identical (`RL_GOLDEN_EXACT=1` checks that).
 """
 from __future__ import annotations
 

@@ -111,7 +111,8 @@ def test_loss_is_pretext_cross_entropy_and_features_are_of_the_whole_input():
   np.testing.assert_allclose(aux["features"], h, rtol=1e-6)
   jax.tree.map(np.testing.assert_array_equal, new_state, bn)  # running BN statistics of the whole inputs
   # The probe's features carry no gradient into the encoder.
-  g = jax.grad(lambda p: jnp.sum(method.loss(p, state, {"views": (x,)}, jax.random.key(1))[1][1]["features"]))(params)
+  g = jax.jit(jax.grad(lambda p: jnp.sum(method.loss(p, state, {"views": (x,)}, jax.random.key(1))[1][1]["features"])))(
+      params)
   assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(g))
 
 
