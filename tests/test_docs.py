@@ -164,6 +164,11 @@ def test_doctests(module_name):
     runner.run(test, out=report.append)
   result = runner.summarize(verbose=False)
   assert result.failed == 0, "".join(report)
+  # The one place the examples run (the per-module test files do not repeat them): a public module with public
+  # functions whose examples all went unfound (e.g. a broken finder or `__test__`) is a failure.
+  defined_here = [q for q, fn in _public_functions(module) if fn.__module__ == module_name]
+  if not any(part.startswith("_") for part in module_name.split(".")) and defined_here:
+    assert result.attempted > 0, f"{module_name}: no `>>>` example ran"
 
 
 def test_every_public_function_has_an_example():

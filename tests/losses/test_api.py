@@ -1,12 +1,8 @@
-"""The public surface of rl.losses: importable alone, documented, and every docstring example runs."""
-import doctest
+"""The public surface of rl.losses: importable alone, documented (the examples run in tests/test_docs.py)."""
 import inspect
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from rl import losses
@@ -35,12 +31,3 @@ def test_every_public_function_is_documented(name):
     hyper = [p for p in params if p.default is not inspect.Parameter.empty
              and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
     assert not hyper, f"{name}: hyper-parameters must be keyword-only: {[p.name for p in hyper]}"
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_docstring_examples_run(module):
-  mod = sys.modules[module]
-  result = doctest.testmod(mod, extraglobs={"jax": jax, "jnp": jnp, "np": np, "losses": losses},
-                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-  assert result.failed == 0
-  assert result.attempted > 0, f"{module} has no runnable example"

@@ -1,6 +1,5 @@
 """PixPro (coordinates, positive mask, PixContrast, pixel-to-propagation) and SlotCon (assignments, pooling,
 group loss, slot loss): hand cases, float64 NumPy references, gradients, jit, 1 device == 8 devices."""
-import doctest
 
 import jax
 import jax.numpy as jnp
@@ -476,9 +475,3 @@ def test_center_update_reuses_dino_on_pixel_scores():
   t = rng.uniform(-1, 1, (4, 2, 2, 3)).astype(np.float32)
   new = clustering.dino_center_update(jnp.zeros(3), jnp.asarray(t).reshape(-1, 3), momentum=0.9)
   np.testing.assert_allclose(new, 0.1 * t.reshape(-1, 3).mean(0), rtol=1e-5)
-
-
-def test_docstring_examples_run():
-  result = doctest.testmod(L, extraglobs={"jax": jax, "jnp": jnp, "np": np},
-                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-  assert result.failed == 0 and result.attempted > 0

@@ -314,10 +314,3 @@ def test_geometric_bad_inputs():
     G.enveloping_loss(z, labels, _points(), bin_centers=CENTERS, surrogate=jnp.zeros((7, 4)))
   with pytest.raises(ValueError, match=r"features must have shape \[b, d\]"):
     G.regression_bin_centroids(z[0], labels, bin_centers=CENTERS)
-
-
-def test_docstring_examples_run():
-  import doctest
-  result = doctest.testmod(G, extraglobs={"jax": jax, "jnp": jnp, "np": np},
-                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-  assert result.failed == 0 and result.attempted >= 5

@@ -1,13 +1,11 @@
 """Tests of rl.models.dense: PixPro's propagation weights and Pixel Propagation Module."""
 
-import doctest
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rl.models import dense
 from rl.models.dense import PixelPropagation
 from rl.models.dense import propagation_weights
 
@@ -104,9 +102,3 @@ def test_bad_inputs():
     PixelPropagation(num_layers=-1).init(jax.random.key(0), jnp.ones((1, 2, 2, 3)), train=False)
   with pytest.raises(ValueError, match='gamma must be > 0'):
     propagation_weights(jnp.ones((1, 2, 2, 3)), gamma=0.0)
-
-
-def test_docstring_examples_run():
-  result = doctest.testmod(dense, extraglobs={'jax': jax, 'jnp': jnp, 'np': np},
-                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-  assert result.failed == 0 and result.attempted > 0

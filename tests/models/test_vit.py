@@ -1,6 +1,5 @@
 """Tests of rl.models.vit: timm parameter counts, block reference, sin-cos embedding, shortcuts."""
 
-import doctest
 import functools
 
 import chex
@@ -295,9 +294,3 @@ def test_learned_posemb_is_tied_to_init_grid():
   sincos = ViT(**_TINY, posemb='sincos2d')
   variables = _random_variables(sincos, jnp.zeros((1, 8, 8, 3)), train=False)
   chex.assert_shape(sincos.apply(variables, jnp.zeros((1, 16, 8, 3)), train=False), (1, 32))
-
-
-def test_docstring_examples():
-  result = doctest.testmod(vit_lib, extraglobs={'jax': jax, 'jnp': jnp},
-                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-  assert result.attempted >= 3 and result.failed == 0
