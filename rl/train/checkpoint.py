@@ -8,7 +8,9 @@ Faults it handles (issue 7):
 * a failed save (disk full, unwritable directory) raises `CheckpointSaveError` naming the path and the cause, and
   says that the state in memory was not saved.
 Saves that a kill interrupted are never listed (Orbax finalises a step by an atomic rename); their temporary
-directories are removed when the next `Checkpointer` opens the directory.
+directories are removed, before anything else, when the next writing `Checkpointer` opens the directory. A
+`read_only` one (listing steps, evaluating a checkpoint) leaves them: they may be the saves in flight of a run that
+is still training.
 """
 from __future__ import annotations
 
@@ -94,19 +96,39 @@ class Checkpointer:
     directory: where the step directories go (local or gs://).
     max_to_keep: newest checkpoints kept; None keeps all.
     metadata: JSON-able facts saved with every step (e.g. the device count), read back by `step_metadata`.
+    read_only: only list and restore: the directory is neither created nor cleaned of interrupted saves.
   """
 
-  def __init__(self, directory: epath.PathLike, *, max_to_keep: int | None, metadata: dict | None = None):
+  def __init__(self, directory: epath.PathLike, *, max_to_keep: int | None, metadata: dict | None = None,
+               read_only: bool = False):
     self.directory = epath.Path(directory)
     self.metadata = dict(metadata or {})
     self._max_to_keep = max_to_keep
+    self._read_only = read_only
     self._pending = -1  # the step of the newest save started
     self._manager = self._open()
 
+  def _remove_interrupted_saves(self) -> None:
+    """Deletes the temporary directories of saves that a kill cut short, before the manager opens.
+
+    Orbax can do this itself (`cleanup_tmp_directories`), but in a background thread: two managers opened one
+    after the other (listing the steps, then training) then delete the same directory at once, and the loser's
+    error fails the first save of the run. Here it is done once, synchronously, by process 0, and tolerates a
+    directory that is already gone.
+    """
+    if jax.process_index() == 0 and self.directory.exists():
+      for name in ocp.step.tmp_checkpoints(self.directory):
+        (self.directory / name).rmtree(missing_ok=True)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("rl.train.checkpoint: interrupted saves removed")
+
   def _open(self) -> ocp.CheckpointManager:
     try:
+      if not self._read_only:
+        self._remove_interrupted_saves()
       return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-          max_to_keep=self._max_to_keep, create=True, cleanup_tmp_directories=True),
+          max_to_keep=self._max_to_keep, create=not self._read_only, read_only=self._read_only,
+          cleanup_tmp_directories=False),
           item_handlers=ocp.StandardCheckpointHandler())  # so that item_metadata can read a step before any save
     except OSError as e:
       raise CheckpointSaveError(f"cannot create or read the checkpoint directory {self.directory}: "

@@ -145,7 +145,7 @@ def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
   directory = _workdir(workdir) / "checkpoints"
   if not directory.exists():
     return []
-  ckpt = ckpt_lib.Checkpointer(directory, max_to_keep=None)
+  ckpt = ckpt_lib.Checkpointer(directory, max_to_keep=None, read_only=True)
   try:
     return ckpt.all_steps()
   finally:
@@ -198,7 +198,7 @@ def restore_state(run: loop.Run, workdir: epath.PathLike, step: int | None = Non
   """
   workdir = _workdir(workdir)
   step = _check_step(workdir, step)
-  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=None)
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=None, read_only=True)
   try:
     return ckpt.restore(run.init_state(), step)
   finally:
