@@ -20,6 +20,8 @@ from unittest import mock
 from packaging.requirements import Requirement
 import pytest
 
+import tests
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 MODULES = ("rl.losses", "rl.models", "rl.methods", "rl.eval", "rl.data", "rl.data.augment", "rl.train",
@@ -43,7 +45,7 @@ sys.path.insert(0, ROOT)
 
 
 def _run(code: str, *args: str, timeout: int = 300) -> dict:
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+  env = {**os.environ, "XLA_FLAGS": tests.xla_flags(8), "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run([sys.executable, *args, "-c", f"ROOT = {str(ROOT)!r}\n" + code], capture_output=True,
                         text=True, timeout=timeout, env=env, cwd=ROOT, check=False)
   assert proc.returncode == 0, f"child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"

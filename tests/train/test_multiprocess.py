@@ -23,6 +23,7 @@ import pytest
 
 import rl.data
 from rl.train import mesh as mesh_lib
+import tests
 
 REPO = epath.Path(__file__).resolve().parents[2]
 MNIST1D_TRAIN = 4000  # examples in the mnist1d train split: two slices of 2000
@@ -101,7 +102,7 @@ def _launch(tmp: epath.Path, name: str, method: str, data_dir: str, *, processes
   workdir = tmp / name
   workdir.mkdir(exist_ok=True)
   env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "TPU_", "SLURM_", "OMPI_", "RL_"))}
-  env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=tests.xla_flags(devices),
              TF_CPP_MIN_LOG_LEVEL="2",
              # The two launches share what they compile alike (initialisation, evaluation), which halves the
              # compile time of the second one; the cache is this test's own.
