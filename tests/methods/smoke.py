@@ -1,6 +1,7 @@
 """End-to-end smoke run of any method's `smoke` config: a few steps on 8 fake devices, then the final report.
 
-Used by every method's test module: `smoke.run(configs.byol.get_config("smoke"), tmp_path, golden="byol:smoke")`.
+Used by tests/methods/test_training.py (every method, `final=False`) and the trainer's tests:
+`smoke.run(configs.byol.get_config("smoke"), tmp_path, golden="byol:smoke", final=False)`.
 
 `golden` names the run's entry of `smoke_losses.json`: every train metric of every step (loss, its terms, gradient
 norm, online probe) as this protocol gives it (recorded by the architecture issue, whose refactor into method
@@ -41,11 +42,12 @@ def check_golden(name: str, train_lines: list[dict]) -> None:
 
 
 def run(config, tmp_path, *, data_dir=None, steps: int = 4, baselines: bool = False,
-        golden: str | None = None) -> dict:
-  """Trains `steps` steps (checkpoint at step 2, no in-loop kNN) and checks the run's outputs; returns results.
+        golden: str | None = None, final: bool = True) -> dict:
+  """Trains `steps` steps (checkpoints every 2 steps) and checks the run's outputs; returns results.
 
   With `golden` (4 steps of a config as `get_config` returns it), the train metrics must equal its entry of
-  `smoke_losses.json` (`check_golden`).
+  `smoke_losses.json` (`check_golden`). Without `final`, the run ends after training, and the in-loop kNN of step 2
+  (`rl.train.loop`'s evaluation during training, through the method's `embed`) stands in for the final report.
 
   Pass the session-wide `tfds_dir` fixture as `data_dir` so the embedded datasets are built once per worker. The
   report's baseline rows and t-SNE plot are off unless `baselines` (the trainer's own tests cover them), which
@@ -53,7 +55,8 @@ def run(config, tmp_path, *, data_dir=None, steps: int = 4, baselines: bool = Fa
   """
   config.total_steps = steps
   config.log_every_steps = 1
-  config.eval.every_steps = 0
+  config.eval.every_steps = 0 if final else 2  # the trainer's in-loop kNN skips the last step (the report's)
+  config.eval.final = final
   config.eval.baselines = baselines
   config.eval.projection = baselines
   config.eval.tsne_points = 50 if baselines else 0
@@ -69,5 +72,8 @@ def run(config, tmp_path, *, data_dir=None, steps: int = 4, baselines: bool = Fa
   assert all(np.isfinite(l["loss"]) for l in train), train
   if golden is not None:
     check_golden(golden, train)
-  assert (workdir / "report.md").exists() and (workdir / "results.json").exists()
+  if final:
+    assert (workdir / "report.md").exists() and (workdir / "results.json").exists()
+  else:
+    results["eval"] = [l for l in lines if l["kind"] == "eval"]
   return results

@@ -4,11 +4,9 @@ import numpy as np
 
 from configs import barlow_twins as barlow_twins_config
 from rl import losses
-from rl import methods
 from rl.methods import barlow_twins
 from rl.methods.two_view import build_network
 from tests.methods import devices
-from tests.methods import smoke
 
 
 def _method_and_batch(b=32, **overrides):
@@ -52,11 +50,3 @@ def test_every_variant_builds():
   for variant in barlow_twins_config.VARIANTS:
     config = barlow_twins_config.get_config(variant)
     assert len(config.augment.views) == barlow_twins.make(config).num_views == 2
-
-
-def test_smoke_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "barlow_twins", barlow_twins.make)
-  config = barlow_twins_config.get_config("smoke")
-  assert methods.get_method(config).name == "barlow_twins"
-  results = smoke.run(config, tmp_path, data_dir=tfds_dir, golden="barlow_twins:smoke")
-  assert results

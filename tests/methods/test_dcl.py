@@ -9,7 +9,6 @@ from rl import losses
 from rl import methods
 from rl.methods.two_view import build_network
 from tests.methods import devices
-from tests.methods import smoke
 
 
 def _method_and_batch(weighted=False, b=32):
@@ -56,12 +55,6 @@ def test_8_devices_equal_1_device(mesh8, weighted):
   one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
   devices.assert_1_and_8_devices_equal(one, eight)
 
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  config = dcl_config.get_config("smoke")
-  config.dcl.weighted = True
-  results = smoke.run(config, tmp_path, data_dir=tfds_dir)
-  assert results["rows"][0]["representation"] == "dcl (trained)"
 
 
 def test_unknown_variant_lists_known_ones():

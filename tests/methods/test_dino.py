@@ -13,7 +13,6 @@ from rl.methods import dino
 from rl.methods import multicrop
 from tests.methods import devices
 from tests.methods import schedules
-from tests.methods import smoke
 
 B = 32
 
@@ -98,8 +97,3 @@ def test_bad_views():
   _, method, params, state, views = _setup()
   with pytest.raises(ValueError, match="at least 2 views"):
     method.loss(params, state, {"views": views[:1]}, jax.random.key(1))
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(dino_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="dino:smoke")
-  assert results["rows"][0]["representation"] == "dino (trained)"

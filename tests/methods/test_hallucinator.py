@@ -14,7 +14,6 @@ from rl import models
 from rl.methods import hallucinator
 from rl.methods import two_view
 from tests.methods import devices
-from tests.methods import smoke
 
 BASES = ("simclr", "moco_v2", "simsiam")
 
@@ -120,9 +119,3 @@ def test_config_errors():
     hallucinator.make(config)
   with pytest.raises(ValueError, match="unknown base 'byol'"):
     hallucinator_config.get_config("mnist1d,byol")
-
-
-@pytest.mark.parametrize("base", BASES)
-def test_smoke_end_to_end(tmp_path, tfds_dir, base):
-  smoke.run(hallucinator_config.get_config(f"smoke,{base}"), tmp_path, data_dir=tfds_dir,
-            golden=f"hallucinator:smoke,{base}")

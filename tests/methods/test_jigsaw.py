@@ -13,11 +13,9 @@ from jax.sharding import PartitionSpec as P
 
 from configs import jigsaw as jigsaw_config
 from rl import losses
-from rl import methods
 from rl.methods import pretext
 from rl.methods import jigsaw
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 16
 
@@ -135,9 +133,3 @@ def test_8_devices_equal_1_device(mesh8):
 
   one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (x,)}, mesh8)
   devices.assert_1_and_8_devices_equal(one, eight)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "jigsaw", jigsaw.make)
-  results = smoke.run(jigsaw_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="jigsaw:smoke")
-  assert results["rows"][0]["representation"] == "jigsaw (trained)"

@@ -10,10 +10,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import mae as mae_config
 from rl import losses
-from rl import methods
 from rl import models
 from rl.methods import mae
-from tests.methods import smoke
 
 B = 16
 
@@ -112,9 +110,3 @@ def test_image_variants_build(variant, shape):
   params, state = jax.eval_shape(method.init, jax.random.key(0), x)
   value, (_, aux) = jax.eval_shape(lambda p: method.loss(p, state, {"views": (x,)}, jax.random.key(1)), params)
   assert value.shape == () and aux["features"].shape == (2, config.model.encoder_kwargs.width)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "mae", mae.make)
-  results = smoke.run(mae_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="mae:smoke")
-  assert results["rows"][0]["representation"] == "mae (trained)"

@@ -12,7 +12,6 @@ from rl import methods
 from rl.methods import matryoshka
 from rl.methods import two_view
 from tests.methods import devices
-from tests.methods import smoke
 
 BASES = ("simclr", "barlow_twins", "vicreg", "dcl", "align_uniform")
 
@@ -116,7 +115,3 @@ def test_config_errors():
   with pytest.raises(ValueError, match="unknown base 'byol'"):
     matryoshka_config.get_config("smoke,byol")
   assert matryoshka_config.get_config().matryoshka.dims == (8, 16, 32, 64)
-
-
-def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(matryoshka_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="matryoshka:smoke,simclr")

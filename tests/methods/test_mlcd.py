@@ -7,12 +7,10 @@ import numpy as np
 
 from configs import mlcd as mlcd_config
 from rl import losses
-from rl import methods
 from rl.methods import cluster_discrimination as cd
 from rl.methods import mlcd
 from rl.methods.two_view import build_network
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 32
 N = 64
@@ -96,9 +94,3 @@ def test_8_devices_equal_1_device(mesh8):
   _, _, g_1 = one
   assert float(jnp.abs(g_1["prototypes"]).max()) > 0
   devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-4)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "mlcd", mlcd.make)
-  results = smoke.run(mlcd_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="mlcd:smoke")
-  assert results["rows"][0]["representation"] == "mlcd (trained)"

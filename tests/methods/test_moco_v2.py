@@ -12,7 +12,6 @@ from rl.methods import moco_v2
 from rl.methods import two_view
 from tests.methods import devices
 from tests.methods import schedules
-from tests.methods import smoke
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +98,3 @@ def test_8_devices_equal_1_device(mesh8):
   devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5)
   (_, s_1, _), (_, s_8, _) = one, eight
   assert int(s_8["queue_ptr"]) == int(s_1["queue_ptr"]) == 22
-
-
-def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(moco_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="moco_v2:smoke")

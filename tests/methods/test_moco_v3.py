@@ -12,7 +12,6 @@ from rl.methods import two_view
 from rl.methods import moco_v3
 from tests.methods import devices
 from tests.methods import schedules
-from tests.methods import smoke
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +74,3 @@ def test_8_devices_equal_1_device(mesh8):
 
   one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
   devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5)
-
-
-def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(moco_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="moco_v3:smoke")

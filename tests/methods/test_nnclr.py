@@ -9,7 +9,6 @@ from rl import losses
 from rl import methods
 from rl.methods import two_view
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 32
 
@@ -84,8 +83,3 @@ def test_8_devices_equal_1_device(mesh8):
   np.testing.assert_allclose(s_8["support"], s_1["support"], rtol=1e-4, atol=1e-5)
   assert int(s_8["ptr"]) == int(s_1["ptr"]) == (112 + B) % 128
   np.testing.assert_array_equal(s_8["support"][16:112], state["support"][16:112])  # rows 112..127, 0..15 written
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(nnclr_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="nnclr:smoke")
-  assert results["rows"][0]["representation"] == "nnclr (trained)"

@@ -12,7 +12,6 @@ from rl import methods
 from rl.methods import npid
 from rl.methods import two_view
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 32
 N = 128
@@ -111,8 +110,3 @@ def test_8_devices_equal_1_device(mesh8, num_negatives):
   _, s_8, _ = eight
   others = np.setdiff1d(np.arange(N), idx)
   np.testing.assert_array_equal(s_8["memory_bank"][others], state["memory_bank"][others])
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(npid_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="npid:smoke")
-  assert results["rows"][0]["representation"] == "npid (trained)"

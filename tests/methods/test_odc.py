@@ -11,7 +11,6 @@ from rl import losses
 from rl import methods
 from rl.methods import odc
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 32
 N = 128
@@ -136,8 +135,3 @@ def test_8_devices_equal_1_device(mesh8):
   devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5, state_rtol=1e-4, state_atol=1e-5)
   (_, s_1, _), (_, s_8, _) = one, eight
   np.testing.assert_array_equal(s_8["label_bank"], s_1["label_bank"])
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(odc_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="odc:smoke")
-  assert results["rows"][0]["representation"] == "odc (trained)"

@@ -9,10 +9,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import relative_location as rl_config
 from rl import losses
-from rl import methods
 from rl.methods import pretext
 from rl.methods import relative_location
-from tests.methods import smoke
 
 B = 16
 
@@ -131,9 +129,3 @@ def test_8_devices_equal_1_device(mesh8):
   np.testing.assert_allclose(a_8["metrics"]["pretext_accuracy"], a_1["metrics"]["pretext_accuracy"])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_8, g_1)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "relative_location", relative_location.make)
-  results = smoke.run(rl_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="relative_location:smoke")
-  assert results["rows"][0]["representation"] == "relative_location (trained)"

@@ -10,7 +10,6 @@ from rl import methods
 from rl.methods import two_view
 from rl.methods import simsiam
 from tests.methods import devices
-from tests.methods import smoke
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +81,3 @@ def test_8_devices_equal_1_device(mesh8):
   np.testing.assert_allclose(v_8, v_1, rtol=1e-5, atol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_8, g_1)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_8, s_1)
-
-
-def test_smoke_end_to_end(tmp_path, tfds_dir):
-  smoke.run(simsiam_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="simsiam:smoke")

@@ -11,7 +11,6 @@ from rl import methods
 from rl.methods import supcon as supcon_method
 from rl.methods.two_view import build_network
 from tests.methods import devices
-from tests.methods import smoke
 
 
 def _method_and_batch(b=32):
@@ -67,8 +66,3 @@ def test_8_devices_equal_1_device(mesh8):
 
   one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2), "label": labels}, mesh8)
   devices.assert_1_and_8_devices_equal(one, eight)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(supcon_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="supcon:smoke")
-  assert results["rows"][0]["representation"] == "supcon (trained)"

@@ -1,7 +1,6 @@
 """The supervised reference: cross-entropy of a linear head on the encoder's features, global-batch mean; 1 device
 == 8 devices; it needs labels; end to end."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -9,7 +8,6 @@ from configs import supervised as supervised_config
 from rl import methods
 from rl.methods import supervised
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 32
 
@@ -43,8 +41,3 @@ def test_8_devices_equal_1_device(mesh8):
 
   one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (x,), "label": labels}, mesh8)
   devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5, check_state=False)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(supervised_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="supervised:smoke")
-  assert results["rows"][0]["representation"] == "supervised (trained)"

@@ -12,7 +12,6 @@ from rl import methods
 from rl.methods import multicrop
 from rl.methods import swav
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 32
 
@@ -113,8 +112,3 @@ def test_bad_views_and_config():
   config.swav.crops_for_assign = (0, 2)
   with pytest.raises(ValueError, match="crops_for_assign"):
     methods.get_method(config)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir):
-  results = smoke.run(swav_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="swav:smoke")
-  assert results["rows"][0]["representation"] == "swav (trained)"

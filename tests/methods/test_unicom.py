@@ -7,12 +7,10 @@ import numpy as np
 
 from configs import unicom as unicom_config
 from rl import losses
-from rl import methods
 from rl.methods import cluster_discrimination as cd
 from rl.methods import unicom
 from rl.methods.two_view import build_network
 from tests.methods import devices
-from tests.methods import smoke
 
 B = 32
 N = 64  # training examples (bank rows)
@@ -169,9 +167,3 @@ def test_8_devices_equal_1_device(mesh8):
   assert float(jnp.abs(g_1["prototypes"]).max()) > 0
   # Scale 64 makes gradients of order 10-100: relative tolerance on the BN psum's rounding.
   devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-4)
-
-
-def test_smoke_run_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "unicom", unicom.make)
-  results = smoke.run(unicom_config.get_config("smoke"), tmp_path, data_dir=tfds_dir, golden="unicom:smoke")
-  assert results["rows"][0]["representation"] == "unicom (trained)"

@@ -5,10 +5,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import vicreg as vicreg_config
 from rl import losses
-from rl import methods
 from rl.methods import vicreg
 from rl.methods.two_view import build_network
-from tests.methods import smoke
 
 
 def _method_and_batch(b=32, **overrides):
@@ -75,11 +73,3 @@ def test_every_variant_builds():
   for variant in vicreg_config.VARIANTS:
     config = vicreg_config.get_config(variant)
     assert len(config.augment.views) == vicreg.make(config).num_views == 2
-
-
-def test_smoke_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "vicreg", vicreg.make)
-  config = vicreg_config.get_config("smoke")
-  assert methods.get_method(config).name == "vicreg"
-  results = smoke.run(config, tmp_path, data_dir=tfds_dir, golden="vicreg:smoke")
-  assert results

@@ -6,11 +6,9 @@ import pytest
 
 from configs import wmse as wmse_config
 from rl import losses
-from rl import methods
 from rl.methods import wmse
 from rl.methods.two_view import EncoderProjector, build_network
 from tests.methods import devices
-from tests.methods import smoke
 
 
 def _method_and_batch(b=32, num_views=2, **overrides):
@@ -79,11 +77,3 @@ def test_8_devices_equal_1_device(mesh8):
   one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
   # Cholesky and triangular solves in float32 on sums taken in another order: ~1e-6 on gradients of ~0.1.
   devices.assert_1_and_8_devices_equal(one, eight, grad_atol=1e-5)
-
-
-def test_smoke_end_to_end(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setitem(methods.METHODS, "wmse", wmse.make)
-  config = wmse_config.get_config("smoke")
-  assert methods.get_method(config).name == "wmse"
-  results = smoke.run(config, tmp_path, data_dir=tfds_dir, golden="wmse:smoke")
-  assert results
