@@ -1,5 +1,5 @@
 """BYOL as a `Method`: the loss is `losses.byol` of online predictions vs EMA-target projections, the target gets
-no gradient and follows the cosine momentum, 1 device == 8 devices, and a smoke run end to end."""
+no gradient and follows the cosine momentum, 1 device == 8 devices (its trainer run is in test_training.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

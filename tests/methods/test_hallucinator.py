@@ -1,6 +1,6 @@
 """Hallucinator as a `Method`: with no hallucination (max_ratio 0, no smoother) it is the base method exactly; with
 it, the mean of the base objective on the real and the hallucinated pairs; the smoother is trained, the base's state
-and EMA update are kept, 1 device == 8 devices, and a smoke run per base."""
+and EMA update are kept, 1 device == 8 devices (the trainer runs are in test_training.py)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,6 @@
-"""Matryoshka as a `Method`: the base objective summed over nested prefixes of the projection (checked by hand for
-every base), one size == the base method itself, 1 device == 8 devices, config errors, and a smoke run."""
+"""Matryoshka as a `Method`: the base objective summed over nested prefixes of the projection (checked by hand for every
+base), one size == the base method itself, 1 device == 8 devices and config errors (the trainer run is in
+test_training.py)."""
 import importlib
 
 import jax

@@ -1,5 +1,6 @@
-"""MoCo v2 as a `Method`: the symmetrised `losses.moco` against per-view queues, the queue push, the key encoder
-gets no gradient and follows its momentum, 1 device == 8 devices (queue and ptr included), and a smoke run."""
+"""MoCo v2 as a `Method`: the symmetrised `losses.moco` against per-view queues, the queue push, the key encoder gets no
+gradient and follows its momentum, 1 device == 8 devices (queue and ptr included); the trainer run is in
+test_training.py."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,5 +1,5 @@
 """MoCo v3 as a `Method`: 2 tau (info_nce(q1, k2) + info_nce(q2, k1)) with keys from the momentum network, which
-gets no gradient and follows the cosine momentum; 1 device == 8 devices; a smoke run end to end."""
+gets no gradient and follows the cosine momentum; 1 device == 8 devices; the trainer run is in test_training.py."""
 import jax
 import jax.numpy as jnp
 import numpy as np

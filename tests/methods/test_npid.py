@@ -1,6 +1,6 @@
 """NPID as a `Method`: the loss is `rl.losses.npid` of the embeddings against the memory bank (full softmax or NCE
 with Z fixed from the first batch), only the batch's bank rows move, the bank gets no gradient, 1 device == 8
-devices (value, gradients, new bank), and a one-view smoke run end to end."""
+devices (value, gradients, new bank) (the one-view trainer run is in test_training.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

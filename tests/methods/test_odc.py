@@ -1,6 +1,7 @@
 """ODC as a `Method`: the loss is `rl.losses.odc` of the head's logits against the label bank, the memory moves by
 `rl.losses.odc_update` for the batch's rows only, the warm-up pass learns nothing and ends with k-means, centroids
-are recomputed and small clusters fixed in `update_after_step`, 1 device == 8 devices, and a smoke run."""
+are recomputed and small clusters fixed in `update_after_step` and 1 device == 8 devices (the trainer run is in
+test_training.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,5 +1,5 @@
 """SimSiam as a `Method`: the averaged symmetric `losses.negative_cosine` with a stop-gradient on the projections,
-no target network, 1 device == 8 devices, and a smoke run end to end."""
+no target network, 1 device == 8 devices (its trainer run is in test_training.py)."""
 import jax
 import numpy as np
 import pytest

@@ -138,10 +138,19 @@ def test_the_trainer_evaluates_float32_features(runs):
   run, state, _, _ = runs["bfloat16"]
   x = jnp.asarray(_images()["x"])
   # The method computes in bfloat16; the trainer's evaluation functions hand float32 features to rl.eval.
-  assert run.method.embed(state.params, state.method_state, augment.eval_view(x, run.eval_recipe)).dtype == \
-      jnp.bfloat16
+  half = run.method.embed(state.params, state.method_state, augment.eval_view(x, run.eval_recipe))
+  assert half.dtype == jnp.bfloat16
   features = run.embed(state.params, state.method_state, x)
   assert features.dtype == jnp.float32 and features.shape == (BATCH, 8)  # width 4, two stages: 4 * 2 channels
+  # ... and they are the bfloat16 network's features (not zeros, not a float32 recomputation): equal to the method's
+  # own up to bfloat16 rounding, close to the float32 network's, and not equal to them.
+  f32_run, f32_state, _, _ = runs["float32"]
+  full = np.asarray(f32_run.embed(f32_state.params, f32_state.method_state, x))
+  scale = float(np.abs(full).max())
+  assert scale > 0
+  np.testing.assert_allclose(features, np.asarray(half, np.float32), rtol=2e-2, atol=2e-2 * scale)
+  np.testing.assert_allclose(features, full, rtol=5e-2, atol=5e-2 * scale)
+  assert not np.array_equal(np.asarray(features), full)
 
 
 def test_bfloat16_training_steps_lower_the_loss(runs, mesh8):
