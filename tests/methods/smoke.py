@@ -27,9 +27,15 @@ GOLDEN_RTOL, GOLDEN_ATOL = 2e-4, 1e-5
 
 def check_golden(name: str, train_lines: list[dict]) -> None:
   """Every train metric of every step equals `smoke_losses.json[name]` (rtol GOLDEN_RTOL; exact with
-  RL_GOLDEN_EXACT=1)."""
-  expected = json.loads(GOLDEN.read_text())[name]
+  RL_GOLDEN_EXACT=1). With RL_GOLDEN_RECORD=1, a name not in the file is recorded from this run instead (a new
+  method: `RL_GOLDEN_RECORD=1 pytest tests/methods/test_training.py -k <name>`); recorded names are never
+  overwritten."""
+  recorded = json.loads(GOLDEN.read_text())
   got = [{k: v for k, v in line.items() if k not in ("kind", "steps_per_second")} for line in train_lines]
+  if name not in recorded and os.environ.get("RL_GOLDEN_RECORD") == "1":  # a new method's first, checked run
+    GOLDEN.write_text(json.dumps({**recorded, name: got}, indent=1, sort_keys=True))
+    return
+  expected = recorded[name]
   assert [sorted(line) for line in got] == [sorted(line) for line in expected], (name, got[0], expected[0])
   exact = os.environ.get("RL_GOLDEN_EXACT") == "1"
   for step, (g, e) in enumerate(zip(got, expected), start=1):
