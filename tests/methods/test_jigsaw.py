@@ -88,13 +88,19 @@ def _task_by_hand(config, perms, key, x):
   return np.asarray(tiles, np.float32), labels
 
 
-def _expected(config, params, state, x, key):
+def _expected(config, params, state, x, key, *, jit=False):
   perms = jigsaw.permutation_set(config)
   tiles, labels = _task_by_hand(config, perms, key, x)
   net = pretext.build_network(config, config.jigsaw.head_hidden_dims, len(perms), axis_name=None)
-  (_, logits), _ = net.apply({"params": params, **state}, tiles, train=True, mutable=["batch_stats"])
-  h, bn = net.apply({"params": params, **state}, x, train=True, mutable=["batch_stats"],
-                    method=pretext.PretextNet.encode)
+
+  def forward(tiles, x):
+    (_, logits), _ = net.apply({"params": params, **state}, tiles, train=True, mutable=["batch_stats"])
+    h, bn = net.apply({"params": params, **state}, x, train=True, mutable=["batch_stats"],
+                      method=pretext.PretextNet.encode)
+    return logits, h, bn
+
+  # jit for a ResNet, whose forward op by op costs ~10 s of per-op compilation on CPU (compared with a jitted loss).
+  logits, h, bn = (jax.jit(forward) if jit else forward)(tiles, x)
   return losses.pretext_cross_entropy(logits, labels), logits, labels, h, dict(bn)
 
 
@@ -121,8 +127,8 @@ def test_images_use_the_grid_task_with_normalised_tiles():
   assert config.jigsaw.normalize_tiles
   x = np.random.RandomState(1).rand(4, 8, 8, 1).astype(np.float32)
   config, method, params, state, x = _method_and_batch(config, x)
-  value, (_, aux) = method.loss(params, state, {"views": (x,)}, jax.random.key(1))
-  expected, logits, _, h, _ = _expected(config, params, state, x, jax.random.key(1))
+  value, (_, aux) = jax.jit(method.loss)(params, state, {"views": (x,)}, jax.random.key(1))
+  expected, logits, _, h, _ = _expected(config, params, state, x, jax.random.key(1), jit=True)
   assert logits.shape == (4, 24)
   np.testing.assert_allclose(value, expected, rtol=1e-5)
   np.testing.assert_allclose(aux["features"], h, rtol=1e-5, atol=1e-6)
