@@ -30,6 +30,11 @@ def _init_fn(model):
   return lambda k, x: model.init(k, x, key=jax.random.key(1), train=False)
 
 
+def _jit_apply(model):
+  """`model.apply` under jit: a ViT's forward op by op spends seconds compiling each op on CPU."""
+  return jax.jit(model.apply, static_argnames=('train', 'method'))
+
+
 def _random_variables(model, x, seed=3):
   """Variables of the right shapes with N(0, 0.3^2) entries (LayerNorm scales around 1), drawn
   by NumPy on eval_shape'd shapes: a real init compiles for seconds on CPU."""
@@ -53,14 +58,15 @@ def test_shapes_and_mask(shape):
   model = MAE(**_TINY)
   x = _images(shape)
   v = _random_variables(model, x)
-  pred, mask = model.apply(v, x, key=jax.random.key(2), train=True)  # jit: see the training test
+  apply = _jit_apply(model)
+  pred, mask = apply(v, x, key=jax.random.key(2), train=True)
   num_patches = shape[1] // 4 * shape[2] // 4
   chex.assert_shape(pred, (shape[0], num_patches, 16 * shape[3]))
   chex.assert_shape(mask, (shape[0], num_patches))
   chex.assert_tree_all_finite(pred)
   np.testing.assert_array_equal(mask.sum(axis=1), num_patches - int(num_patches * 0.25))
   # Masks are per example and follow the key.
-  _, mask2 = model.apply(v, x, key=jax.random.key(3), train=True)
+  _, mask2 = apply(v, x, key=jax.random.key(3), train=True)
   assert not np.array_equal(mask, mask2)
   # Same shapes as the loss expects.
   assert np.isfinite(float(losses.mae(pred, x, mask, patch_size=model.patch_size)))
@@ -73,19 +79,20 @@ def test_rectangular_patches_shapes_loss_and_encode(shape, patch):
   x = _images(shape)
   v = _random_variables(model, x)
   assert v['params']['encoder']['patch_embed']['kernel'].shape == (*patch, shape[3], 32)
-  pred, mask = model.apply(v, x, key=jax.random.key(2), train=True)
+  apply = _jit_apply(model)
+  pred, mask = apply(v, x, key=jax.random.key(2), train=True)
   num_patches = shape[1] // patch[0] * shape[2] // patch[1]
   chex.assert_shape(pred, (shape[0], num_patches, patch[0] * patch[1] * shape[3]))
   chex.assert_shape(mask, (shape[0], num_patches))
   np.testing.assert_array_equal(mask.sum(axis=1), num_patches - int(num_patches * 0.5))
   assert np.isfinite(float(losses.mae(pred, x, mask, patch_size=patch)))
-  chex.assert_shape(model.apply(v, x, method='encode'), (shape[0], 32))
+  chex.assert_shape(apply(v, x, method='encode'), (shape[0], 32))
   # Masked samples do not reach the prediction; the unpatchified layout matches the input's.
   patches = losses.patchify(x, patch_size=patch)
   noise = _images(patches.shape, seed=5)
   hidden = losses.unpatchify(patches + noise * mask[..., None], patch_size=patch,
                              image_size=shape[1:3])
-  np.testing.assert_allclose(model.apply(v, hidden, key=jax.random.key(2), train=True)[0], pred,
+  np.testing.assert_allclose(apply(v, hidden, key=jax.random.key(2), train=True)[0], pred,
                              rtol=1e-5, atol=1e-5)
 
 
@@ -169,7 +176,7 @@ def test_masks_do_not_depend_on_sharding(mesh8):
   x = _images((8, 8, 8, 1))
   v = _random_variables(model, x)
   key = jax.random.key(8)
-  pred, mask = model.apply(v, x, key=key, train=True)
+  pred, mask = _jit_apply(model)(v, x, key=key, train=True)
 
   @jax.jit
   @functools.partial(jax.shard_map, mesh=mesh8, in_specs=(P(), P('data')),
