@@ -79,26 +79,27 @@ def test_search_head_weight_norm_and_permutation_equivariance():
   head = CrossAttentionSearchHead(out_dim=7, embed_dim=8, depth=1, num_heads=2)
   tokens = jax.random.normal(jax.random.key(0), (2, 6, 8))
   query = jax.random.normal(jax.random.key(1), (2, 8))
-  variables = head.init(jax.random.key(2), tokens)
+  variables = jax.jit(head.init)(jax.random.key(2), tokens)
   params = variables['params']
-  base, _ = head.apply(variables, tokens, query=query)
+  apply = jax.jit(lambda v, x: head.apply(v, x, query=query)[0])  # one compilation (op by op: seconds per op)
+  base = apply(variables, tokens)
   # Weight normalisation: the direction v is normalised per output unit, so rescaling v changes nothing.
   scaled = dict(params, last_v=3.0 * params['last_v'])
-  np.testing.assert_allclose(head.apply({'params': scaled}, tokens, query=query)[0], base, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(apply({'params': scaled}, tokens), base, rtol=1e-5, atol=1e-6)
   # Without positional embedding, attention and mean pooling do not depend on the order of the tokens.
   flat = dict(params, pos_embed=jnp.zeros_like(params['pos_embed']))
   perm = jnp.array([3, 0, 5, 1, 4, 2])
-  a, _ = head.apply({'params': flat}, tokens, query=query)
-  b, _ = head.apply({'params': flat}, tokens[:, perm], query=query)
+  a = apply({'params': flat}, tokens)
+  b = apply({'params': flat}, tokens[:, perm])
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_search_head_feeds_mokd_cross_distillation():
   head = CrossAttentionSearchHead(out_dim=6, embed_dim=8, depth=1, num_heads=2)
   tokens = jax.random.normal(jax.random.key(0), (4, 5, 8))
-  variables = head.init(jax.random.key(1), tokens)
+  variables = jax.jit(head.init)(jax.random.key(1), tokens)
   student_query = jax.random.normal(jax.random.key(2), (4, 8))
-  peer_search, _ = head.apply(variables, tokens, query=student_query)
+  peer_search, _ = jax.jit(lambda v: head.apply(v, tokens, query=student_query))(variables)
   student_search = jax.random.normal(jax.random.key(3), (4, 6))
   mlp_s, mlp_t = jax.random.normal(jax.random.key(4), (12, 6)), jax.random.normal(jax.random.key(5), (8, 6))
 
