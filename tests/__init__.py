@@ -1,20 +1,17 @@
 """The test suite. `xla_flags` gives a child process the XLA flags of the suite (tests/conftest.py): the environment's,
-with its own device count."""
+with its own device count.
+
+The suite compiles at XLA's default optimisation level, as users do. `--xla_backend_optimization_level=0` was tried
+(issue 18): compile-bound files ran ~30% faster, but float32 results moved enough to fail a 1-vs-8-device gradient
+check (DCLW, 5e-4 relative on a small element) and a golden metric (rotnet, 2.3e-4).
+"""
 import os
 
-# XLA flags the suite adds to the environment's. None today. `--xla_backend_optimization_level=0` (LLVM -O0) was
-# tried (issue 18): compile-bound files ran ~30% faster, but float32 results moved enough to fail a 1-vs-8-device
-# gradient check (DCLW, 5e-4 relative on a small element) and a golden metric (rotnet, 2.3e-4), so the suite
-# compiles as users do.
-SUITE_XLA_FLAGS: tuple[str, ...] = ()
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
 def xla_flags(devices: int) -> str:
-  """`--xla_force_host_platform_device_count=<devices>` and the suite's other XLA flags, for a child process's
+  """`--xla_force_host_platform_device_count=<devices>` and the environment's other XLA flags, for a child process's
   `XLA_FLAGS`: a child that trains part of a run must compile like the test process that trains the rest."""
-  rest = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(
-      "--xla_force_host_platform_device_count")]
-  for flag in SUITE_XLA_FLAGS:
-    if not any(f.split("=")[0] == flag.split("=")[0] for f in rest):
-      rest.append(flag)
-  return " ".join([f"--xla_force_host_platform_device_count={devices}", *rest])
+  rest = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
+  return " ".join([f"{_DEVICE_COUNT_FLAG}={devices}", *rest])

@@ -1,12 +1,7 @@
 """Suite-wide set-up: 8 fake CPU devices so multi-device code is always exercised, and no GPU for TF."""
 import os
 
-from tests import xla_flags  # noqa: E402
-
-# 8 devices unless XLA_FLAGS already says how many, and the suite's compile flags (tests/__init__.py).
-_devices = [f for f in os.environ.get("XLA_FLAGS", "").split()
-            if f.startswith("--xla_force_host_platform_device_count")]
-os.environ["XLA_FLAGS"] = xla_flags(int(_devices[-1].split("=")[1]) if _devices else 8)
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # JAX's persistent compilation cache, shared by both pytest workers and the child processes of end-to-end tests:
