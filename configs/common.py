@@ -113,7 +113,8 @@ def base(method: str = "") -> ml_collections.ConfigDict:
   c.online_probe.lr = 1e-3
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.every_steps = 500  # kNN on the test set during training; 0 turns it off
+  # kNN on the test set every this many steps during training (0: off); also at the last step if eval.final is False
+  c.eval.every_steps = 500
   c.eval.batch_size = 512
   c.eval.knn_ks = (20, 200)
   c.eval.knn_temperature = 0.07

@@ -293,7 +293,9 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
       if bar is not None:
         bar.update(1)
       stopping = stop.should_stop(done)
-      if config.eval.every_steps and done % config.eval.every_steps == 0 and done != total and not stopping:
+      # The last step's kNN is the final report's, unless there is no final report (eval.final=False).
+      last_is_reported = done == total and config.eval.get("final", True)
+      if config.eval.every_steps and done % config.eval.every_steps == 0 and not last_is_reported and not stopping:
         _knn_during_training(run, state, writer, done=done, quiet=bar is not None)
       if done % config.checkpoint.every_steps == 0 or done == total or stopping:
         _check_finite(state, ckpt, skip_limit=skip_limit)

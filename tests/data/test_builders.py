@@ -82,9 +82,15 @@ def test_mnist1d_generation_leaves_global_rngs_alone():
   expected_np, expected_py = np.random.rand(3), random.random()
   np.random.seed(123)
   random.seed(123)
-  mnist1d_builder.generate()
+  mnist1d_builder._generated.cache_clear()  # pylint: disable=protected-access  (the generator itself runs)
+  first = mnist1d_builder.generate()
   np.testing.assert_array_equal(np.random.rand(3), expected_np)
   assert random.random() == expected_py
+  # Later calls reuse the output: equal to the first, and a copy (a caller may change its arrays).
+  second = mnist1d_builder.generate()
+  np.testing.assert_array_equal(second["x"], first["x"])
+  second["x"][0, 0] = 1e9
+  assert mnist1d_builder.generate()["x"][0, 0] == first["x"][0, 0]
 
 
 def test_digits_dtypes_values_and_split(data_dir):
