@@ -1,12 +1,15 @@
 """Multi-process training: 2 processes x 4 CPU devices (gloo collectives) train exactly like 1 process x 8 devices.
 
-Both launches run `experiments/main.py` on the SimCLR smoke config (4 steps, a minimal evaluation) with
-`data_shards=2`, so that the data stream does not depend on how many processes share it. A small driver wraps
-`rl.data.pipeline.host_train_batches` to log the split positions each process was given, so the test sees that
-each process of the 2-process run read only its own half of the split.
+The 2-process launches run `experiments/main.py` on the SimCLR smoke config (4 steps, a minimal evaluation) with
+`data_shards=2`, so that the data stream does not depend on how many processes share it; the 1-process reference
+trains the same config in the test process. A small driver wraps `rl.data.pipeline.host_train_batches` to log the
+split positions each process was given, so the test sees that each process of the 2-process run read only its own
+half of the split.
 """
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import socket
@@ -22,6 +25,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 import rl.data
+from rl.data import pipeline
+from rl.train import loop
 from rl.train import mesh as mesh_lib
 import tests
 
@@ -33,15 +38,12 @@ CHECKPOINT_STEPS = (2, 4)
 TIMEOUT_S = 300
 
 
-# Runs experiments/main.py unchanged, but logs the 'index' of every host batch this process's pipeline yields
-# and, with RL_TEST_SKIP_FINAL_EVAL, skips the final evaluation (the reference run needs only losses and
-# checkpoints).
+# Runs experiments/main.py unchanged, but logs the 'index' of every host batch this process's pipeline yields.
 DRIVER = """
 import json, os, runpy, sys
 
 sys.path.insert(0, {repo!r})
 from rl.data import pipeline
-from rl.train import loop
 
 _host_train_batches = pipeline.host_train_batches
 
@@ -72,8 +74,6 @@ if os.environ.get("RL_TEST_SIGTERM_AT_CALL"):  # this process sends itself SIGTE
     return signalled
 
   step_lib.make_train_step = make_train_step
-if os.environ.get("RL_TEST_SKIP_FINAL_EVAL"):
-  loop.final_evaluation = lambda *args, **kwargs: {{"rows": []}}
 main = os.path.join({repo!r}, "experiments", "main.py")
 sys.argv = [main] + sys.argv[1:]
 runpy.run_path(main, run_name="__main__")
@@ -94,7 +94,7 @@ def _free_port() -> int:
 
 
 def _launch(tmp: epath.Path, name: str, method: str, data_dir: str, *, processes: int, devices: int,
-            final_eval: bool, env_of: dict[int, dict] | None = None, exit_code: int = 0) -> epath.Path:
+            env_of: dict[int, dict] | None = None, exit_code: int = 0) -> epath.Path:
   """Runs `processes` copies of the driver with `devices` CPU devices each; returns their shared workdir.
 
   `env_of[i]` adds environment variables to process i; every process must exit with `exit_code`.
@@ -107,8 +107,6 @@ def _launch(tmp: epath.Path, name: str, method: str, data_dir: str, *, processes
              # The two launches share what they compile alike (initialisation, evaluation), which halves the
              # compile time of the second one; the cache is this test's own.
              JAX_COMPILATION_CACHE_DIR=str(tmp / "jax_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  if not final_eval:
-    env["RL_TEST_SKIP_FINAL_EVAL"] = "1"
   port = _free_port()
   cmd = [sys.executable, str(tmp / "driver.py"), f"--config={REPO / 'configs' / method}.py:smoke",
          f"--workdir={workdir}",
@@ -174,20 +172,49 @@ def prepared_data_dir(tmp_path_factory):
   return data_dir
 
 
-def test_two_processes_train_like_one(tmp_path, prepared_data_dir):
+def _train_in_this_process(tmp: epath.Path, data_dir: str, monkeypatch) -> epath.Path:
+  """The 1-process reference: the launches' config and index log, trained here on the suite's 8 devices (a
+  launched process would spend ~10 s importing TensorFlow and JAX again)."""
+  workdir = tmp / "one"
+  config = importlib.import_module("configs.simclr").get_config("smoke")
+  config.data_dir = data_dir
+  for flag in OVERRIDES:
+    key, value = flag.removeprefix("--config.").split("=")
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = ast.literal_eval(value)  # as the config flags parse them: ints and booleans here
+  config.eval.final = False  # the reference needs only losses and checkpoints
+  real = pipeline.host_train_batches
+
+  def logged(*args, **kwargs):
+    for batch in real(*args, **kwargs):
+      with open(workdir / "index_0.jsonl", "a") as f:
+        f.write(json.dumps({"process_index": kwargs["process_index"], "process_count": kwargs["process_count"],
+                            "index": batch["index"].tolist()}) + "\n")
+      yield batch
+
+  monkeypatch.setattr(pipeline, "host_train_batches", logged)
+  loop.train_and_evaluate(config, workdir)
+  monkeypatch.setattr(pipeline, "host_train_batches", real)
+  return workdir
+
+
+def test_two_processes_train_like_one(tmp_path, prepared_data_dir, monkeypatch):
   tmp = epath.Path(tmp_path)
   (tmp / "driver.py").write_text(textwrap.dedent(DRIVER.format(repo=str(REPO))))
-  one = _launch(tmp, "one", "simclr", prepared_data_dir, processes=1, devices=8, final_eval=False)
+  one = _train_in_this_process(tmp, prepared_data_dir, monkeypatch)
   # A data dir of its own: the two processes find mnist1d missing and generate it (process 0 first).
   # Preemption: process 1 alone gets SIGTERM during step 1; the hosts share it at step 2 (every 2 steps), both
   # save step 2 and exit 143; the relaunch resumes both from it.
-  two = _launch(tmp, "two", "simclr", str(tmp / "tfds"), processes=2, devices=4, final_eval=True,
+  two = _launch(tmp, "two", "simclr", str(tmp / "tfds"), processes=2, devices=4,
                 env_of={1: {"RL_TEST_SIGTERM_AT_CALL": "1"}}, exit_code=143)
   logs = [(two / f"process_{i}.log").read_text() for i in range(2)]
   assert "stopped by another host's signal after step 2/4" in logs[0], logs[0]
   assert "stopped by SIGTERM after step 2/4" in logs[1], logs[1]
   assert sorted(int(p.name) for p in (two / "checkpoints").iterdir()) == [2]
-  _launch(tmp, "two", "simclr", str(tmp / "tfds"), processes=2, devices=4, final_eval=True)
+  _launch(tmp, "two", "simclr", str(tmp / "tfds"), processes=2, devices=4)
   for i in range(2):
     log = (two / f"process_{i}.log").read_text()
     assert "on 8 cpu device(s)" in log and "resuming from checkpoint at step 2/4" in log  # one job, both hosts
