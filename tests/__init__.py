@@ -15,3 +15,14 @@ def xla_flags(devices: int) -> str:
   `XLA_FLAGS`: a child that trains part of a run must compile like the test process that trains the rest."""
   rest = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
   return " ".join([f"{_DEVICE_COUNT_FLAG}={devices}", *rest])
+
+
+def override(config, overrides: dict):
+  """Sets dotted keys (`{"optim.lr": 0.1}`) on a ConfigDict, as `--config.optim.lr=0.1` would; returns it."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config

@@ -37,6 +37,7 @@ from rl import methods  # noqa: E402
 from rl import models  # noqa: E402
 from rl.train import optim  # noqa: E402
 from rl.train import validate  # noqa: E402
+import tests  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad_inputs.md"
@@ -70,14 +71,7 @@ class Case:
 
 def _config(name: str = "simclr", variant: str = "smoke", **overrides):
   """`configs/<name>.py:<variant>` with dotted-key overrides (`**{"optim.lr": 0.0}`), as Python code sets them."""
-  c = importlib.import_module(f"configs.{name}").get_config(variant)
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = c
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return tests.override(importlib.import_module(f"configs.{name}").get_config(variant), overrides)
 
 
 def _check(name: str = "simclr", variant: str = "smoke", **overrides) -> Callable[[], None]:

@@ -29,6 +29,7 @@ from rl.data import pipeline
 from rl.train import loop
 from rl.train import mesh as mesh_lib
 import tests
+from tests.train import index_log
 
 REPO = epath.Path(__file__).resolve().parents[2]
 MNIST1D_TRAIN = 4000  # examples in the mnist1d train split: two slices of 2000
@@ -40,23 +41,12 @@ TIMEOUT_S = 300
 
 # Runs experiments/main.py unchanged, but logs the 'index' of every host batch this process's pipeline yields.
 DRIVER = """
-import json, os, runpy, sys
+import os, runpy, sys
 
 sys.path.insert(0, {repo!r})
-from rl.data import pipeline
+from tests.train import index_log
 
-_host_train_batches = pipeline.host_train_batches
-
-
-def logged(*args, **kwargs):
-  for batch in _host_train_batches(*args, **kwargs):
-    with open(os.environ["RL_TEST_INDEX_LOG"], "a") as f:
-      f.write(json.dumps({{"process_index": kwargs["process_index"], "process_count": kwargs["process_count"],
-                          "index": batch["index"].tolist()}}) + "\\n")
-    yield batch
-
-
-pipeline.host_train_batches = logged
+index_log.install(os.environ["RL_TEST_INDEX_LOG"])
 if os.environ.get("RL_TEST_SIGTERM_AT_CALL"):  # this process sends itself SIGTERM during that train step
   import signal
   from rl.train import step as step_lib
@@ -178,26 +168,13 @@ def _train_in_this_process(tmp: epath.Path, data_dir: str, monkeypatch) -> epath
   workdir = tmp / "one"
   config = importlib.import_module("configs.simclr").get_config("smoke")
   config.data_dir = data_dir
-  for flag in OVERRIDES:
-    key, value = flag.removeprefix("--config.").split("=")
-    *parents, leaf = key.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = ast.literal_eval(value)  # as the config flags parse them: ints and booleans here
+  # The launches' flags, parsed as the config flags parse them (ints and booleans here).
+  tests.override(config, {flag.removeprefix("--config.").split("=")[0]: ast.literal_eval(flag.split("=")[1])
+                          for flag in OVERRIDES})
   config.eval.final = False  # the reference needs only losses and checkpoints
-  real = pipeline.host_train_batches
-
-  def logged(*args, **kwargs):
-    for batch in real(*args, **kwargs):
-      with open(workdir / "index_0.jsonl", "a") as f:
-        f.write(json.dumps({"process_index": kwargs["process_index"], "process_count": kwargs["process_count"],
-                            "index": batch["index"].tolist()}) + "\n")
-      yield batch
-
-  monkeypatch.setattr(pipeline, "host_train_batches", logged)
+  monkeypatch.setattr(pipeline, "host_train_batches", pipeline.host_train_batches)  # restored after the test
+  index_log.install(workdir / "index_0.jsonl")
   loop.train_and_evaluate(config, workdir)
-  monkeypatch.setattr(pipeline, "host_train_batches", real)
   return workdir
 
 

@@ -43,14 +43,8 @@ def _overrides(data_dir) -> dict:
 
 
 def _config(method: str, data_dir, **extra):
-  c = importlib.import_module(f"configs.{method}").get_config("smoke")
-  for key, value in {**_overrides(data_dir), **extra}.items():
-    *parents, leaf = key.split(".")
-    node = c
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return tests.override(importlib.import_module(f"configs.{method}").get_config("smoke"),
+                        {**_overrides(data_dir), **extra})
 
 
 def _child(method: str, workdir, data_dir, *, devices: int = 8, extra=(), pause: float = 0.0,
