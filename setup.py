@@ -8,8 +8,10 @@ JAX project. The rest of `rl` comes with extras, named after who needs them:
 
 * `models`: the Flax modules of `rl.models`;
 * `train`: the trainer and what it imports (`rl.methods`, `rl.models`, `rl.eval`, `rl.train`,
-  `rl.data.augment`, `experiments/`), enough to train on an in-memory data set with no TensorFlow;
-* `data`: the TFDS source of `rl.data` (tf.data pipelines, the embedded mnist1d and digits builders);
+  `rl.data.augment`, `experiments/`), enough to train on the embedded data sets (mnist1d, digits) or any
+  in-memory one with no TensorFlow;
+* `data`: the TFDS source of `rl.data` (tf.data pipelines for the streamed data sets, and TFDS builders of the
+  embedded ones);
 * `all`: models, train and data (`make run` and `make test` install `.[all,test]`);
 * `test`: the test suite and the API reference; `gcs`: workdirs on `gs://` buckets.
 """
@@ -30,7 +32,8 @@ TRAIN = MODELS + [
     "ml-collections>=1.0,<2",  # configs/, rl.methods, rl.train
     "absl-py>=2",  # experiments/main.py flags
     "dm-pix>=0.4.3,<0.5",  # rl.data.augment (on-device image augmentation, inside the train step)
-    "scikit-learn>=1.4,<2",  # rl.eval.plots (t-SNE)
+    "scikit-learn>=1.4,<2",  # rl.eval.plots (t-SNE), rl.data.embedded (the digits)
+    "mnist1d>=0.0.2,<0.1",  # rl.data.embedded (the MNIST-1D generator)
     "matplotlib>=3.8,<4",  # rl.eval.plots
     "tqdm>=4.66,<5",  # rl.train.loop progress bar
     "tensorboardx>=2.6,<3",  # rl.train.writer
@@ -41,8 +44,8 @@ DATA = [
     "tensorflow-datasets>=4.9.8,<5",
     "tensorflow-cpu>=2.18,<2.22",
     "importlib_resources>=6",  # TFDS needs it to build datasets (tensorflow/datasets#11212)
-    "mnist1d>=0.0.2,<0.1",  # rl.data.builders.mnist1d
-    "scikit-learn>=1.4,<2",  # rl.data.builders.digits
+    "mnist1d>=0.0.2,<0.1",  # rl.data.builders.mnist1d (through rl.data.embedded)
+    "scikit-learn>=1.4,<2",  # rl.data.builders.digits (through rl.data.embedded)
     "etils[epath]>=1.7",  # rl.data.pipeline
 ]
 

@@ -5,6 +5,7 @@ The suite compiles at XLA's default optimisation level, as users do. `--xla_back
 (issue 18): compile-bound files ran ~30% faster, but float32 results moved enough to fail a 1-vs-8-device gradient
 check (DCLW, 5e-4 relative on a small element) and a golden metric (rotnet, 2.3e-4).
 """
+import dataclasses
 import os
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -26,3 +27,17 @@ def override(config, overrides: dict):
       node = node[parent]
     node[leaf] = value
   return config
+
+
+# The embedded data sets read through TFDS and tf.data (their builders of `rl.data.builders`) rather than from
+# memory, for the tests of the TFDS path: the same arrays in the same order as 'mnist1d' and 'digits'.
+TFDS_COPIES = {"mnist1d_tfds": "mnist1d", "digits_tfds": "digits"}
+
+
+def register_tfds_copies() -> tuple[str, ...]:
+  """Registers 'mnist1d_tfds' and 'digits_tfds' (`DatasetSpec`s of 'mnist1d' and 'digits' whose source is the TFDS
+  builder of the same name) in this process; returns their names. Idempotent."""
+  import rl.data  # pylint: disable=import-outside-toplevel
+  for name, builder in TFDS_COPIES.items():
+    rl.data.register_dataset(name, dataclasses.replace(rl.data.dataset_spec(builder), source=builder), replace=True)
+  return tuple(TFDS_COPIES)

@@ -16,6 +16,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import jax  # noqa: E402  (must come after XLA_FLAGS)
 import pytest  # noqa: E402
 
+import rl.data  # noqa: E402
+import tests  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def mesh8():
@@ -28,5 +31,14 @@ def mesh8():
 
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory):
-  """One TFDS data dir per test worker, so embedded datasets are built once and shared by end-to-end runs."""
+  """One TFDS data dir per test worker, so that what is prepared in it is prepared once."""
   return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session")
+def tfds_embedded(tfds_dir):
+  """The worker's TFDS data dir with 'mnist1d_tfds' and 'digits_tfds' registered and prepared there (see
+  `tests.register_tfds_copies`): the embedded data sets read through TFDS and tf.data."""
+  for name in tests.register_tfds_copies():
+    rl.data.prepare(name, data_dir=tfds_dir)
+  return tfds_dir

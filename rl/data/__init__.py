@@ -1,11 +1,12 @@
-"""Data layer: the registry of data sets, the input pipeline, and the embedded TFDS builders.
+"""Data layer: the registry of data sets, the input pipeline, and the embedded data sets.
 
 A data set is declared once in the registry (`register_dataset(name, DatasetSpec(...))`, `rl.data.registry`);
-its source is a TFDS builder or an in-memory loader of NumPy arrays. Importing `rl.data` loads neither
-TensorFlow nor TFDS: TensorFlow is imported when a TFDS source is first read (`rl.data.pipeline`), and the
-embedded TFDS builders ('mnist1d', 'digits') are registered with TFDS at that moment, or when
-`rl.data.builders` is first used. On-device augmentations live in `rl.data.augment`, imported separately by
-whoever needs them.
+its source is a TFDS builder or an in-memory loader of NumPy arrays. The embedded data sets, 'mnist1d' and
+'digits', are made on the machine by the loaders of `rl.data.embedded` and served from memory, so training on them
+needs no TensorFlow. Importing `rl.data` loads neither TensorFlow nor TFDS: TensorFlow is imported when a TFDS
+source (cifar10, imagenet2012, ...) is first read (`rl.data.pipeline`). `rl.data.builders` (imported on first use)
+has TFDS builders of the embedded data sets, for `tfds.load('mnist1d')`. On-device augmentations live in
+`rl.data.augment`, imported separately by whoever needs them.
 """
 import importlib
 

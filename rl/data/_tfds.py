@@ -1,8 +1,9 @@
 """The TFDS source of the pipeline: tf.data reading, decoding and fixed-size images on the host.
 
 Imported by `rl.data.pipeline` only when a data set whose `DatasetSpec.source` is a TFDS builder name is read, so
-TensorFlow is loaded only then. Importing this module registers the embedded builders (`rl.data.builders`) with
-TFDS before any builder is asked for.
+TensorFlow is loaded only then. Importing this module registers the TFDS builders of the embedded data sets
+(`rl.data.builders`) with TFDS before any builder is asked for; they are read here only when registered by hand
+under a TFDS source (the embedded data sets themselves are in-memory loaders).
 
 Training order (see `rl.data.pipeline.train_batches`): epoch e of slice k reads the files in an order seeded by
 `epoch_seeds(seed, e, k)[0]` and shuffles the records with a buffer seeded by `[1]`; resuming skips whole batches
@@ -54,7 +55,7 @@ def _as_dataset(name: str, builder: tfds.core.DatasetBuilder, split: Any, **kwar
 
 
 def _builder(name: str, data_dir: epath.PathLike | None) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of `name`; embedded data sets are generated first if missing."""
+  """The TFDS builder of `name`; the builders of `rl.data.builders` are generated first if missing."""
   tfds_name = registry.dataset_spec(name).source
   builder = tfds.builder(tfds_name, data_dir=data_dir)
   if tfds_name in builders.EMBEDDED and not builder.is_prepared():

@@ -2,10 +2,11 @@
 
 The host only reads, decodes, brings images to a fixed size and batches; augmentation runs on the device
 (`rl.data.augment`). Every data set of the registry (`rl.data.registry`) goes through the same functions by name,
-whatever its source: a TFDS builder (embedded: 'mnist1d', 'digits'; streamed: 'cifar10', 'cifar100', 'stl10',
-'imagenette', 'imagenet2012'), read with tf.data (`rl.data._tfds`, which imports TensorFlow when it is first
-needed), or an in-memory loader of NumPy arrays, served with NumPy alone (`rl.data._memory`). This module imports
-neither TensorFlow nor TFDS.
+whatever its source: a TFDS builder ('cifar10', 'cifar100', 'stl10', 'imagenette', 'imagenet2012'), read with
+tf.data (`rl.data._tfds`, which imports TensorFlow when it is first needed), or an in-memory loader of NumPy
+arrays, served with NumPy alone (`rl.data._memory`): the embedded 'mnist1d' and 'digits' (`rl.data.embedded`) and
+any data set registered with a loader. This module imports neither TensorFlow nor TFDS, so training on an
+in-memory data set needs no TensorFlow.
 
 Multi-host: process p reads `tfds.even_splits(split, jax.process_count())[p]`, batches
 `global_batch_size // jax.process_count()` examples, and the global array is assembled with
@@ -23,10 +24,10 @@ the training stream keeps only the examples whose label is in the set (filtered 
 epoch is a pass over those examples: `steps_per_epoch` is counted from them, with the same resumable order.
 Within an epoch the order is a uniform permutation whenever the process's slice fits the shuffle buffer (50k
 records by default: every data set here except imagenet2012). The shuffles use op-level seeds, so a global
-`tf.random.set_seed` changes the order (still deterministically). Data sets held in memory (the embedded TFDS
-ones, whose epochs are a few batches long and are decoded once, and every in-memory source) draw epoch e as
-the permutation of `np.random.default_rng` seeded from the same (seed, e, process), and resuming skips batches
-of it (`in_memory=` chooses either path for any TFDS data set).
+`tf.random.set_seed` changes the order (still deterministically). Data sets held in memory (every in-memory
+source, the embedded ones included, and a TFDS data set read with `in_memory=True`, decoded once) draw epoch e
+as the permutation of `np.random.default_rng` seeded from the same (seed, e, process), and resuming skips
+batches of it.
 
 Images whose size differs from `image_size` are resized (bilinear, anti-aliased) so that the shorter side is
 `image_size`, then centre-cropped to `image_size` x `image_size`. Default sizes: the native 32 for CIFAR,
@@ -65,18 +66,15 @@ def _source(name: str, info: DatasetInfo, data_dir: epath.PathLike | None) -> An
 def prepare(name: str, *, data_dir: epath.PathLike | None = None, download: bool = False) -> None:
   """Makes sure `name` can be read: prepared in the TFDS data dir, or loaded from its in-memory source.
 
-  Embedded data sets ('mnist1d', 'digits') are generated offline if missing, and reused afterwards. Other TFDS
-  data sets are downloaded and prepared only when `download=True` (this needs network); otherwise a missing data
-  set raises an error that says how to prepare it. An in-memory source is loaded and its arrays checked against
-  the registered spec (a wrong shape, dtype or label raises a `ValueError`).
+  An in-memory source (the embedded 'mnist1d' and 'digits', made on the machine, and any registered loader) is
+  loaded and its arrays checked against the registered spec (a wrong shape, dtype or label raises a
+  `ValueError`). TFDS data sets are downloaded and prepared only when `download=True` (this needs network);
+  otherwise a missing data set raises an error that says how to prepare it.
 
   Example:
     >>> import tempfile
-    >>> data_dir = tempfile.mkdtemp()
-    >>> prepare("digits", data_dir=data_dir)  # embedded: generated offline the first time
-    Downloading and preparing dataset ...
-    >>> prepare("digits", data_dir=data_dir)  # then reused
-    >>> prepare("cifar10", data_dir=data_dir)  # streamed: must be prepared beforehand (or download=True)
+    >>> prepare("digits")  # embedded: made in memory, nothing to download, no data dir
+    >>> prepare("cifar10", data_dir=tempfile.mkdtemp())  # streamed: must be prepared beforehand (or download=True)
     Traceback (most recent call last):
     FileNotFoundError: dataset 'cifar10' (TFDS 'cifar10') is not prepared in .... On a machine with network run
       `tfds build cifar10 --data_dir=...` ...
@@ -96,11 +94,7 @@ def num_examples(name: str, split: str, *, data_dir: epath.PathLike | None = Non
   """Number of examples in `split` of `name` (all processes together).
 
   Example:
-    >>> import tempfile
-    >>> data_dir = tempfile.mkdtemp()
-    >>> prepare("digits", data_dir=data_dir)
-    Downloading and preparing dataset ...
-    >>> num_examples("digits", "train", data_dir=data_dir), num_examples("digits", "test[:10%]", data_dir=data_dir)
+    >>> num_examples("digits", "train"), num_examples("digits", "test[:10%]")
     (1437, 36)
 
   Args:
@@ -161,11 +155,7 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
   """This process's part of `train_batches`, as NumPy arrays (see `train_batches` for the order).
 
   Example:
-    >>> import tempfile
-    >>> data_dir = tempfile.mkdtemp()
-    >>> prepare("digits", data_dir=data_dir)
-    Downloading and preparing dataset ...
-    >>> first = [next(host_train_batches("digits", local_batch_size=8, seed=0, data_dir=data_dir, process_index=p,
+    >>> first = [next(host_train_batches("digits", local_batch_size=8, seed=0, process_index=p,
     ...                                 process_count=2)) for p in (0, 1)]  # as two processes would
     >>> {k: (v.shape, v.dtype.name) for k, v in first[0].items()}
     {'x': ((8, 8, 8, 1), 'uint8'), 'label': ((8,), 'int32'), 'index': ((8,), 'int32')}
@@ -187,10 +177,10 @@ def host_train_batches(name: str, *, local_batch_size: int, seed: int, start_ste
     classes: keep only examples whose label is one of these class ids; None keeps every example. Counting the
       kept examples costs one pass over the labels of every process slice when the stream is created.
     in_memory: decode this process's slice once into NumPy arrays and draw each epoch's order with
-      `np.random.default_rng` (seeded like the shuffle buffer), instead of a tf.data pass per epoch; None: only
-      for the embedded data sets ('mnist1d', 'digits'), whose epochs are a few batches long, so that rebuilding
-      a tf.data pipeline every epoch would cost more than the training step. In-memory sources always are
-      (False is an error).
+      `np.random.default_rng` (seeded like the shuffle buffer), instead of a tf.data pass per epoch; worth it for
+      a small TFDS data set whose epochs are a few batches long, where rebuilding a tf.data pipeline every epoch
+      would cost more than the training step. None: False for TFDS builders, except the embedded builders of
+      `rl.data.builders` when registered by hand. In-memory sources always are (False is an error).
     data_shards: into how many slices the split is cut; a multiple of `process_count` whose share
       k = data_shards // process_count divides `local_batch_size`. None: `process_count` (one slice per process).
       This process reads slices process_index*k .. process_index*k+k-1, each in its own order (seeded by the
@@ -251,17 +241,13 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
   on one process), so `start_step` still resumes exactly.
 
   Example:
-    >>> import tempfile
     >>> from rl.train import mesh as mesh_lib
-    >>> data_dir = tempfile.mkdtemp()
-    >>> prepare("digits", data_dir=data_dir)
-    Downloading and preparing dataset ...
     >>> sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh())
-    >>> stream = train_batches("digits", global_batch_size=16, seed=0, sharding=sharding, data_dir=data_dir)
+    >>> stream = train_batches("digits", global_batch_size=16, seed=0, sharding=sharding)
     >>> batch = next(stream)
     >>> {k: (v.shape, v.dtype.name) for k, v in batch.items()}
     {'x': ((16, 8, 8, 1), 'uint8'), 'label': ((16,), 'int32'), 'index': ((16,), 'int32')}
-    >>> resumed = train_batches("digits", global_batch_size=16, seed=0, sharding=sharding, data_dir=data_dir,
+    >>> resumed = train_batches("digits", global_batch_size=16, seed=0, sharding=sharding,
     ...                       start_step=1)  # a resumed run starts at its step
     >>> resumed = next(resumed)
     >>> bool((resumed["index"] == next(stream)["index"]).all())  # batch s depends only on (seed, s)
@@ -281,7 +267,7 @@ def train_batches(name: str, *, global_batch_size: int, seed: int, sharding: jax
     classes: pretrain on these class ids only (e.g. the old classes of a class-incremental split); None: all.
       Evaluation passes (`eval_batches`) are never filtered.
     in_memory: hold the process's slice in host memory and shuffle it with NumPy (see `host_train_batches`);
-      None: only for the embedded data sets (and always for in-memory sources).
+      None: only for in-memory sources (the embedded data sets included), where it is always on.
     data_shards: cut the split into this many slices, a multiple of `jax.process_count()`, shared out among the
       processes (see `host_train_batches`); None: one slice per process. A fixed number makes the stream the same
       for any process count that divides it (e.g. resuming on a different number of hosts, or 1 process x 8
@@ -310,11 +296,7 @@ def host_eval_batches(name: str, split: str, *, local_batch_size: int,
   """This process's part of `eval_batches`, as NumPy arrays.
 
   Example:
-    >>> import tempfile
-    >>> data_dir = tempfile.mkdtemp()
-    >>> prepare("digits", data_dir=data_dir)
-    Downloading and preparing dataset ...
-    >>> batches = list(host_eval_batches("digits", "test", local_batch_size=100, data_dir=data_dir))
+    >>> batches = list(host_eval_batches("digits", "test", local_batch_size=100))
     >>> [int(b["mask"].sum()) for b in batches], batches[0]["x"].shape
     ([100, 100, 100, 60], (100, 8, 8, 1))
 
@@ -346,13 +328,9 @@ def eval_batches(name: str, split: str, *, global_batch_size: int, sharding: jax
   slice are padding (x zeros, label -1, mask False). Reduce metrics with the mask.
 
   Example:
-    >>> import tempfile
     >>> from rl.train import mesh as mesh_lib
-    >>> data_dir = tempfile.mkdtemp()
-    >>> prepare("digits", data_dir=data_dir)
-    Downloading and preparing dataset ...
     >>> sharding = mesh_lib.batch_sharding(mesh_lib.make_mesh())
-    >>> batches = list(eval_batches("digits", "test", global_batch_size=128, sharding=sharding, data_dir=data_dir))
+    >>> batches = list(eval_batches("digits", "test", global_batch_size=128, sharding=sharding))
     >>> len(batches), sum(int(b["mask"].sum()) for b in batches)  # 360 test images in 3 padded batches
     (3, 360)
     >>> batches[-1]["label"][-3:]  # padding rows: label -1, mask False

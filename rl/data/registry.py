@@ -4,12 +4,13 @@ A data set is declared once, with `register_dataset(name, DatasetSpec(...))`; ev
 (`dataset_info`, `prepare`, `num_examples`, `train_batches`, `eval_batches`, the `host_*` batches) and the config
 check of the trainer read it from here. The source is either
 
-* a TFDS builder name (a `str`): read through tf.data (`cifar10`, or the embedded builders of
-  `rl.data.builders`); TensorFlow is imported only when such a data set is first read; or
+* a TFDS builder name (a `str`): read through tf.data (`cifar10`, ...); TensorFlow is imported only when such a
+  data set is first read; or
 * an in-memory loader (a callable `loader(split) -> {'x': ..., 'label': ...}` of NumPy arrays): served from
   host memory with NumPy alone, no TensorFlow. Images are uint8 [n, H, W, C] at the registered size, signals
   float [n, L] (served as float32), labels int [n] in [0, num_classes) (-1: unlabelled). The loader is called
-  once per split and process; its arrays are kept while the spec stays registered.
+  once per split and process; its arrays are kept while the spec stays registered. The embedded data sets,
+  'mnist1d' and 'digits', are such loaders (`rl.data.embedded`).
 
 This module imports neither TensorFlow nor TFDS.
 """
@@ -21,6 +22,8 @@ import threading
 from typing import Callable, Mapping, Union
 
 import numpy as np
+
+from rl.data import embedded
 
 # An in-memory source: base split name -> {'x': inputs, 'label': labels}.
 Loader = Callable[[str], Mapping[str, np.ndarray]]
@@ -265,12 +268,14 @@ def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
                      train_split=spec.train_split, test_split=spec.test_split, pretrain_split=spec.pretrain_split)
 
 
-# The data sets `rl` knows out of the box. mnist1d and digits are generated offline by the TFDS builders of
-# `rl.data.builders` (MNIST-1D signals have 40 samples: `rl.data.builders.mnist1d.SIGNAL_LENGTH`); the others are
+# The data sets `rl` knows out of the box. mnist1d and digits are made on the machine by the loaders of
+# `rl.data.embedded` and served from memory, without TensorFlow (MNIST-1D signals have 40 samples); the others are
 # streamed from a prepared TFDS data dir. Default sizes: the native 32 for CIFAR, 96 for STL-10, 8 for digits, and
 # 224 for imagenette (TFDS's default 'full-size-v2' config) and imagenet2012.
-register_dataset("mnist1d", DatasetSpec(kind="signal", num_classes=10, size=40, source="mnist1d"))
-register_dataset("digits", DatasetSpec(kind="image", num_classes=10, size=8, channels=1, source="digits"))
+register_dataset("mnist1d", DatasetSpec(kind="signal", num_classes=embedded.NUM_CLASSES, size=embedded.SIGNAL_LENGTH,
+                                        source=embedded.mnist1d))
+register_dataset("digits", DatasetSpec(kind="image", num_classes=embedded.NUM_CLASSES, size=embedded.IMAGE_SHAPE[0],
+                                       channels=embedded.IMAGE_SHAPE[2], source=embedded.digits))
 register_dataset("cifar10", DatasetSpec(kind="image", num_classes=10, size=32, channels=3, source="cifar10"))
 register_dataset("cifar100", DatasetSpec(kind="image", num_classes=100, size=32, channels=3, source="cifar100"))
 register_dataset("stl10", DatasetSpec(kind="image", num_classes=10, size=96, channels=3, source="stl10",

@@ -34,13 +34,9 @@ def extract(embed: Callable, params, method_state, config: ml_collections.Config
   """Embeds every example of `split` once (padding is masked out), in the split's order.
 
   Example:
-    >>> import tempfile
     >>> from configs import simclr as simclr_config
     >>> from rl.train import mesh as mesh_lib, step as step_lib
     >>> config = simclr_config.get_config("smoke")
-    >>> config.data_dir = tempfile.mkdtemp()
-    >>> rl.data.prepare(config.dataset, data_dir=config.data_dir)
-    Downloading and preparing dataset ...
     >>> method = rl.methods.get_method(config)
     >>> params, method_state = method.init(jax.random.key(0), np.zeros((2, 40), np.float32))
     >>> embed = step_lib.make_embed_fn(method, rl.data.augment.get_recipe("none_signal"), out_size=None)

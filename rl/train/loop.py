@@ -195,12 +195,9 @@ def build(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Mesh | None =
   `config.num_train_examples`.
 
   Example:
-    >>> import tempfile
     >>> from configs import simclr as simclr_config
     >>> config = simclr_config.get_config("smoke")
-    >>> config.data_dir = tempfile.mkdtemp()
     >>> run = build(config)
-    Downloading and preparing dataset ...
     >>> run.mesh.axis_names, run.info.name, run.info.shape, run.method.name, len(run.recipes), run.view_sizes
     (('data',), 'mnist1d', (40,), 'simclr', 2, (None, None))
     >>> config.num_train_examples  # filled in from the data (per-example memories are sized with it)
@@ -354,10 +351,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
     >>> import os, tempfile
     >>> from configs import simclr as simclr_config
     >>> config = simclr_config.get_config("smoke")  # 6 steps of a tiny SimCLR on mnist1d
-    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> workdir = tempfile.mkdtemp()
     >>> config.eval.every_steps, config.eval.baselines, config.eval.tsne_points = 0, False, 0  # a quicker evaluation
     >>> result = train_and_evaluate(config, workdir)
-    Downloading and preparing dataset ...
     [rl] starting at step 0/6 on ... device(s); workdir ...
     [rl] step 6/6 loss ...
     [rl] results (.../report.md):
@@ -420,10 +416,9 @@ def final_evaluation(run: Run, state: TrainState, workdir: epath.PathLike, *, tr
     >>> import tempfile
     >>> from configs import simclr as simclr_config
     >>> config = simclr_config.get_config("smoke")
-    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> workdir = tempfile.mkdtemp()
     >>> config.eval.baselines, config.eval.tsne_points = False, 0
     >>> run = build(config)
-    Downloading and preparing dataset ...
     >>> out = final_evaluation(run, run.init_state(), workdir, train_seconds=0.0)  # an untrained encoder
     [rl] results (.../report.md):
     | representation | linear_probe_accuracy | knn_20_accuracy | ...

@@ -171,9 +171,8 @@ def restore_state(run: loop.Run, workdir: epath.PathLike, step: int | None = Non
     >>> import tempfile
     >>> from configs import simclr as simclr_config
     >>> config = simclr_config.get_config("smoke")
-    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> workdir = tempfile.mkdtemp()
     >>> run = rl.train.loop.build(config)
-    Downloading and preparing dataset ...
     >>> ckpt = rl.train.checkpoint.Checkpointer(f"{workdir}/checkpoints", max_to_keep=None)
     >>> for step in (3, 6):  # checkpoints of the untrained state, as the trainer would save them
     ...   _ = ckpt.save(run.init_state().replace(step=jnp.int32(step)))
@@ -247,10 +246,11 @@ def evaluate_checkpoint(workdir: epath.PathLike, config: ml_collections.ConfigDi
     >>> import tempfile
     >>> from configs import simclr as simclr_config
     >>> config = simclr_config.get_config("smoke")  # 6 steps, a checkpoint every 3
-    >>> config.data_dir, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> workdir = tempfile.mkdtemp()
     >>> config.eval.final, config.eval.every_steps, config.eval.baselines, config.eval.tsne_points = False, 0, False, 0
     >>> _ = rl.train.loop.train_and_evaluate(config, workdir)
-    Downloading and preparing dataset ...
+    [rl] starting at step 0/6 on ... device(s); workdir ...
+    [rl] step 6/6 loss ...
     >>> result = evaluate_checkpoint(workdir, read_config(workdir), step=3)
     [rl] evaluating the checkpoint of step 3 in .../checkpoints
     [rl] results (.../report.md):

@@ -1,4 +1,5 @@
-"""The embedded TFDS builders build offline, hold the right data, and are reused once built."""
+"""The embedded data sets: the loaders of `rl.data.embedded` hold the generators' data, and the TFDS builders of
+`rl.data.builders` build the same arrays offline and are reused once built."""
 import collections
 import random
 import socket
@@ -10,8 +11,8 @@ from sklearn import datasets as sk_datasets
 import tensorflow_datasets as tfds
 
 import rl.data
-from rl.data.builders import digits as digits_builder
-from rl.data.builders import mnist1d as mnist1d_builder
+from rl.data import embedded
+import tests
 
 
 def _no_network(*args, **kwargs):
@@ -26,7 +27,7 @@ def data_dir(tmp_path_factory):
     mp.setattr(socket.socket, "connect", _no_network)
     mp.setattr(socket, "create_connection", _no_network)
     mp.setattr(mnist1d.data, "get_dataset", _no_network)
-    for name in ("mnist1d", "digits"):
+    for name in tests.register_tfds_copies():  # 'mnist1d_tfds', 'digits_tfds': the TFDS builders, built here
       rl.data.prepare(name, data_dir=str(path))
   return path
 
@@ -54,7 +55,8 @@ def test_split_sizes(data_dir, name, sizes):
   if name == "digits":
     assert sum(sizes.values()) == 1797
   for split, size in sizes.items():
-    assert rl.data.num_examples(name, split, data_dir=str(data_dir)) == size
+    assert rl.data.num_examples(name + "_tfds", split, data_dir=str(data_dir)) == size
+    assert rl.data.num_examples(name, split) == size  # the in-memory loader's
 
 
 def test_mnist1d_dtypes_and_values_are_the_generators(data_dir):
@@ -74,6 +76,12 @@ def test_mnist1d_dtypes_and_values_are_the_generators(data_dir):
   np.testing.assert_array_equal(test["signal"], reference["x_test"].astype(np.float32))
   np.testing.assert_array_equal(test["label"], reference["y_test"])
   assert set(np.unique(train["label"])) == set(range(10))
+  # The loader that 'mnist1d' is served from holds the same arrays.
+  for split, arrays in (("train", train), ("test", test)):
+    loaded = embedded.mnist1d(split)
+    assert loaded["x"].dtype == np.float32 and loaded["label"].dtype == np.int32
+    np.testing.assert_array_equal(loaded["x"], arrays["signal"])
+    np.testing.assert_array_equal(loaded["label"], arrays["label"])
 
 
 def test_mnist1d_generation_leaves_global_rngs_alone():
@@ -82,15 +90,15 @@ def test_mnist1d_generation_leaves_global_rngs_alone():
   expected_np, expected_py = np.random.rand(3), random.random()
   np.random.seed(123)
   random.seed(123)
-  mnist1d_builder._generated.cache_clear()  # pylint: disable=protected-access  (the generator itself runs)
-  first = mnist1d_builder.generate()
+  embedded._generated_mnist1d.cache_clear()  # pylint: disable=protected-access  (the generator itself runs)
+  first = embedded.generate_mnist1d()
   np.testing.assert_array_equal(np.random.rand(3), expected_np)
   assert random.random() == expected_py
   # Later calls reuse the output: equal to the first, and a copy (a caller may change its arrays).
-  second = mnist1d_builder.generate()
+  second = embedded.generate_mnist1d()
   np.testing.assert_array_equal(second["x"], first["x"])
   second["x"][0, 0] = 1e9
-  assert mnist1d_builder.generate()["x"][0, 0] == first["x"][0, 0]
+  assert embedded.generate_mnist1d()["x"][0, 0] == first["x"][0, 0]
 
 
 def test_digits_dtypes_values_and_split(data_dir):
@@ -106,7 +114,7 @@ def test_digits_dtypes_values_and_split(data_dir):
   allowed = {int(np.round(level * 255 / 16)) for level in range(17)}
   assert set(np.unique(np.concatenate([train["image"].ravel(), test["image"].ravel()]))) <= allowed
   assert train["image"].min() == 0 and train["image"].max() == 255
-  np.testing.assert_array_equal(digits_builder.to_uint8(np.array([0, 1, 8, 15, 16])), [0, 16, 128, 239, 255])
+  np.testing.assert_array_equal(embedded.digits_to_uint8(np.array([0, 1, 8, 15, 16])), [0, 16, 128, 239, 255])
 
   # Train + test is exactly the 1797 bundled images, each once, with their labels.
   expected = collections.Counter(
@@ -120,10 +128,16 @@ def test_digits_dtypes_values_and_split(data_dir):
   test_counts = np.bincount(test["label"], minlength=10)
   assert np.all(np.abs(test_counts - 0.2 * class_counts) <= 1)
 
-  # Example i of a split is the image at split_indices()[split][i] (fixed seed, fixed order).
-  indices = digits_builder.split_indices()
+  # Example i of a split is the image at digits_split_indices()[split][i] (fixed seed, fixed order).
+  indices = embedded.digits_split_indices()
   np.testing.assert_array_equal(test["label"], raw.target[indices["test"]])
   np.testing.assert_array_equal(test["image"][..., 0], np.round(raw.images[indices["test"]] * 255 / 16))
+  # The loader that 'digits' is served from holds the same arrays.
+  for split, arrays in (("train", train), ("test", test)):
+    loaded = embedded.digits(split)
+    assert loaded["x"].dtype == np.uint8 and loaded["label"].dtype == np.int32
+    np.testing.assert_array_equal(loaded["x"], arrays["image"])
+    np.testing.assert_array_equal(loaded["label"], arrays["label"])
 
 
 def test_second_load_reuses_the_built_files(data_dir, monkeypatch):
@@ -139,7 +153,7 @@ def test_second_load_reuses_the_built_files(data_dir, monkeypatch):
   monkeypatch.setattr(rl.data.builders.Mnist1d, "_split_generators", no_rebuild)
   monkeypatch.setattr(rl.data.builders.Digits, "_split_generators", no_rebuild)
   for name in ("mnist1d", "digits"):
-    rl.data.prepare(name, data_dir=str(data_dir))
+    rl.data.prepare(name + "_tfds", data_dir=str(data_dir))
     tfds.builder(name, data_dir=str(data_dir)).download_and_prepare()
   _, test = _load("digits", "test", data_dir)
   assert len(test["label"]) == 360

@@ -14,9 +14,9 @@ CLASSES = (7, 0, 3)
 
 
 @pytest.fixture(scope="module")
-def data_dir(tfds_dir):
-  rl.data.prepare("mnist1d", data_dir=tfds_dir)
-  return tfds_dir
+def data_dir(tfds_embedded):
+  """The worker's TFDS data dir, where 'mnist1d_tfds' (tests/conftest.py) is prepared."""
+  return tfds_embedded
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +33,22 @@ def _take(stream, n):
   return [jax.tree.map(np.asarray, b) for b in itertools.islice(stream, n)]
 
 
-IN_MEMORY = pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "tf_data"])
+# The in-memory loader ('mnist1d') and the TFDS builder of the same data, decoded into memory or read by tf.data.
+READERS = pytest.mark.parametrize("name,in_memory", [("mnist1d", None), ("mnist1d_tfds", True),
+                                                     ("mnist1d_tfds", False)],
+                                  ids=["loader", "tfds_in_memory", "tf_data"])
 
 
-def _stream(data_dir, sharding, start_step=0, classes=CLASSES, batch=128, in_memory=None):
-  return rl.data.train_batches("mnist1d", global_batch_size=batch, seed=0, sharding=sharding,
+def _stream(data_dir, sharding, start_step=0, classes=CLASSES, batch=128, name="mnist1d", in_memory=None):
+  return rl.data.train_batches(name, global_batch_size=batch, seed=0, sharding=sharding,
                                start_step=start_step, data_dir=data_dir, classes=classes, in_memory=in_memory)
 
 
-@IN_MEMORY
-def test_only_the_classes_appear_and_an_epoch_is_a_pass_over_them(data_dir, sharding, train, in_memory):
+@READERS
+def test_only_the_classes_appear_and_an_epoch_is_a_pass_over_them(data_dir, sharding, train, name, in_memory):
   kept = int(np.isin(train["label"], CLASSES).sum())
   steps_per_epoch = kept // 128
-  batches = _take(_stream(data_dir, sharding, in_memory=in_memory), steps_per_epoch + 2)
+  batches = _take(_stream(data_dir, sharding, name=name, in_memory=in_memory), steps_per_epoch + 2)
   labels = np.concatenate([b["label"] for b in batches])
   assert set(labels.tolist()) == set(CLASSES)
   for b in batches:
@@ -60,25 +63,26 @@ def test_only_the_classes_appear_and_an_epoch_is_a_pass_over_them(data_dir, shar
   assert not np.array_equal(epoch1, epoch0[:len(epoch1)])
 
 
-@IN_MEMORY
-def test_resume_equals_the_uninterrupted_stream(data_dir, sharding, train, in_memory):
+@READERS
+def test_resume_equals_the_uninterrupted_stream(data_dir, sharding, train, name, in_memory):
   steps_per_epoch = int(np.isin(train["label"], CLASSES).sum()) // 128
-  reference = _take(_stream(data_dir, sharding, in_memory=in_memory), steps_per_epoch + 3)
+  reference = _take(_stream(data_dir, sharding, name=name, in_memory=in_memory), steps_per_epoch + 3)
   for start in (3, steps_per_epoch - 1, steps_per_epoch + 1):  # inside the first epoch and across its end
-    resumed = _take(_stream(data_dir, sharding, start_step=start, in_memory=in_memory), len(reference) - start)
+    resumed = _take(_stream(data_dir, sharding, start_step=start, name=name, in_memory=in_memory),
+                    len(reference) - start)
     for want, got in zip(reference[start:], resumed):
       np.testing.assert_array_equal(got["x"], want["x"])
       np.testing.assert_array_equal(got["index"], want["index"])
   # The order of the filtered stream does not depend on how the classes are listed.
-  reordered = _take(_stream(data_dir, sharding, classes=sorted(CLASSES), in_memory=in_memory), 2)
+  reordered = _take(_stream(data_dir, sharding, classes=sorted(CLASSES), name=name, in_memory=in_memory), 2)
   np.testing.assert_array_equal(reordered[1]["index"], reference[1]["index"])
 
 
-@IN_MEMORY
-def test_processes_read_their_own_slice_of_the_classes(data_dir, train, in_memory):
+@READERS
+def test_processes_read_their_own_slice_of_the_classes(data_dir, train, name, in_memory):
   seen = []
   for index, (start, stop) in enumerate([(0, 2000), (2000, 4000)]):
-    stream = rl.data.host_train_batches("mnist1d", local_batch_size=50, seed=0, data_dir=data_dir,
+    stream = rl.data.host_train_batches(name, local_batch_size=50, seed=0, data_dir=data_dir,
                                         process_index=index, process_count=2, classes=(1, 2),
                                         in_memory=in_memory)
     rows = np.concatenate([b["index"] for b in itertools.islice(stream, 4)])

@@ -15,11 +15,9 @@ from rl.data import _tfds  # pylint: disable=protected-access  (the TF resize is
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("tfds"))
-  for name in ("mnist1d", "digits"):
-    rl.data.prepare(name, data_dir=path)
-  return path
+def data_dir(tfds_embedded):
+  """The worker's TFDS data dir, where 'mnist1d_tfds' and 'digits_tfds' (tests/conftest.py) are prepared."""
+  return tfds_embedded
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +26,8 @@ def sharding(mesh8):
 
 
 def _split(name, split, data_dir):
-  ds = tfds.builder(name, data_dir=data_dir).as_dataset(split=split, batch_size=-1)
+  """A split as TFDS's own reader gives it (the builder's arrays, independent of `rl.data`'s readers)."""
+  ds = tfds.builder(name.removesuffix("_tfds"), data_dir=data_dir).as_dataset(split=split, batch_size=-1)
   return tfds.as_numpy(ds)
 
 
@@ -127,14 +126,20 @@ def test_signal_batches(data_dir, sharding):
     assert rows[x.tobytes()] == y  # Real training examples with their own labels.
 
 
-IN_MEMORY = pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "tf_data"])
+# The three readers of a training stream: the in-memory loader (what 'mnist1d' is), and the TFDS builder of the same
+# data decoded once into memory or read through tf.data every epoch (what streamed data sets use).
+READERS = pytest.mark.parametrize("name,in_memory", [("mnist1d", None), ("mnist1d_tfds", True),
+                                                     ("mnist1d_tfds", False)],
+                                  ids=["loader", "tfds_in_memory", "tf_data"])
+# The two readers of an evaluation pass: from memory, and through tf.data.
+EVAL_READERS = pytest.mark.parametrize("suffix", ["", "_tfds"], ids=["loader", "tf_data"])
 
 
-@IN_MEMORY
-def test_resume_equals_the_stream_from_zero(data_dir, sharding, in_memory):
+@READERS
+def test_resume_equals_the_stream_from_zero(data_dir, sharding, name, in_memory):
   # 4000 // 256 = 15 batches per epoch: the checks below cross the epoch boundaries at 15 and 30.
   def stream(seed, start_step=0):
-    return rl.data.train_batches("mnist1d", global_batch_size=256, seed=seed, sharding=sharding,
+    return rl.data.train_batches(name, global_batch_size=256, seed=seed, sharding=sharding,
                                  start_step=start_step, data_dir=data_dir, in_memory=in_memory)
 
   reference = _take(stream(0), 34)
@@ -156,21 +161,21 @@ def test_resume_equals_the_stream_from_zero(data_dir, sharding, in_memory):
   assert not np.array_equal(other[0]["x"], reference[0]["x"])
   assert not np.array_equal(other[1]["x"], reference[1]["x"])
 
-  # The embedded data sets take the in-memory path by default.
-  default = _take(rl.data.train_batches("mnist1d", global_batch_size=256, seed=0, sharding=sharding,
-                                        data_dir=data_dir), 1)
-  assert np.array_equal(default[0]["x"], reference[0]["x"]) == in_memory
+  # The loader and the TFDS builder decoded into memory draw the same order from the same arrays; tf.data's
+  # shuffle buffer draws another.
+  default = _take(rl.data.train_batches("mnist1d", global_batch_size=256, seed=0, sharding=sharding), 1)
+  assert np.array_equal(default[0]["x"], reference[0]["x"]) == (in_memory is not False)
 
 
-@IN_MEMORY
-def test_processes_read_disjoint_slices(data_dir, in_memory):
+@READERS
+def test_processes_read_disjoint_slices(data_dir, name, in_memory):
   # 4000 examples over 3 processes: slices [0, 1334), [1334, 2667), [2667, 4000); 1333 // 100 = 13 batches per
   # epoch for every process, so the largest slice drops one more example per epoch.
   bounds = [(0, 1334), (1334, 2667), (2667, 4000)]
   seen = []
   for index, (start, stop) in enumerate(bounds):
-    own = {r.tobytes() for r in _split("mnist1d", f"train[{start}:{stop}]", data_dir)["signal"]}
-    stream = rl.data.host_train_batches("mnist1d", local_batch_size=100, seed=0, data_dir=data_dir,
+    own = {r.tobytes() for r in _split(name, f"train[{start}:{stop}]", data_dir)["signal"]}
+    stream = rl.data.host_train_batches(name, local_batch_size=100, seed=0, data_dir=data_dir,
                                         process_index=index, process_count=3, in_memory=in_memory)
     batches = list(itertools.islice(stream, 14))
     assert all(b["x"].shape == (100, 40) for b in batches)
@@ -181,10 +186,11 @@ def test_processes_read_disjoint_slices(data_dir, in_memory):
   assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
 
 
-def test_eval_counts_every_example_once(data_dir, sharding):
+@EVAL_READERS
+def test_eval_counts_every_example_once(data_dir, sharding, suffix):
   test = _split("mnist1d", "test", data_dir)
   batches = [jax.tree.map(np.asarray, b)
-             for b in rl.data.eval_batches("mnist1d", "test", global_batch_size=24, sharding=sharding,
+             for b in rl.data.eval_batches("mnist1d" + suffix, "test", global_batch_size=24, sharding=sharding,
                                            data_dir=data_dir)]
   assert len(batches) == 42  # ceil(1000 / 24); 1000 is not a multiple of 24.
   for b in batches:
@@ -199,9 +205,10 @@ def test_eval_counts_every_example_once(data_dir, sharding):
   assert np.all(x[~mask] == 0) and np.all(label[~mask] == -1)
 
 
-def test_eval_across_processes_counts_every_example_once(data_dir):
+@EVAL_READERS
+def test_eval_across_processes_counts_every_example_once(data_dir, suffix):
   test = _split("digits", "test", data_dir)  # 360 examples: slices of 120, local batches of 7 -> 18 batches.
-  per_process = [list(rl.data.host_eval_batches("digits", "test", local_batch_size=7, data_dir=data_dir,
+  per_process = [list(rl.data.host_eval_batches("digits" + suffix, "test", local_batch_size=7, data_dir=data_dir,
                                                 process_index=i, process_count=3)) for i in range(3)]
   assert [len(b) for b in per_process] == [18, 18, 18]
   images, labels = [], []
@@ -215,14 +222,15 @@ def test_eval_across_processes_counts_every_example_once(data_dir):
 
   # 1000 over 3 processes is uneven (334, 333, 333): all processes still yield ceil(334 / 50) = 7 batches.
   counts = [[int(b["mask"].sum()) for b in rl.data.host_eval_batches(
-      "mnist1d", "test", local_batch_size=50, data_dir=data_dir, process_index=i, process_count=3)]
+      "mnist1d" + suffix, "test", local_batch_size=50, data_dir=data_dir, process_index=i, process_count=3)]
             for i in range(3)]
   assert [len(c) for c in counts] == [7, 7, 7]
   assert [sum(c) for c in counts] == [334, 333, 333]
 
 
 def test_images_resized_and_centre_cropped(data_dir, sharding):
-  batch = next(rl.data.train_batches("digits", global_batch_size=16, seed=0, sharding=sharding, data_dir=data_dir,
+  # TFDS images are resized on the host; in-memory ones are served at their registered size (test_registry.py).
+  batch = next(rl.data.train_batches("digits_tfds", global_batch_size=16, seed=0, sharding=sharding, data_dir=data_dir,
                                      image_size=16))
   assert batch["x"].shape == (16, 16, 16, 1) and batch["x"].dtype == np.uint8
 
@@ -243,11 +251,11 @@ def test_images_resized_and_centre_cropped(data_dir, sharding):
   np.testing.assert_array_equal(_tfds.fixed_size(tf.constant(same), 16).numpy(), same)
 
 
-@IN_MEMORY
-def test_train_batches_carry_each_examples_position_in_the_split(data_dir, sharding, in_memory):
+@READERS
+def test_train_batches_carry_each_examples_position_in_the_split(data_dir, sharding, name, in_memory):
   # The index is the example's position in the split, whatever the shuffled order and the process slice.
-  train = _split("mnist1d", "train", data_dir)
-  batches = _take(rl.data.train_batches("mnist1d", global_batch_size=256, seed=3, sharding=sharding,
+  train = _split(name, "train", data_dir)
+  batches = _take(rl.data.train_batches(name, global_batch_size=256, seed=3, sharding=sharding,
                                         data_dir=data_dir, in_memory=in_memory), 16)  # crosses the epoch boundary at 15
   for b in batches:
     index, x = np.asarray(b["index"]), np.asarray(b["x"])
@@ -255,7 +263,7 @@ def test_train_batches_carry_each_examples_position_in_the_split(data_dir, shard
     np.testing.assert_array_equal(x, train["signal"][index])
     np.testing.assert_array_equal(np.asarray(b["label"]), train["label"][index])
   assert len(set(np.concatenate([np.asarray(b["index"]) for b in batches[:15]]))) == 15 * 256
-  stream = rl.data.host_train_batches("mnist1d", local_batch_size=100, seed=0, data_dir=data_dir,
+  stream = rl.data.host_train_batches(name, local_batch_size=100, seed=0, data_dir=data_dir,
                                       process_index=2, process_count=3, in_memory=in_memory)
   for b in itertools.islice(stream, 3):  # process 2 reads train[2667:4000]: its indices are global positions
     assert b["index"].min() >= 2667

@@ -156,10 +156,8 @@ def _index_log(workdir: epath.Path, process: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def prepared_data_dir(tmp_path_factory):
-  """mnist1d built once here, so that the launched processes only read it."""
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  rl.data.prepare("mnist1d", data_dir=data_dir)
-  return data_dir
+  """An empty TFDS data dir for the runs: mnist1d is made in memory by every process (no TensorFlow)."""
+  return str(tmp_path_factory.mktemp("tfds"))
 
 
 def _train_in_this_process(tmp: epath.Path, data_dir: str, monkeypatch) -> epath.Path:
@@ -240,12 +238,13 @@ def test_two_processes_train_like_one(tmp_path, prepared_data_dir, monkeypatch):
   assert len(final) == 1
 
 
-def test_data_shards_split_the_stream_the_same_way_for_any_process_count(prepared_data_dir):
-  # The tf.data path (the end-to-end run above takes the in-memory one): 4 slices read by 1 or 2 processes.
+@pytest.mark.parametrize("name,in_memory", [("mnist1d", None), ("mnist1d_tfds", False)], ids=["loader", "tf_data"])
+def test_data_shards_split_the_stream_the_same_way_for_any_process_count(tfds_embedded, name, in_memory):
+  # From memory (as the end-to-end run above) and through tf.data: 4 slices read by 1 or 2 processes.
   def batches(process_index, process_count):
-    stream = rl.data.host_train_batches("mnist1d", local_batch_size=32 // process_count, seed=1,
-                                        data_dir=prepared_data_dir, process_index=process_index,
-                                        process_count=process_count, data_shards=4, in_memory=False,
+    stream = rl.data.host_train_batches(name, local_batch_size=32 // process_count, seed=1,
+                                        data_dir=tfds_embedded, process_index=process_index,
+                                        process_count=process_count, data_shards=4, in_memory=in_memory,
                                         start_step=30)  # 4 slices of 1000 / 8 rows: epoch 0 ends at step 125
     return np.stack([next(stream)["index"] for _ in range(3)])
 
@@ -259,10 +258,10 @@ def test_data_shards_split_the_stream_the_same_way_for_any_process_count(prepare
   assert len(np.unique(one)) == one.size
 
   with pytest.raises(ValueError, match="data_shards: expected a multiple of the process count 2, got 3"):
-    next(rl.data.host_train_batches("mnist1d", local_batch_size=32, seed=0, data_dir=prepared_data_dir,
+    next(rl.data.host_train_batches(name, local_batch_size=32, seed=0, data_dir=tfds_embedded,
                                     process_index=0, process_count=2, data_shards=3))
   with pytest.raises(ValueError, match="data_shards: .* 3 slices, which do not divide its local batch of 32 rows"):
-    next(rl.data.host_train_batches("mnist1d", local_batch_size=32, seed=0, data_dir=prepared_data_dir,
+    next(rl.data.host_train_batches(name, local_batch_size=32, seed=0, data_dir=tfds_embedded,
                                     data_shards=3))
 
 

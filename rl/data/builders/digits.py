@@ -1,7 +1,9 @@
-"""TFDS builder for scikit-learn's bundled 8x8 handwritten digits.
+"""TFDS builder for scikit-learn's bundled 8x8 digits: the arrays of `rl.data.embedded.digits` as a TFDS data set.
 
 The data (UCI "Optical Recognition of Handwritten Digits", test part: 1797 images, 8x8, 17 grey levels) ships
-inside scikit-learn (`sklearn.datasets.load_digits`), so this builder needs no network.
+inside scikit-learn (`sklearn.datasets.load_digits`), so this builder needs no network. `rl` itself reads the
+digits from memory (`rl.data.embedded`, no TensorFlow); this builder is for whoever wants them through TFDS, and
+for the tests of the tf.data path (PNG-encoded images, resized on the host).
 """
 from typing import Iterator
 
@@ -9,12 +11,13 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-IMAGE_SHAPE = (8, 8, 1)
-NUM_CLASSES = 10
-SPLIT_SEED = 0
-TEST_FRACTION = 0.2
-# load_digits counts pixels on a 0..16 scale (number of "on" pixels of a 4x4 block of the 32x32 bitmap).
-MAX_LEVEL = 16
+from rl.data import embedded
+
+IMAGE_SHAPE = embedded.IMAGE_SHAPE
+NUM_CLASSES = embedded.NUM_CLASSES
+SPLIT_SEED = embedded.DIGITS_SPLIT_SEED
+TEST_FRACTION = embedded.DIGITS_TEST_FRACTION
+MAX_LEVEL = embedded.DIGITS_MAX_LEVEL
 
 _DESCRIPTION = f"""\
 The 8x8 handwritten digits bundled with scikit-learn (`sklearn.datasets.load_digits`, 1797 images, 10 classes),
@@ -32,41 +35,6 @@ _CITATION = """\
   doi={10.24432/C50P49}
 }
 """
-
-
-def to_uint8(levels: np.ndarray) -> np.ndarray:
-  """Maps load_digits' grey levels 0..16 to uint8 0..255 by round(level * 255 / 16).
-
-  Example:
-    >>> to_uint8(np.array([0, 8, 16]))
-    array([  0, 128, 255], dtype=uint8)
-
-  Args:
-    levels: array of levels in [0, 16], any shape.
-
-  Returns:
-    uint8 array of the same shape.
-  """
-  return np.round(np.asarray(levels, np.float64) * (255.0 / MAX_LEVEL)).astype(np.uint8)
-
-
-def split_indices() -> dict[str, np.ndarray]:
-  """The fixed stratified 80/20 split of the 1797 examples.
-
-  Example:
-    >>> split = split_indices()
-    >>> len(split["train"]), len(split["test"])
-    (1437, 360)
-
-  Returns:
-    {'train': int indices [1437], 'test': int indices [360]} into `load_digits()`'s arrays.
-  """
-  from sklearn import datasets, model_selection  # pylint: disable=g-import-not-at-top
-
-  labels = datasets.load_digits().target
-  train, test = model_selection.train_test_split(
-      np.arange(len(labels)), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels)
-  return {"train": train, "test": test}
 
 
 class Digits(tfds.core.GeneratorBasedBuilder):
@@ -91,7 +59,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
             "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
         }),
         supervised_keys=("image", "label"),
-        # Keep the split's order so that example i of a split is `split_indices()[split][i]`.
+        # Keep the split's order so that example i of a split is `embedded.digits_split_indices()[split][i]`.
         disable_shuffling=True,
         homepage="https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
         citation=_CITATION,
@@ -99,13 +67,8 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # The data ships with scikit-learn.
-    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+    return {split: self._generate_examples(**embedded.digits(split)) for split in ("train", "test")}
 
-    digits = datasets.load_digits()
-    images = to_uint8(digits.images)[..., None]
-    return {name: self._generate_examples(images[idx], digits.target[idx])
-            for name, idx in split_indices().items()}
-
-  def _generate_examples(self, images: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, dict]]:
-    for i, (image, label) in enumerate(zip(images, labels)):
-      yield i, {"image": image, "label": int(label)}
+  def _generate_examples(self, x: np.ndarray, label: np.ndarray) -> Iterator[tuple[int, dict]]:
+    for i, (image, y) in enumerate(zip(x, label)):
+      yield i, {"image": image, "label": int(y)}

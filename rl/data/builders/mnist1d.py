@@ -1,22 +1,19 @@
-"""TFDS builder for MNIST-1D, generated locally by the `mnist1d` package.
+"""TFDS builder for MNIST-1D: the arrays of `rl.data.embedded.mnist1d`, written as a TFDS data set.
 
-MNIST-1D (Greydanus & Kobak, 2020, https://arxiv.org/abs/2011.14439) is a procedurally generated 1-D analogue
-of MNIST: ten hand-designed 12-point templates are padded, translated, scaled, sheared, blurred with correlated
-noise and resampled to 40 points. The generator is seeded, so the data set is the same on every machine and
-needs no download: this builder calls `mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())` and never the
-package's `get_dataset`, which fetches a pickle over the network.
+`rl` itself reads MNIST-1D from memory (`rl.data.embedded`, no TensorFlow); this builder is for whoever wants it
+through TFDS (`tfds.load('mnist1d')` after `import rl.data.builders`), and for the tests of the tf.data path. It
+calls the `mnist1d` package's generator and never its `get_dataset`, which fetches a pickle over the network.
 """
-import copy
-import functools
-import random
-from typing import Any, Iterator
+from typing import Iterator
 
 from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-SIGNAL_LENGTH = 40
-NUM_CLASSES = 10
+from rl.data import embedded
+
+SIGNAL_LENGTH = embedded.SIGNAL_LENGTH
+NUM_CLASSES = embedded.NUM_CLASSES
 
 _DESCRIPTION = """\
 MNIST-1D: a procedurally generated 1-D signal classification data set with 10 classes, built with the
@@ -33,38 +30,6 @@ _CITATION = """\
   year={2020}
 }
 """
-
-
-def generate() -> dict[str, Any]:
-  """Runs the `mnist1d` generator with its default arguments, leaving the global RNGs untouched.
-
-  `make_dataset` seeds Python's and NumPy's global generators (`set_seed(42)`); their state is saved and
-  restored so that building the data set does not change the randomness of the calling program. The generator
-  (about 2 s) runs once per process: later calls return a copy of its output, which is the same every time.
-
-  Example:
-    >>> data = generate()
-    >>> data["x"].shape, data["x_test"].shape, sorted(set(data["y"].tolist()))
-    ((4000, 40), (1000, 40), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-
-  Returns:
-    The generator's dict: 'x' [4000, 40] and 'x_test' [1000, 40] float64 signals, 'y' [4000] and
-    'y_test' [1000] integer labels in [0, 10), plus its templates and time axis.
-  """
-  return copy.deepcopy(_generated())
-
-
-@functools.cache
-def _generated() -> dict[str, Any]:
-  # Imported here: the package pulls in matplotlib and requests, which `import rl.data` should not pay for.
-  from mnist1d import data as mnist1d_data  # pylint: disable=g-import-not-at-top
-
-  np_state, py_state = np.random.get_state(), random.getstate()
-  try:
-    return mnist1d_data.make_dataset(mnist1d_data.get_dataset_args())
-  finally:
-    np.random.set_state(np_state)
-    random.setstate(py_state)
 
 
 class Mnist1d(tfds.core.GeneratorBasedBuilder):
@@ -97,12 +62,8 @@ class Mnist1d(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Nothing is downloaded.
-    data = generate()
-    return {
-        "train": self._generate_examples(data["x"], data["y"]),
-        "test": self._generate_examples(data["x_test"], data["y_test"]),
-    }
+    return {split: self._generate_examples(**embedded.mnist1d(split)) for split in ("train", "test")}
 
-  def _generate_examples(self, signals: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, dict]]:
-    for i, (signal, label) in enumerate(zip(signals, labels)):
-      yield i, {"signal": signal.astype(np.float32), "label": int(label)}
+  def _generate_examples(self, x: np.ndarray, label: np.ndarray) -> Iterator[tuple[int, dict]]:
+    for i, (signal, y) in enumerate(zip(x, label)):
+      yield i, {"signal": signal, "label": int(y)}
