@@ -35,10 +35,16 @@ def tfds_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tfds_embedded(tfds_dir):
-  """The worker's TFDS data dir with 'mnist1d_tfds' and 'digits_tfds' registered and prepared there (see
-  `tests.register_tfds_copies`): the embedded data sets read through TFDS and tf.data."""
-  for name in tests.register_tfds_copies():
-    rl.data.prepare(name, data_dir=tfds_dir)
-  return tfds_dir
+  """The worker's TFDS data dir with 'mnist1d_tfds' and 'digits_tfds' prepared there (built once per worker) and
+  registered while the module's tests run (see `tests.register_tfds_copies`): the embedded data sets read through
+  TFDS and tf.data. They are unregistered afterwards, so other modules see the registry as users do."""
+  names = tests.register_tfds_copies()
+  try:
+    for name in names:
+      rl.data.prepare(name, data_dir=tfds_dir)
+    yield tfds_dir
+  finally:
+    for name in names:
+      rl.data.unregister_dataset(name)

@@ -21,15 +21,24 @@ def _no_network(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  """Both embedded data sets, built with sockets and mnist1d's download path disabled."""
+  """Both TFDS builders, built with sockets and mnist1d's download path disabled (and the generator run again).
+
+  'mnist1d_tfds' and 'digits_tfds' (the builders as TFDS sources) are registered while this module's tests run.
+  """
   path = tmp_path_factory.mktemp("tfds")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(socket.socket, "connect", _no_network)
-    mp.setattr(socket, "create_connection", _no_network)
-    mp.setattr(mnist1d.data, "get_dataset", _no_network)
-    for name in tests.register_tfds_copies():  # 'mnist1d_tfds', 'digits_tfds': the TFDS builders, built here
-      rl.data.prepare(name, data_dir=str(path))
-  return path
+  names = tests.register_tfds_copies()
+  try:
+    with pytest.MonkeyPatch.context() as mp:
+      mp.setattr(socket.socket, "connect", _no_network)
+      mp.setattr(socket, "create_connection", _no_network)
+      mp.setattr(mnist1d.data, "get_dataset", _no_network)
+      embedded._generated_mnist1d.cache_clear()  # pylint: disable=protected-access
+      for name in names:
+        rl.data.prepare(name, data_dir=str(path))
+    yield path
+  finally:
+    for name in names:
+      rl.data.unregister_dataset(name)
 
 
 def _load(name, split, data_dir):
