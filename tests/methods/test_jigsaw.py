@@ -122,7 +122,8 @@ def test_loss_is_pretext_cross_entropy_and_features_are_of_the_whole_input():
 
 def test_images_use_the_grid_task_with_normalised_tiles():
   config = jigsaw_config.get_config("digits")
-  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4))
+  # One residual block: the task and the features are under test, not the depth (ResNet-18 compiled for ~25 s).
+  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4, stage_sizes=(1,)))
   config.jigsaw.head_hidden_dims = (16,)
   assert config.jigsaw.normalize_tiles
   x = np.random.RandomState(1).rand(4, 8, 8, 1).astype(np.float32)
@@ -131,7 +132,9 @@ def test_images_use_the_grid_task_with_normalised_tiles():
   expected, logits, _, h, _ = _expected(config, params, state, x, jax.random.key(1), jit=True)
   assert logits.shape == (4, 24)
   np.testing.assert_allclose(value, expected, rtol=1e-5)
-  np.testing.assert_allclose(aux["features"], h, rtol=1e-5, atol=1e-6)
+  # Two separately compiled float32 ResNet forwards agree to a few 1e-5 (XLA fuses them differently); the features
+  # of another input, or of the tiles, would differ by O(1).
+  np.testing.assert_allclose(aux["features"], h, rtol=1e-4, atol=1e-5)
 
 
 def test_8_devices_equal_1_device(mesh8):

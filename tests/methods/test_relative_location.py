@@ -103,7 +103,8 @@ def test_loss_is_pretext_cross_entropy_and_features_are_of_the_whole_input():
 
 def test_images_use_the_3x3_grid_task():
   config = rl_config.get_config("digits")
-  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4))
+  # One residual block: the task and the features are under test, not the depth.
+  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4, stage_sizes=(1,)))
   config.relative_location.head_hidden_dims = (16,)
   x = np.random.RandomState(1).rand(4, 8, 8, 1).astype(np.float32)
   config, method, params, state, x = _method_and_batch(config, x)
@@ -112,8 +113,10 @@ def test_images_use_the_3x3_grid_task():
   expected, logits, _, h, bn = jax.jit(functools.partial(_expected, config))(params, state, x, jax.random.key(1))
   assert logits.shape == (4, 8)
   np.testing.assert_allclose(value, expected, rtol=1e-5)
-  np.testing.assert_allclose(aux["features"], h, rtol=1e-5, atol=1e-6)
-  assert method.embed(params, state, x).shape == (4, 32)
+  # Two separately compiled float32 ResNet forwards agree to a few 1e-5 (XLA fuses them differently); the features
+  # of another input, or of the patches, would differ by O(1).
+  np.testing.assert_allclose(aux["features"], h, rtol=1e-4, atol=1e-5)
+  assert method.embed(params, state, x).shape == (4, 4)  # width 4, one stage
 
 
 def test_8_devices_equal_1_device(mesh8):

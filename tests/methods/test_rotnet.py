@@ -26,7 +26,8 @@ def _method_and_batch(config=None, x=None):
 def _image_config():
   config = rotnet_config.get_config("smoke")
   config.model.encoder = "resnet18"
-  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4))
+  # One residual block: the task and the features are under test, not the depth.
+  config.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", width=4, stage_sizes=(1,)))
   return config
 
 
@@ -68,7 +69,7 @@ def test_images_use_the_rotation_task():
   (h, logits), _ = net.apply({"params": params, **state}, inputs[:, None], train=True, mutable=["batch_stats"])
   np.testing.assert_allclose(value, losses.pretext_cross_entropy(logits, labels), rtol=1e-5)
   np.testing.assert_allclose(aux["features"], h[0::4, 0], rtol=1e-5, atol=1e-6)
-  assert method.embed(params, state, x).shape == (4, 32)
+  assert method.embed(params, state, x).shape == (4, 4)  # width 4, one stage
 
 
 def test_8_devices_equal_1_device(mesh8):
