@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(PY) experiments/main.py --config $(CONFIG) --workdir $(WORKDIR)
 
 test: $(STAMP)
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -n 2 --durations=15 tests $(PYTEST_ARGS)
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests $(PYTEST_ARGS)
 
 # API reference from the docstrings (Google style, KaTeX math) into docs/api/; open docs/api/index.html.
 docs: $(STAMP)

@@ -107,12 +107,14 @@ def api_reference(tmp_path_factory):
   return out, [str(w.message) for w in caught]
 
 
+@pytest.mark.xdist_group("api_reference")  # one pdoc build for both (`--dist loadgroup`)
 def test_api_reference_has_no_pdoc_warnings(api_reference):
   _, messages = api_reference
   unexpected = [m for m in messages if not any(allowed in m for allowed in PDOC_WARNINGS_ALLOWED)]
   assert not unexpected, "pdoc warned:\n" + "\n".join(unexpected)
 
 
+@pytest.mark.xdist_group("api_reference")  # one pdoc build for both (`--dist loadgroup`)
 def test_api_reference_relative_links_resolve(api_reference):
   out, _ = api_reference
   pages = {}

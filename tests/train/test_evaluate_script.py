@@ -12,6 +12,9 @@ from experiments import evaluate as evaluate_script
 from rl.train import restore
 from tests.methods import smoke
 
+# The module-scoped runs are shared by its tests: all on one pytest-xdist worker (`--dist loadgroup`), trained once.
+pytestmark = pytest.mark.xdist_group("evaluate_script")
+
 
 @pytest.fixture(scope="module")
 def run(tfds_dir, tmp_path_factory):

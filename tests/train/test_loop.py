@@ -10,6 +10,9 @@ import pytest
 from configs import simclr as simclr_config
 from rl.train import loop
 
+# The module-scoped runs are shared by its tests: all on one pytest-xdist worker (`--dist loadgroup`), trained once.
+pytestmark = pytest.mark.xdist_group("loop")
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):

@@ -21,6 +21,9 @@ from rl.data import augment
 from rl.train import loop
 from rl.train import mesh as mesh_lib
 
+# The module-scoped runs are shared by its tests: all on one pytest-xdist worker (`--dist loadgroup`), trained once.
+pytestmark = pytest.mark.xdist_group("mixed_precision")
+
 STEPS = 8
 SCHEDULE_STEPS = 50  # the optimizer's schedule: the learning rate stays near its peak for the STEPS steps
 BATCH = 32

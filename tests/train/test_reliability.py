@@ -30,6 +30,9 @@ from rl.train import restore
 from rl.train import step as step_lib
 import tests
 
+# The module-scoped runs are shared by its tests: all on one pytest-xdist worker (`--dist loadgroup`), trained once.
+pytestmark = pytest.mark.xdist_group("reliability")
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 8
 # The methods of the issue: a plain one, an EMA target, a queue, multi-crop with a centre, a memory bank, prototypes
