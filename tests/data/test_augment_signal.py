@@ -175,6 +175,15 @@ def test_random_crop_segment_within_range_and_views_of_another_length():
   assert [v.shape for v in views] == [(16, L), (16, 20), (16, 20)]
   alone = augment.make_views(jax.random.key(3), x, (augment.MNIST1D,))
   np.testing.assert_array_equal(np.asarray(views[0]), np.asarray(alone[0]))
+  # Three or more views of one recipe and size are drawn vmapped over their keys: view i still uses fold_in(key, i),
+  # draw for draw (signals: bit for bit).
+  crop = augment.get_recipe("none_signal", crop_p=1.0, crop_fraction_range=(0.3, 0.6))  # cheap to compile
+  recipes, sizes = (crop, augment.get_recipe("none_signal"), crop, crop), (20, None, 20, 20)
+  crops = jax.jit(lambda k: augment.make_views(k, x, recipes, out_size=sizes))(jax.random.key(3))
+  one = jax.jit(lambda k: augment.augment_batch(k, x, crop, out_size=20))
+  for i in (0, 2, 3):
+    np.testing.assert_array_equal(np.asarray(crops[i]), np.asarray(one(jax.random.fold_in(jax.random.key(3), i))))
+  np.testing.assert_array_equal(np.asarray(crops[1]), x)
 
 
 def test_random_stretch_factor_within_range():
