@@ -251,3 +251,51 @@ def test_shard_map_matches_single_device(mesh8):
                            in_specs=(P(), P("data")), out_specs=P("data"))
   local = np.asarray(jax.jit(fn_local)(key, jax.device_put(same, NamedSharding(mesh8, P("data"))))).reshape(8, 2, L)
   np.testing.assert_array_equal(local, np.broadcast_to(local[:1], local.shape))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shear and correlated noise (MNIST-1D's nuisances; not in a recipe yet).
+
+def test_shear_of_a_constant_is_a_line_through_the_centre():
+  t = np.arange(L, dtype=np.float64)
+  line = 3.0 + 0.7 * (t / (L - 1) - 0.5)  # float64: the ramp over [-1/2, 1/2] of rise 0.7, around the constant 3
+  np.testing.assert_allclose(np.asarray(aug_signal.shear(jnp.full(L, 3.0), 0.7)), line, rtol=1e-6)
+  two = np.asarray(aug_signal.shear(jnp.stack([jnp.full(L, 3.0), jnp.zeros(L)], axis=-1), 0.7))
+  np.testing.assert_allclose(two[:, 1], line - 3.0, rtol=1e-6, atol=1e-7)  # every channel gets the same ramp
+  with pytest.raises(ValueError, match="shear needs at least 2 samples"):
+    aug_signal.shear(jnp.ones(1), 1.0)
+
+
+def test_random_shear_draws_its_slope_from_the_range():
+  ramp = np.arange(L) / (L - 1) - 0.5
+  out = _per_key(lambda k, s: aug_signal.random_shear(k, s, p=1.0, slope_range=(-0.5, 0.25)), np.zeros(L))
+  slopes = out @ ramp / (ramp @ ramp)  # each output is slope * ramp: its least-squares slope
+  np.testing.assert_allclose(out, slopes[:, None] * ramp[None], atol=1e-6)
+  assert slopes.min() >= -0.5 - 1e-6 and slopes.max() <= 0.25 + 1e-6 and slopes.std() > 0.1
+  same = _per_key(lambda k, s: aug_signal.random_shear(k, s, p=0.0, slope_range=(-0.5, 0.25)), np.ones(L))
+  np.testing.assert_array_equal(same, 1.0)
+
+
+@pytest.mark.parametrize("length_scale", [1.0, 3.0])
+def test_correlated_noise_has_the_set_length_scale(length_scale):
+  # Gaussian smoothing of width s makes the autocorrelation exp(-tau^2 / (4 s^2)); 512 draws of 64 samples.
+  noise = np.asarray(jax.jit(jax.vmap(lambda k: aug_signal.correlated_noise(k, 64, length_scale=length_scale)))(
+      _keys(512)), np.float64)
+  assert noise.shape == (512, 64)
+  assert abs(noise.mean()) < 0.05 and abs(noise.var() - 1.0) < 0.05
+  for tau in range(0, 7):
+    measured = np.mean(noise[:, :64 - tau] * noise[:, tau:])
+    assert abs(measured - np.exp(-tau ** 2 / (4 * length_scale ** 2))) < 0.05, (tau, measured)
+  # Stationary: the ends vary as much as the middle (the noise is cut from a longer draw).
+  np.testing.assert_allclose(noise.var(axis=0)[[0, -1]], 1.0, atol=0.15)
+  with pytest.raises(ValueError, match="length_scale: expected a positive number of samples, got 0"):
+    aug_signal.correlated_noise(jax.random.key(0), 8, length_scale=0)
+
+
+def test_random_correlated_noise_scales_by_its_std_and_p():
+  out = _per_key(lambda k, s: aug_signal.random_correlated_noise(
+      k, s, p=1.0, std_range=(0.2, 0.2), length_scale=2.0), np.zeros(L), n=256)
+  assert abs(out.std() - 0.2) < 0.02
+  same = _per_key(lambda k, s: aug_signal.random_correlated_noise(
+      k, s, p=0.0, std_range=(0.2, 0.2), length_scale=2.0), np.ones(L))
+  np.testing.assert_array_equal(same, 1.0)

@@ -6,11 +6,14 @@ The crop is the 1-D RandomResizedCrop: it takes a random segment and resamples i
 differ from the input's (multi-crop's small local views). All are
 elementwise or gathers, so per-example probabilities are plain selects (both branches are cheap).
 Samples that fall outside the signal are zero (stretch, 'zeros' shift), matching the zero-padded templates of
-the MNIST-1D generator; the default shift is circular, as the generator's own translation is.
+the MNIST-1D generator; the default shift is circular, as the generator's own translation is. `shear` (a random
+linear ramp) and `correlated_noise` (Gaussian-smoothed noise of a set length scale) model the generator's two
+other nuisances; no recipe uses them yet.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 from jax import lax
@@ -237,6 +240,94 @@ def mask_segment(signal: jax.Array, start: jax.Array, size: jax.Array) -> jax.Ar
   t = jnp.arange(x.shape[0])
   inside = (t >= start) & (t < start + size)
   return jnp.where(inside[:, None], 0.0, x).reshape(signal.shape).astype(signal.dtype)
+
+
+def shear(signal: jax.Array, slope: jax.Array | float) -> jax.Array:
+  """Adds a linear ramp along time: out[t] = signal[t] + slope * (t / (l - 1) - 1/2), the same on every channel.
+
+  MNIST-1D's generator shears each example this way (a ramp over [-1/2, 1/2] of a random slope) before resampling
+  it to 40 samples, so a label never depends on the ramp.
+
+  Example:
+    >>> shear(jnp.zeros(5), 2.0)  # the shear of a constant signal is a line through the centre
+    Array([-1. , -0.5,  0. ,  0.5,  1. ], dtype=float32)
+
+  Args:
+    signal: [l] or [l, c] signal, l >= 2.
+    slope: the ramp's rise from the first sample to the last (may be traced).
+
+  Returns:
+    The sheared signal, same shape and dtype.
+  """
+  x = _as_2d(signal)
+  length = x.shape[0]
+  if length < 2:
+    raise ValueError(f"signal: shear needs at least 2 samples; got shape {tuple(signal.shape)}.")
+  ramp = jnp.arange(length, dtype=jnp.float32) / (length - 1) - 0.5
+  return (x + slope * ramp[:, None]).reshape(signal.shape).astype(signal.dtype)
+
+
+def correlated_noise(key: jax.Array, length: int, *, length_scale: float) -> jax.Array:
+  """Stationary Gaussian noise of unit variance whose autocorrelation is exp(-tau^2 / (4 length_scale^2)).
+
+  White noise smoothed by a Gaussian kernel of standard deviation `length_scale` samples (truncated at 4 of
+  them), computed on `length` + 2 * 4 * length_scale samples and cut to `length` so that the ends are as smooth
+  as the middle, then divided by the kernel's norm. MNIST-1D's generator adds such noise (`gaussian_filter` of
+  width 2 at its 72-sample resolution) to the background of every example.
+
+  Example:
+    >>> n = correlated_noise(jax.random.key(0), 4000, length_scale=3.0)
+    >>> round(float(n.std()), 1), round(float(jnp.corrcoef(n[:-3], n[3:])[0, 1]), 1)  # exp(-9 / 36) = 0.78
+    (1.0, 0.8)
+
+  Args:
+    key: PRNG key.
+    length: number of samples (static).
+    length_scale: the smoothing kernel's standard deviation in samples (static, > 0).
+
+  Returns:
+    float32 [length].
+  """
+  if not length_scale > 0:
+    raise ValueError(f"length_scale: expected a positive number of samples, got {length_scale!r}.")
+  half = int(math.ceil(4 * length_scale))
+  taps = jnp.arange(-half, half + 1, dtype=jnp.float32)
+  kernel = jnp.exp(-0.5 * (taps / length_scale) ** 2)
+  kernel = kernel / jnp.sqrt(jnp.sum(kernel ** 2))
+  white = jax.random.normal(key, (length + 2 * half,), jnp.float32)
+  return jnp.convolve(white, kernel, mode="valid")
+
+
+def random_shear(key: jax.Array, signal: jax.Array, *, p: float, slope_range: tuple[float, float]) -> jax.Array:
+  """With probability `p`, shears by a slope ~ U[slope_range] (see `shear`).
+
+  Example:
+    >>> out = random_shear(jax.random.key(0), jnp.zeros(3), p=1.0, slope_range=(4.0, 4.0))
+    >>> out
+    Array([-2.,  0.,  2.], dtype=float32)
+  """
+  k_apply, k_slope = jax.random.split(key)
+  slope = jax.random.uniform(k_slope, minval=slope_range[0], maxval=slope_range[1])
+  return jnp.where(_apply(k_apply, p), shear(signal, slope), signal)
+
+
+def random_correlated_noise(key: jax.Array, signal: jax.Array, *, p: float, std_range: tuple[float, float],
+                            length_scale: float) -> jax.Array:
+  """With probability `p`, adds `correlated_noise` times a std ~ U[std_range] (one draw per signal; the channels
+  of a [l, c] signal share the noise).
+
+  Example:
+    >>> noisy = random_correlated_noise(jax.random.key(0), jnp.zeros(2000), p=1.0, std_range=(0.5, 0.5),
+    ...                                 length_scale=2.0)
+    >>> round(float(noisy.std()), 1)
+    0.5
+  """
+  k_apply, k_std, k_noise = jax.random.split(key, 3)
+  x = _as_2d(signal)
+  std = jax.random.uniform(k_std, minval=std_range[0], maxval=std_range[1])
+  noise = std * correlated_noise(k_noise, x.shape[0], length_scale=length_scale)
+  noisy = (x + noise[:, None]).reshape(signal.shape).astype(signal.dtype)
+  return jnp.where(_apply(k_apply, p), noisy, signal)
 
 
 def _apply(key: jax.Array, p: float) -> jax.Array:
