@@ -122,6 +122,9 @@ def base(method: str = "") -> ml_collections.ConfigDict:
   c.eval.alignment_examples = 1000
   c.eval.tsne_points = 1000  # 0: no t-SNE plot
   c.eval.baselines = True  # the random-encoder and raw-input rows of the final report
+  # > 0: evaluate on the last N% of the training split instead of the test split (pretraining and the probe use the
+  # first 100-N%; the test split is not read). Hyper-parameters are chosen this way (experiments/sweep.py: 10).
+  c.eval.validation_percent = 0
   c.eval.final = True  # False: stop after training, without the final report (sweeps, resume tests, the soak)
   c.eval.projection = True  # a report row for the projection head's output (methods that have one)
 

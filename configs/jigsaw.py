@@ -28,6 +28,10 @@ OVERRIDES = {
         "jigsaw.num_permutations": 24,
         "jigsaw.normalize_tiles": False,
         "jigsaw.head_hidden_dims": (256,),
+        # The puzzle is about where each piece sits; the preset's circular shifts over the whole signal (+/-20)
+        # kept the loss at chance for the suite's 40-step learning check (3.36 -> 3.36) where none let it fall
+        # (3.32 -> 3.25, tests/methods/test_training.py). MNIST-1D's own translation still varies the content.
+        "augment.overrides.shift_p": 0.0,
     },
     # 8 x 8: a 2 x 2 grid of 4-pixel cells, 3-pixel tiles, all 4! = 24 permutations.
     "digits": {

@@ -142,6 +142,8 @@ CASES: list[Case] = [
          r"^config\.checkpoint\.keep: expected a positive int, got 0\.$"),
     Case("eval_every_negative", "evaluate every -1 steps", _check(**{"eval.every_steps": -1}), ValueError,
          r"^config\.eval\.every_steps: expected an int >= 0, got -1\.$"),
+    Case("validation_percent_100", "validation split of 100% of train", _check(**{"eval.validation_percent": 100}),
+         ValueError, r"^config\.eval\.validation_percent: expected an int in \[0, 100\), got 100\.$"),
     Case("lr_zero", "learning rate 0", _check(**{"optim.lr": 0.0}), ValueError,
          r"^config\.optim\.lr: expected a finite number > 0, got 0\.0\.$"),
     Case("lr_nan", "learning rate NaN", _check(**{"optim.lr": float("nan")}), ValueError,

@@ -19,6 +19,7 @@ from rl.data.pipeline import known_datasets
 from rl.data.pipeline import num_examples
 from rl.data.pipeline import prepare
 from rl.data.pipeline import train_batches
+from rl.data.pipeline import with_validation
 from rl.data.registry import DatasetSpec
 from rl.data.registry import dataset_spec
 from rl.data.registry import register_dataset
@@ -39,6 +40,7 @@ __all__ = [
     "register_dataset",
     "train_batches",
     "unregister_dataset",
+    "with_validation",
 ]
 
 

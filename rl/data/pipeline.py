@@ -48,11 +48,13 @@ from rl.data.registry import DatasetInfo
 from rl.data.registry import dataset_info
 from rl.data.registry import dataset_spec
 from rl.data.registry import known_datasets
+from rl.data.registry import with_validation
 
 DEFAULT_SHUFFLE_BUFFER_SIZE = 50_000
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER_SIZE", "DatasetInfo", "dataset_info", "eval_batches", "host_eval_batches",
-           "host_train_batches", "known_datasets", "num_examples", "prepare", "train_batches"]
+           "host_train_batches", "known_datasets", "num_examples", "prepare", "train_batches",
+           "with_validation"]
 
 
 def _source(name: str, info: DatasetInfo, data_dir: epath.PathLike | None) -> Any:

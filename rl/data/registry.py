@@ -268,6 +268,38 @@ def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
                      train_split=spec.train_split, test_split=spec.test_split, pretrain_split=spec.pretrain_split)
 
 
+
+def with_validation(info: DatasetInfo, percent: int) -> DatasetInfo:
+  """`info` with its evaluation split carved from the training split: the last `percent`% of `train_split`.
+
+  Pretraining (when it reads the training split) and the probe's training set keep the first (100 - percent)%;
+  the test split is not read. This is the split to tune hyper-parameters on (`config.eval.validation_percent`).
+
+  Example:
+    >>> info = with_validation(dataset_info("mnist1d"), 10)
+    >>> info.pretrain_split, info.train_split, info.test_split
+    ('train[:90%]', 'train[:90%]', 'train[90%:]')
+    >>> with_validation(dataset_info("mnist1d"), 0).test_split  # 0: the test split, unchanged
+    'test'
+
+  Args:
+    info: from `dataset_info`.
+    percent: an int in [0, 100); 0 returns `info` unchanged.
+
+  Raises:
+    ValueError: a bad `percent`, or a training split that is already sliced.
+  """
+  if isinstance(percent, bool) or not isinstance(percent, (int, np.integer)) or not 0 <= percent < 100:
+    raise ValueError(f"percent: expected an int in [0, 100), got {percent!r}")
+  if percent == 0:
+    return info
+  if "[" in info.train_split:
+    raise ValueError(f"percent: {info.name!r} trains on the sliced split {info.train_split!r}; a validation "
+                     "split can only be carved from a whole one")
+  keep, held = f"{info.train_split}[:{100 - percent}%]", f"{info.train_split}[{100 - percent}%:]"
+  pretrain = keep if info.pretrain_split == info.train_split else info.pretrain_split
+  return dataclasses.replace(info, train_split=keep, test_split=held, pretrain_split=pretrain)
+
 # The data sets `rl` knows out of the box. mnist1d and digits are made on the machine by the loaders of
 # `rl.data.embedded` and served from memory, without TensorFlow (MNIST-1D signals have 40 samples); the others are
 # streamed from a prepared TFDS data dir. Default sizes: the native 32 for CIFAR, 96 for STL-10, 8 for digits, and

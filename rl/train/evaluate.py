@@ -204,6 +204,14 @@ REPORT_COLUMNS = ("representation", "linear_probe_accuracy", "knn_20_accuracy", 
                   "collapse_std")
 
 
+def _evaluated_on(config: ml_collections.ConfigDict) -> str:
+  percent = config.eval.get("validation_percent", 0)
+  if percent:
+    return (f"Accuracies are on the validation split (the last {percent}% of the training split; pretraining and "
+            f"the probes used the rest; the test split was not read)")
+  return "Accuracies are on the test split"
+
+
 def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collections.ConfigDict,
                  train_seconds: float, steps: int) -> str:
   """Writes `report.md` (the final table) and returns the table.
@@ -228,7 +236,8 @@ def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collec
   text = (f"# {config.method} on {config.dataset}\n\n"
           f"{steps} steps at batch {config.batch_size} on {jax.device_count()} device(s) "
           f"({jax.devices()[0].platform}), {train_seconds:.0f} s of training.\n\n{table}\n\n"
-          "Accuracies are on the test split: a linear probe (multinomial logistic regression on standardised frozen "
+          + _evaluated_on(config) +
+          ": a linear probe (multinomial logistic regression on standardised frozen "
           "features) and kNN (cosine, temperature-weighted votes); fewshot_s is big_vision's few-shot ridge "
           "regression on s train examples per class (mean of 3 draws); recall_at_1 and map are retrieval of the "
           "test set against itself (cosine, each query left out; Unicom's protocol). Alignment and uniformity "

@@ -218,7 +218,8 @@ def build(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Mesh | None =
   mesh = mesh_lib.make_mesh() if mesh is None else mesh
   # Every mistake of the config, in one sentence, before any data or compilation.
   validate.check_config(config, num_devices=mesh.size)
-  info = data.dataset_info(config.dataset, image_size=config.image_size)
+  info = data.with_validation(data.dataset_info(config.dataset, image_size=config.image_size),
+                              config.eval.get("validation_percent", 0))
   if prepare_data:
     _prepare_data(config, info)
   method = methods.get_method(config)

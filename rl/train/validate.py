@@ -33,6 +33,7 @@ _INTS = (
     ("checkpoint.keep", 1),
     ("checkpoint.preemption_sync_every_steps", 1),
     ("eval.every_steps", 0),
+    ("eval.validation_percent", 0),
     ("eval.batch_size", 1),
     ("optim.warmup_steps", 0),
     ("skip_nonfinite_steps", 0),
@@ -77,6 +78,9 @@ def _check_ints(config, devices: int) -> None:
       raise TypeError(f"config.{key}: expected {expected}, got {value!r} ({type(value).__name__}).")
     if value < low:
       raise ValueError(f"config.{key}: expected {expected}, got {value}.")
+  percent = _get(config, "eval.validation_percent")
+  if percent is not _MISSING and percent >= 100:
+    raise ValueError(f"config.eval.validation_percent: expected an int in [0, 100), got {percent}.")
   for key in _SHARDED_BATCHES:
     value = _get(config, key)
     if value is not _MISSING and value % devices:

@@ -61,6 +61,14 @@ def test_recipe_errors():
     augment.get_recipe("mnist1d", crop_fraction_range=(0.0, 0.5))
   with pytest.raises(ValueError, match="crop_p"):
     augment.get_recipe("mnist1d", crop_p=2.0)
+  with pytest.raises(ValueError, match="shear_range must be a .low, high. pair with low <= high; got .0.5, -0.5."):
+    augment.get_recipe("mnist1d", shear_range=(0.5, -0.5))
+  with pytest.raises(ValueError, match="corr_noise_std_range must be >= 0"):
+    augment.get_recipe("mnist1d", corr_noise_std_range=(-0.1, 0.2))
+  with pytest.raises(ValueError, match="corr_noise_length_scale must be > 0 samples; got 0.0"):
+    augment.get_recipe("mnist1d", corr_noise_length_scale=0.0)
+  with pytest.raises(ValueError, match="corr_noise_p"):
+    augment.get_recipe("mnist1d", corr_noise_p=1.5)
 
 
 def test_bad_inputs_raise():
@@ -102,8 +110,10 @@ def test_shape_dtype_determinism_and_views_differ():
 
 def test_identity_when_probabilities_zero_or_ranges_degenerate():
   x = _signals()
-  degenerate = augment.SignalRecipe(shift_p=1.0, stretch_p=1.0, scale_p=1.0, noise_p=1.0, mask_p=1.0)
-  off = dataclasses.replace(augment.MNIST1D, shift_p=0.0, stretch_p=0.0, scale_p=0.0, noise_p=0.0, mask_p=0.0)
+  degenerate = augment.SignalRecipe(shift_p=1.0, stretch_p=1.0, scale_p=1.0, shear_p=1.0, noise_p=1.0,
+                                    corr_noise_p=1.0, mask_p=1.0)
+  off = dataclasses.replace(augment.MNIST1D, shift_p=0.0, stretch_p=0.0, scale_p=0.0, shear_p=0.0, noise_p=0.0,
+                            corr_noise_p=0.0, mask_p=0.0)
   for recipe in (augment.get_recipe("none_signal"), degenerate, off):
     np.testing.assert_array_equal(np.asarray(augment.augment_batch(jax.random.key(0), x, recipe)), x)
   np.testing.assert_array_equal(np.asarray(augment.eval_view(x, augment.MNIST1D)), x)
@@ -254,7 +264,7 @@ def test_shard_map_matches_single_device(mesh8):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Shear and correlated noise (MNIST-1D's nuisances; not in a recipe yet).
+# Shear and correlated noise (MNIST-1D's nuisances).
 
 def test_shear_of_a_constant_is_a_line_through_the_centre():
   t = np.arange(L, dtype=np.float64)
@@ -299,3 +309,31 @@ def test_random_correlated_noise_scales_by_its_std_and_p():
   same = _per_key(lambda k, s: aug_signal.random_correlated_noise(
       k, s, p=0.0, std_range=(0.2, 0.2), length_scale=2.0), np.ones(L))
   np.testing.assert_array_equal(same, 1.0)
+
+
+def test_recipe_shear_and_correlated_noise_in_a_batch():
+  # A shear-only recipe turns constant signals into lines through their level, slopes in the range, one each.
+  x = np.full((64, L), 2.0, np.float32)
+  ramp = np.arange(L) / (L - 1) - 0.5
+  sheared = np.asarray(augment.augment_batch(jax.random.key(0), x, augment.SignalRecipe(
+      shear_p=1.0, shear_range=(-1.0, 0.5))), np.float64) - 2.0
+  slopes = sheared @ ramp / (ramp @ ramp)
+  np.testing.assert_allclose(sheared, slopes[:, None] * ramp[None], atol=1e-5)
+  assert slopes.min() >= -1.0 - 1e-6 and slopes.max() <= 0.5 + 1e-6 and len(np.unique(slopes.round(6))) == 64
+  # A correlated-noise-only recipe adds noise of the recipe's std and length scale to each signal.
+  noisy = np.asarray(augment.augment_batch(jax.random.key(1), np.zeros((512, L), np.float32), augment.SignalRecipe(
+      corr_noise_p=1.0, corr_noise_std_range=(0.3, 0.3), corr_noise_length_scale=2.0)), np.float64)
+  assert abs(noisy.std() - 0.3) < 0.02
+  lag2 = np.mean(noisy[:, :-2] * noisy[:, 2:]) / noisy.var()
+  assert abs(lag2 - np.exp(-4 / 16)) < 0.05, lag2
+
+
+def test_switching_one_op_on_leaves_the_others_draws_unchanged():
+  # Each op reads its own slots of the example's row of uniforms: adding a shear to a shift-only recipe changes
+  # the signals by the ramp alone (the shift amounts stay the same).
+  x = _signals(b=32)
+  shift_only = augment.SignalRecipe(shift_p=1.0, shift_range=(-10, 10))
+  plus_shear = dataclasses.replace(shift_only, shear_p=1.0, shear_range=(0.5, 0.5))
+  a = np.asarray(augment.augment_batch(jax.random.key(3), x, shift_only))
+  b = np.asarray(augment.augment_batch(jax.random.key(3), x, plus_shear))
+  np.testing.assert_allclose(b - a, np.broadcast_to(0.5 * (np.arange(L) / (L - 1) - 0.5), a.shape), atol=1e-5)

@@ -55,7 +55,7 @@ def get_recipe(name: str, **overrides) -> Recipe:
     >>> get_recipe("simclr", blur_p=0.0).blur_p
     0.0
     >>> get_recipe("mnist1d").shift_range
-    (-8, 8)
+    (-20, 20)
     >>> get_recipe("simclr", blur=0.0)
     Traceback (most recent call last):
     ValueError: unknown override field(s) ['blur'] for ImageRecipe 'simclr'; known fields: ['crop_scale', ...
