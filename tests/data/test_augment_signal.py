@@ -103,9 +103,15 @@ def test_shape_dtype_determinism_and_views_differ():
   np.testing.assert_array_equal(
       np.asarray(v2), np.asarray(augment.augment_batch(jax.random.fold_in(jax.random.key(3), 1), x, recipe)))
   x3 = np.stack([x, 2 * x], axis=-1)  # [b, l, c]: channels share one transform
-  y3 = np.asarray(augment.augment_batch(jax.random.key(4), x3, augment.get_recipe("mnist1d", noise_p=0.0)))
+  geometric = augment.get_recipe("mnist1d", noise_p=0.0, shear_p=0.0, corr_noise_p=0.0)  # linear in the signal
+  y3 = np.asarray(augment.augment_batch(jax.random.key(4), x3, geometric))
   assert y3.shape == x3.shape
   np.testing.assert_allclose(y3[..., 1], 2 * y3[..., 0], atol=1e-5)
+  # The shear and the correlated noise are added alike to every channel (white noise is drawn per sample).
+  twin = np.asarray(augment.augment_batch(jax.random.key(4), np.stack([x, x], axis=-1),
+                                          augment.get_recipe("mnist1d", noise_p=0.0)))
+  np.testing.assert_array_equal(twin[..., 1], twin[..., 0])
+  assert np.abs(twin[..., 0] - y3[..., 0]).max() > 0.1  # and they did change the signals
 
 
 def test_identity_when_probabilities_zero_or_ranges_degenerate():
