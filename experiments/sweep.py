@@ -23,7 +23,8 @@ Cells that are not a product (an ablation: each row changes another key) are nam
       --cell 'no noise: augment.overrides.noise_p=0.0; augment.overrides.corr_noise_p=0.0'
 
 Each `--cell 'NAME: KEY=VALUE; KEY=VALUE'` is one row (its overrides may be none); with `--grid` too, every named
-cell runs with every grid combination.
+cell runs with every grid combination. Named cells keep their order in the table, with each row's difference to
+the first.
 """
 from __future__ import annotations
 
@@ -157,8 +158,9 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
   return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def table(records: list[dict], keys: list[str]) -> tuple[str, list[dict]]:
-  """Markdown table of the cells (mean ± std over seeds), best validation probe first; and its rows."""
+def table(records: list[dict], keys: list[str], order: list[tuple] | None = None) -> tuple[str, list[dict]]:
+  """Markdown table of the cells (mean ± std over seeds) and its rows: best validation probe first, or, with
+  `order` (the cells' key values; named cells), in that order with each row's difference to the first."""
   cells: dict[tuple, list[dict]] = {}
   for r in records:
     cells.setdefault(tuple(r["overrides"][k] for k in keys), []).append(r)
@@ -169,13 +171,20 @@ def table(records: list[dict], keys: list[str]) -> tuple[str, list[dict]]:
     rows.append({"overrides": dict(zip(keys, values)), "seeds": len(ok), "errors": len(recs) - len(ok),
                  "probe": probes, "knn": [r["knn_20_accuracy"] for r in ok if r.get("knn_20_accuracy") is not None],
                  "seconds": [r["seconds"] for r in ok]})
-  rows.sort(key=lambda r: -statistics.fmean(r["probe"]) if r["probe"] else 0.0)
-  head = [*keys, "seeds", "val. linear probe %", "val. kNN-20 %", "time s"]
+  if order is None:
+    rows.sort(key=lambda r: -statistics.fmean(r["probe"]) if r["probe"] else 0.0)
+  else:
+    rank = {values: i for i, values in enumerate(order)}
+    rows.sort(key=lambda r: rank.get(tuple(r["overrides"].values()), len(rank)))
+  first = statistics.fmean(rows[0]["probe"]) if rows and rows[0]["probe"] else None
+  delta = order is not None and first is not None
+  head = [*keys, "seeds", "val. linear probe %", *(["Δ (points)"] if delta else []), "val. kNN-20 %", "time s"]
   lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
   for r in rows:
     seeds = f"{r['seeds']}" + (f" ({r['errors']} failed)" if r["errors"] else "")
+    change = ([f"{100 * (statistics.fmean(r['probe']) - first):+.1f}" if r["probe"] else "—"] if delta else [])
     lines.append("| " + " | ".join([*(f"`{v}`" for v in r["overrides"].values()), seeds,
-                                    _mean_std(r["probe"], 100), _mean_std(r["knn"], 100),
+                                    _mean_std(r["probe"], 100), *change, _mean_std(r["knn"], 100),
                                     _mean_std(r["seconds"], 1, 0)]) + " |")
   return "\n".join(lines), rows
 
@@ -227,7 +236,7 @@ def main(argv=None) -> int:
   records, lock, t0 = [], threading.Lock(), time.time()
 
   def write():
-    text, rows = table(records, keys)
+    text, rows = table(records, keys, [tuple(label.values()) for label, _ in cells] if named else None)
     header = (f"# Sweep of `{args.config}`\n\n`python experiments/sweep.py {' '.join(argv or sys.argv[1:])}`\n\n"
               f"Validation split: the last {args.validation_percent}% of the training split (the test split is not "
               f"read). Shared overrides: {', '.join(f'`{k}={v}`' for k, v in fixed.items())}. "

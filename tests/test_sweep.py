@@ -75,7 +75,10 @@ def test_named_cells_are_rows_of_their_own(fake_main):
   assert calls["1e-3"]["config.augment.overrides.shear_range"] == "(-1,1)"
   assert all(c["config.simclr.temperature"] == "0.1" for c in calls.values())
   table = (workdir / "sweep.md").read_text()
-  assert "| cell | simclr.temperature | seeds |" in table and "| `slow` | `0.1` | 1 | 80.0 |" in table
+  assert "| cell | simclr.temperature | seeds | val. linear probe % | Δ (points) |" in table
+  lines = [l for l in table.splitlines() if l.startswith("| `")]  # in the order given, against the first
+  assert lines[0].startswith("| `preset` | `0.1` | 1 | 90.0 | +0.0 |"), lines
+  assert lines[1].startswith("| `slow` | `0.1` | 1 | 80.0 | -10.0 |"), lines
   with pytest.raises(SystemExit):
     sweep.main(argv + ["--cell", "bad: simclr.temperature=0.2"])  # a key the grid already sets
 

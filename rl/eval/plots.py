@@ -31,7 +31,8 @@ def _save_png(fig: Figure, path) -> epath.Path:
 
 
 def plot_curves(path: epath.PathLike, series: Mapping[str, tuple[ArrayLike, ArrayLike]], *,
-                title: str, xlabel: str, ylabel: str, logy: bool = False) -> epath.Path:
+                title: str, xlabel: str, ylabel: str, logy: bool = False,
+                points: Mapping[str, tuple[ArrayLike, ArrayLike]] | None = None) -> epath.Path:
   """Plots one line per named series (e.g. loss or accuracy against step) to a PNG file.
 
   Example:
@@ -48,6 +49,8 @@ def plot_curves(path: epath.PathLike, series: Mapping[str, tuple[ArrayLike, Arra
     xlabel: x-axis label.
     ylabel: y-axis label.
     logy: log-scale y axis; every value must then be positive.
+    points: `{name: (steps, values)}` drawn as large labelled markers rather than lines (e.g. the final linear
+      probe beside the kNN curve).
 
   Returns:
     The path written, as an `epath.Path`.
@@ -55,7 +58,7 @@ def plot_curves(path: epath.PathLike, series: Mapping[str, tuple[ArrayLike, Arra
   Raises:
     ValueError: naming the series, if it is malformed or holds values <= 0 with `logy`.
   """
-  if not series:
+  if not series and not points:
     raise ValueError("series must hold at least one (steps, values) pair; got an empty mapping.")
   fig = Figure(figsize=(6.4, 4.2))
   ax = fig.add_subplot()
@@ -70,6 +73,14 @@ def plot_curves(path: epath.PathLike, series: Mapping[str, tuple[ArrayLike, Arra
     if logy and np.any(values <= 0):
       raise ValueError(f"series[{name!r}] has values <= 0, which logy=True cannot show.")
     ax.plot(steps, values, label=str(name), marker="." if steps.size < 30 else None)
+  for name, (steps, values) in (points or {}).items():
+    steps, values = np.asarray(steps, np.float64).ravel(), np.asarray(values, np.float64).ravel()
+    if steps.shape != values.shape or steps.size == 0:
+      raise ValueError(f"points[{name!r}] steps and values must be of the same non-zero length; got shapes "
+                       f"{steps.shape} and {values.shape}.")
+    ax.scatter(steps, values, marker="*", s=160, zorder=3, label=str(name))
+    for x, y in zip(steps, values):
+      ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(-8, 8), ha="right")
   if logy:
     ax.set_yscale("log")
   ax.set_title(title)

@@ -253,6 +253,9 @@ def write_plots(workdir: epath.PathLike, metrics: list[dict], test: Split, *, ti
                 seed: int) -> None:
   """Writes `loss.png` and `accuracy.png` (from the `metrics.jsonl` lines) and `tsne.png` (if `tsne_points`).
 
+  `accuracy.png` shows the kNN accuracies of the evaluations during training, the online probe on the training
+  batches, and the final report's linear probe as a labelled star at the last step.
+
   Example:
     >>> import tempfile, os
     >>> workdir = tempfile.mkdtemp()
@@ -277,9 +280,12 @@ def write_plots(workdir: epath.PathLike, metrics: list[dict], test: Split, *, ti
   if train:
     series["online_probe_accuracy (train batches)"] = ([m["step"] for m in train],
                                                        [m["online_probe_accuracy"] for m in train])
-  if series:
+  finals = [m for m in metrics if m["kind"] == "final" and "linear_probe_accuracy" in m]
+  points = ({"linear probe (final report)": ([finals[-1]["step"]], [finals[-1]["linear_probe_accuracy"]])}
+            if finals else None)
+  if series or points:
     rl_eval.plot_curves(str(workdir / "accuracy.png"), series, title=f"{title}: evaluation accuracy",
-                        xlabel="step", ylabel="accuracy")
+                        xlabel="step", ylabel="accuracy", points=points)
   if tsne_points > 0:
     rl_eval.plot_tsne(str(workdir / "tsne.png"), test.features, test.labels,
                       title=f"{title}: t-SNE of test embeddings", max_points=tsne_points, seed=seed)

@@ -41,6 +41,32 @@ def test_plot_curves_rejects_bad_series(tmp_path):
   assert not (tmp_path / "a.png").exists()
 
 
+def test_plot_curves_marks_points(tmp_path):
+  kwargs = dict(title="t", xlabel="step", ylabel="accuracy")
+  series = {"knn_20_accuracy": ([500, 1000, 1500, 2000], [0.6, 0.7, 0.75, 0.8])}
+  plain = plots.plot_curves(tmp_path / "plain.png", series, **kwargs)
+  marked = plots.plot_curves(tmp_path / "marked.png", series, points={"linear probe": ([2000], [0.9])}, **kwargs)
+  _assert_png(marked)
+  a, b = mpl_image.imread(str(plain)), mpl_image.imread(str(marked))
+  assert a.shape != b.shape or np.abs(a - b).max() > 0.5  # the star (and its label) were drawn
+  with pytest.raises(ValueError, match=r"points\['p'\] steps and values must be of the same non-zero length"):
+    plots.plot_curves(tmp_path / "b.png", series, points={"p": ([1, 2], [0.5])}, **kwargs)
+
+
+def test_write_plots_puts_the_final_linear_probe_beside_the_knn(tmp_path, monkeypatch):
+  from rl.train import evaluate  # pylint: disable=import-outside-toplevel
+  calls = {}
+  monkeypatch.setattr(evaluate.rl_eval, "plot_curves",
+                      lambda path, series, **kw: calls.setdefault(str(path).rsplit("/", 1)[-1], (series, kw)))
+  metrics = [{"step": s, "kind": "train", "loss": 1.0 / s, "online_probe_accuracy": 0.1} for s in (1, 2)]
+  metrics += [{"step": 2, "kind": "eval", "knn_20_accuracy": 0.4},
+              {"step": 2, "kind": "final", "linear_probe_accuracy": 0.87, "knn_20_accuracy": 0.41}]
+  evaluate.write_plots(tmp_path, metrics, None, title="t", tsne_points=0, seed=0)
+  series, kw = calls["accuracy.png"]
+  assert kw["points"] == {"linear probe (final report)": ([2], [0.87])}
+  assert series["knn_20_accuracy"] == ([2], [0.4])
+
+
 def test_plot_tsne_writes_png(tmp_path):
   rng = np.random.default_rng(0)
   labels = np.repeat(np.arange(3), 25)
