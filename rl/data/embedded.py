@@ -29,14 +29,19 @@ import numpy as np
 SIGNAL_LENGTH = 40  # MNIST-1D
 IMAGE_SHAPE = (8, 8, 1)  # digits
 NUM_CLASSES = 10  # both
+MNIST1D_SEED = 42  # the generator's default seed: the MNIST-1D data set of the paper and of `rl`
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 # load_digits counts pixels on a 0..16 scale (number of "on" pixels of a 4x4 block of the 32x32 bitmap).
 DIGITS_MAX_LEVEL = 16
 
 
-def generate_mnist1d() -> dict[str, Any]:
+def generate_mnist1d(seed: int = MNIST1D_SEED) -> dict[str, Any]:
   """Runs the `mnist1d` generator with its default arguments, leaving the global RNGs untouched.
+
+  `seed` (the generator's, 42 by default: the data set `rl` ships) gives another draw of MNIST-1D from the same
+  templates and nuisances, for checking that a result is not a property of one draw
+  (`experiments/benchmarks/mnist1d_draws.py`).
 
   `make_dataset` seeds Python's and NumPy's global generators (`set_seed(42)`); their state is saved and
   restored so that building the data set does not change the randomness of the calling program. The generator
@@ -51,23 +56,25 @@ def generate_mnist1d() -> dict[str, Any]:
     The generator's dict: 'x' [4000, 40] and 'x_test' [1000, 40] float64 signals, 'y' [4000] and
     'y_test' [1000] integer labels in [0, 10), plus its templates and time axis.
   """
-  return copy.deepcopy(_generated_mnist1d())
+  return copy.deepcopy(_generated_mnist1d(seed))
 
 
 @functools.cache
-def _generated_mnist1d() -> dict[str, Any]:
+def _generated_mnist1d(seed: int = MNIST1D_SEED) -> dict[str, Any]:
   # Imported here: the package pulls in matplotlib and requests, which `import rl.data` should not pay for.
   from mnist1d import data as mnist1d_data  # pylint: disable=g-import-not-at-top
 
   np_state, py_state = np.random.get_state(), random.getstate()
   try:
-    return mnist1d_data.make_dataset(mnist1d_data.get_dataset_args())
+    args = mnist1d_data.get_dataset_args()
+    args.seed = seed
+    return mnist1d_data.make_dataset(args)
   finally:
     np.random.set_state(np_state)
     random.setstate(py_state)
 
 
-def mnist1d(split: str) -> dict[str, np.ndarray]:
+def mnist1d(split: str, *, seed: int = MNIST1D_SEED) -> dict[str, np.ndarray]:
   """MNIST-1D's 'train' or 'test' split: {'x': float32 [n, 40], 'label': int32 [n]}, in the generator's order.
 
   Example:
@@ -77,12 +84,13 @@ def mnist1d(split: str) -> dict[str, np.ndarray]:
 
   Args:
     split: 'train' (4000 examples) or 'test' (1000).
+    seed: the generator's seed (`generate_mnist1d`); 42 is the shipped data set.
 
   Raises:
     KeyError: another split.
   """
   keys = {"train": ("x", "y"), "test": ("x_test", "y_test")}[split]
-  data = _generated_mnist1d()
+  data = _generated_mnist1d(seed)
   return {"x": data[keys[0]].astype(np.float32), "label": data[keys[1]].astype(np.int32)}
 
 

@@ -1,5 +1,7 @@
-"""experiments/benchmarks/mnist1d_table.py: the summary of runs (mean +- std over seeds, reference rows, reasons)."""
+"""experiments/benchmarks/mnist1d_table.py (the summary of runs: mean +- std over seeds, reference rows, reasons) and
+mnist1d_draws.py (a config on other draws of MNIST-1D)."""
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -77,3 +79,22 @@ def test_a_finished_run_of_another_budget_is_not_reused(tmp_path, monkeypatch):
   assert trained == [(2000, 128)] and record["steps"] == 2000 and record["batch_size"] == 128
   again = table.run_one("simclr", 0, None, str(tmp_path), force=False)  # now finished at this budget: reused
   assert trained == [(2000, 128)] and again["rows"] == record["rows"]
+
+
+def test_draws_script_trains_on_another_draw_and_reuses_it(tmp_path, capsys):
+  spec = importlib.util.spec_from_file_location(
+      "mnist1d_draws", os.path.join(os.path.dirname(_PATH), "mnist1d_draws.py"))
+  draws = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(draws)
+  from rl.data import embedded  # pylint: disable=import-outside-toplevel
+  shipped, other = embedded.mnist1d("train"), embedded.mnist1d("train", seed=1)
+  assert other["x"].shape == shipped["x"].shape and np.abs(other["x"] - shipped["x"]).mean() > 0.5
+  argv = ["--config", "configs/simclr.py:smoke", "--draws", "1", "--workdir", str(tmp_path)]
+  assert draws.main(argv) == 0
+  run = tmp_path / "simclr_draw1"
+  config = json.loads((run / "config.json").read_text())
+  assert config["dataset"] == "mnist1d_draw1" and config["total_steps"] == 6
+  table = (tmp_path / "draws.md").read_text()
+  assert "| 1 |" in table and "test split of each draw" in table
+  mtime = (run / "results.json").stat().st_mtime
+  assert draws.main(argv) == 0 and (run / "results.json").stat().st_mtime == mtime  # reused, not retrained
