@@ -108,6 +108,8 @@ def base(method: str = "") -> ml_collections.ConfigDict:
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.grad_clip_norm = 0.0  # 0: no clipping
+  # Top-level parameter groups that learn at the schedule's peak lr throughout (SimSiam's predictor, Sec. 4).
+  c.optim.constant_lr_params = ()
 
   c.online_probe = ml_collections.ConfigDict()
   c.online_probe.lr = 1e-3

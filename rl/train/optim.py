@@ -2,6 +2,8 @@
 weight decay that skips biases and normalisation parameters (every parameter with fewer than two dimensions)."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import ml_collections
 import optax
@@ -18,6 +20,11 @@ def decay_mask(params):
     {'bn': {'scale': False}, 'dense': {'bias': False, 'kernel': True}}
   """
   return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def peak_lr(config: ml_collections.ConfigDict) -> float:
+  """`config.optim.lr`, times batch_size / 256 with `config.optim.scale_by_batch` (the linear scaling rule)."""
+  return config.optim.lr * (config.batch_size / 256 if config.optim.scale_by_batch else 1.0)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -42,11 +49,31 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
   Returns:
     An optax schedule: step -> learning rate.
   """
-  peak = config.optim.lr * (config.batch_size / 256 if config.optim.scale_by_batch else 1.0)
+  peak = peak_lr(config)
   warmup = min(config.optim.warmup_steps, max(total_steps - 1, 0))
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1),
       end_value=0.0)
+
+
+def _optimizer(opt: ml_collections.ConfigDict, lr) -> optax.GradientTransformation:
+  if opt.name == "sgd":
+    return optax.chain(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
+                       optax.sgd(lr, momentum=opt.momentum, nesterov=False))
+  if opt.name == "adamw":
+    return optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=decay_mask)
+  # LARS as in SimCLR/BYOL: neither weight decay nor the trust ratio touches biases and BN parameters.
+  return optax.lars(lr, weight_decay=opt.weight_decay, weight_decay_mask=decay_mask, trust_ratio_mask=decay_mask,
+                    momentum=opt.momentum)
+
+
+def _lr_labels(params, *, constant: tuple[str, ...]):
+  """'constant' for every leaf of the top-level parameter groups named in `constant`, else 'scheduled'."""
+  unknown = sorted(set(constant) - set(params))
+  if unknown:
+    raise ValueError(f"config.optim.constant_lr_params: unknown parameter groups {unknown}; the model has "
+                     f"{sorted(params)}.")
+  return {k: jax.tree.map(lambda _, k=k: "constant" if k in constant else "scheduled", v) for k, v in params.items()}
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
@@ -68,7 +95,9 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
     ValueError: config.optim.name: unknown optimizer 'adamm'; known optimizers: sgd, adamw, lars.
 
   Args:
-    config: the run's config (`config.optim`: name, weight decay, momentum or betas, `grad_clip_norm`).
+    config: the run's config (`config.optim`: name, weight decay, momentum or betas, `grad_clip_norm`, and
+      `constant_lr_params`: top-level parameter groups, e.g. `("predictor",)`, that learn at the schedule's peak lr
+      throughout instead of following the warm-up and cosine, as SimSiam's predictor).
     total_steps: the length of the run, for `learning_rate_schedule`.
 
   Returns:
@@ -79,18 +108,15 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
     ValueError: an unknown `config.optim.name`.
   """
   opt = config.optim
-  schedule = learning_rate_schedule(config, total_steps)
-  if opt.name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
-                     optax.sgd(schedule, momentum=opt.momentum, nesterov=False))
-  elif opt.name == "adamw":
-    tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=decay_mask)
-  elif opt.name == "lars":
-    # As in SimCLR/BYOL: neither weight decay nor the trust ratio touches biases and BN parameters.
-    tx = optax.lars(schedule, weight_decay=opt.weight_decay, weight_decay_mask=decay_mask,
-                    trust_ratio_mask=decay_mask, momentum=opt.momentum)
-  else:
+  if opt.name not in OPTIMIZERS:
     raise ValueError(f"config.optim.name: unknown optimizer {opt.name!r}; known optimizers: {', '.join(OPTIMIZERS)}.")
+  schedule = learning_rate_schedule(config, total_steps)
+  tx = _optimizer(opt, schedule)
+  constant = tuple(opt.get("constant_lr_params", ()) or ())
+  if constant:
+    # SimSiam (Chen & He 2021, Sec. 4 and Table 1): the predictor learns at a fixed lr, the peak of the schedule.
+    tx = optax.multi_transform({"scheduled": tx, "constant": _optimizer(opt, peak_lr(config))},
+                               functools.partial(_lr_labels, constant=constant))
   if opt.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   return tx

@@ -46,3 +46,20 @@ def test_unknown_optimizer_lists_known_ones():
   c.optim.name = "adamm"
   with pytest.raises(ValueError, match="unknown optimizer 'adamm'; known optimizers: sgd, adamw, lars"):
     optim.make_optimizer(c, total_steps=10)
+
+
+def test_constant_lr_params_learn_at_the_peak_while_the_rest_follow_the_schedule():
+  # SGD without momentum or decay: each update is -lr(step) * gradient, so the updates read off the lr.
+  c = simclr_config.get_config("smoke")
+  c.optim.name, c.optim.momentum, c.optim.weight_decay, c.optim.lr, c.optim.warmup_steps = "sgd", 0.0, 0.0, 0.5, 2
+  c.optim.constant_lr_params = ("predictor",)
+  tx = optim.make_optimizer(c, total_steps=10)
+  params = {"encoder": {"kernel": jnp.ones((2, 2))}, "predictor": {"kernel": jnp.ones((2, 2))}}
+  state, schedule = tx.init(params), optim.learning_rate_schedule(c, total_steps=10)
+  for step in range(10):
+    updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    np.testing.assert_allclose(updates["encoder"]["kernel"], -schedule(step), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(updates["predictor"]["kernel"], -0.5, rtol=1e-6)
+  c.optim.constant_lr_params = ("predictr",)
+  with pytest.raises(ValueError, match=r"unknown parameter groups \['predictr'\]; the model has \['encoder', "):
+    optim.make_optimizer(c, total_steps=10).init(params)
