@@ -244,6 +244,22 @@ def summarise(records: list[dict], *, bar: float) -> tuple[list[dict], str]:
   return rows, "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
+# RESULTS.md's sections after this line are not this script's (the augmentation ablation, the sweeps that chose
+# the recipes): a re-run keeps them as they are.
+KEEP_MARKER = "<!-- The sections below are not written by mnist1d_table.py, which keeps them. -->"
+
+
+def kept_sections(path: str) -> str:
+  """The part of the existing file from `KEEP_MARKER` on ("" if there is none), to append to the new table."""
+  try:
+    with open(path) as f:
+      old = f.read()
+  except OSError:
+    return ""
+  at = old.find(KEEP_MARKER)
+  return "" if at < 0 else "\n" + old[at:]
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--methods", default="", help="comma-separated method names (default: every method)")
@@ -288,6 +304,7 @@ def main(argv=None) -> None:
           "trainer's final evaluation on the 1000 test signals: the linear probe (logistic regression on frozen "
           "encoder features) and kNN (k = 20, cosine) accuracy; alignment and uniformity (Wang & Isola 2020) on two "
           "augmented views of the test set; effective rank (RankMe). Mean ± std over seeds.\n\n" + table)
+  text += kept_sections(args.out)
   with open(args.out, "w") as f:
     f.write(text)
   os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)

@@ -98,3 +98,12 @@ def test_draws_script_trains_on_another_draw_and_reuses_it(tmp_path, capsys):
   assert "| 1 |" in table and "test split of each draw" in table
   mtime = (run / "results.json").stat().st_mtime
   assert draws.main(argv) == 0 and (run / "results.json").stat().st_mtime == mtime  # reused, not retrained
+
+
+def test_a_new_table_keeps_the_sections_after_the_marker(tmp_path):
+  path = tmp_path / "RESULTS.md"
+  assert table.kept_sections(str(path)) == ""  # no file yet
+  path.write_text("# old table\n\n| a |\n\n" + table.KEEP_MARKER + "\n\n## Ablation\n\n| b |\n")
+  assert table.kept_sections(str(path)) == "\n" + table.KEEP_MARKER + "\n\n## Ablation\n\n| b |\n"
+  path.write_text("# a table without the marker\n")
+  assert table.kept_sections(str(path)) == ""
