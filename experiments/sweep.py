@@ -124,10 +124,14 @@ def run_cell(config: str, fixed: dict[str, str], label: dict[str, str], override
   """Trains one cell in a subprocess (or reads it back when finished); returns its record (`label`: its row)."""
   record_path = os.path.join(run_dir, "sweep_cell.json")
   record = _read(record_path)
+  settings = {**fixed, **overrides, "seed": str(seed)}
   if record is not None and _read(os.path.join(run_dir, "results.json")) is not None:
+    if record.get("config", config) != config or record.get("all_settings", settings) != settings:
+      return {"overrides": label, "seed": seed, "seconds": 0.0,
+              "error": f"{run_dir} finished with other settings ({record.get('config')}, "
+                       f"{record.get('all_settings')}); use another --workdir"}
     return {**record, "reused": True}
   os.makedirs(run_dir, exist_ok=True)
-  settings = {**fixed, **overrides, "seed": str(seed)}
   cmd = [sys.executable, MAIN, f"--config={config}", f"--workdir={run_dir}"]
   cmd += [f"--config.{k}={v}" for k, v in settings.items()]
   t0 = time.time()
@@ -141,7 +145,8 @@ def run_cell(config: str, fixed: dict[str, str], label: dict[str, str], override
     return {"overrides": label, "seed": seed, "error": f"exit {code}; see {run_dir}/log.txt",
             "seconds": seconds}
   row = results[0]
-  record = {"overrides": label, "settings": overrides, "seed": seed, "seconds": seconds,
+  record = {"overrides": label, "settings": overrides, "config": config, "all_settings": settings, "seed": seed,
+            "seconds": seconds,
             "linear_probe_accuracy": row.get("linear_probe_accuracy"),
             "knn_20_accuracy": row.get("knn_20_accuracy")}
   with open(record_path, "w") as f:

@@ -59,6 +59,10 @@ def test_grid_runs_every_cell_on_validation_ranks_them_and_resumes(fake_main, ca
   assert "| optim.lr | augment.overrides.shift_range | seeds | val. linear probe %" in capsys.readouterr().out
   # Run again: every finished cell is read back, none trains again; a new value trains only its own cells.
   assert sweep.main(argv) == 0 and len(_calls(workdir)) == 8
+  changed = [a if a != "total_steps=10" else "total_steps=20" for a in argv]  # the same cells, other settings
+  assert sweep.main(changed) == 1 and len(_calls(workdir)) == 8  # refused, not reused, not retrained
+  assert "finished with other settings" in capsys.readouterr().out
+  assert "| `4e-3` | `(-8,8)` | 0 (2 failed) |" in (workdir / "sweep.md").read_text()
   argv[argv.index("optim.lr=1e-3,4e-3")] = "optim.lr=1e-3,4e-3,9"
   assert sweep.main(argv) == 1  # the failing cells are reported, and the table says so
   assert len(_calls(workdir)) == 12
