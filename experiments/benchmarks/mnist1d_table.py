@@ -3,7 +3,8 @@
   python experiments/benchmarks/mnist1d_table.py                      # every method, 3 seeds
   python experiments/benchmarks/mnist1d_table.py --methods simclr,byol --seeds 1
 
-Each run is `configs/<method>.py:mnist1d` as it is (2000 steps of 128 signals for every method but ODC, 4000;
+Each run is `configs/<method>.py:mnist1d` as it is (its own budget: 2000 steps of 128 signals for most methods,
+4000 for ODC, 8000 for SimCLR and the methods built on its config;
 `--steps` overrides the number of steps) and the trainer's final evaluation: linear probe and kNN test accuracy, alignment and uniformity on two augmented views,
 effective rank (RankMe). The table gives mean ± std over seeds and the training wall time. Reference rows: the raw
 input and a random (untrained) encoder of the same architecture (from the supervised runs), the supervised encoder
@@ -265,7 +266,7 @@ def main(argv=None) -> None:
   parser.add_argument("--methods", default="", help="comma-separated method names (default: every method)")
   parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
   parser.add_argument("--steps", type=int, default=0,
-                      help="training steps per run (0: each config's own total_steps, 2000 for every method)")
+                      help="training steps per run (0: each config's own total_steps)")
   parser.add_argument("--workdir", default="runs/mnist1d_table", help="where the runs go (reused on re-run)")
   parser.add_argument("--out", default="RESULTS.md", help="the markdown table")
   parser.add_argument("--json", default="experiments/benchmarks/results/mnist1d_table.json")

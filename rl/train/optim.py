@@ -23,7 +23,17 @@ def decay_mask(params):
 
 
 def peak_lr(config: ml_collections.ConfigDict) -> float:
-  """`config.optim.lr`, times batch_size / 256 with `config.optim.scale_by_batch` (the linear scaling rule)."""
+  """`config.optim.lr`, times batch_size / 256 with `config.optim.scale_by_batch` (the linear scaling rule).
+
+  Example:
+    >>> from configs import simclr as simclr_config
+    >>> config = simclr_config.get_config("cifar10")  # LARS at 0.4 * batch / 256, batch 256
+    >>> config.optim.lr, config.batch_size, peak_lr(config)
+    (0.4, 256, 0.4)
+    >>> config.batch_size = 1024
+    >>> peak_lr(config)
+    1.6
+  """
   return config.optim.lr * (config.batch_size / 256 if config.optim.scale_by_batch else 1.0)
 
 

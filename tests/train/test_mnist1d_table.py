@@ -76,9 +76,11 @@ def test_a_finished_run_of_another_budget_is_not_reused(tmp_path, monkeypatch):
   from rl.train import loop
   monkeypatch.setattr(loop, "train_and_evaluate", fake_train)
   record = table.run_one("simclr", 0, None, str(tmp_path), force=False)
-  assert trained == [(2000, 128)] and record["steps"] == 2000 and record["batch_size"] == 128
+  from configs import simclr  # pylint: disable=import-outside-toplevel
+  steps = simclr.get_config("mnist1d").total_steps  # the config's own budget (8000), not the stale 1000 of 256
+  assert trained == [(steps, 128)] and record["steps"] == steps and record["batch_size"] == 128
   again = table.run_one("simclr", 0, None, str(tmp_path), force=False)  # now finished at this budget: reused
-  assert trained == [(2000, 128)] and again["rows"] == record["rows"]
+  assert trained == [(steps, 128)] and again["rows"] == record["rows"]
 
 
 def test_draws_script_trains_on_another_draw_and_reuses_it(tmp_path, capsys):
