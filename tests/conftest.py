@@ -7,8 +7,15 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 # compile them faster than its fusion emitters (the default): 182 s -> 150 s for a sample of unit tests and three
 # trainer runs, whose recorded metrics still match. Child processes inherit the flag (`tests.xla_flags`). It is
 # set only for the jaxlib it was measured with: XLA aborts on a flag it does not know.
-if importlib.metadata.version("jaxlib").startswith("0.10.") and "fusion_emitters" not in os.environ["XLA_FLAGS"]:
-  os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
+# LLVM's optimisation level 0 (`--xla_backend_optimization_level=0`) cuts compile time further: the 28 trainer runs
+# of tests/methods/test_training.py took 115 s of CPU instead of 197 s (cold cache, 2 workers), notebook 02 38 s
+# instead of 48 s. The programs run slower, but the suite's are small. The recorded smoke metrics
+# (tests/methods/smoke_losses.json) are recorded under these flags: one step's online-probe accuracy differs by
+# one example of 64 without them (a near-tie of the argmax), every loss agrees to the recorded tolerance.
+if importlib.metadata.version("jaxlib").startswith("0.10."):
+  for _flag in ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0"):
+    if _flag.split("=")[0] not in os.environ["XLA_FLAGS"]:
+      os.environ["XLA_FLAGS"] += " " + _flag
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # JAX's persistent compilation cache, shared by both pytest workers and the child processes of end-to-end tests:
@@ -25,6 +32,23 @@ import pytest  # noqa: E402
 
 import rl.data  # noqa: E402
 import tests  # noqa: E402
+
+# The longest single tests (20-50 s each on 2 cores), handed out first: xdist gives a worker its next test when it
+# runs low, so a long test collected last would run alone on one worker at the end while the other sits idle.
+# (Groups of several tests, `xdist_group`, are handed out first anyway: `--dist loadgroup` orders them by size.)
+HEAVY_FIRST = (
+    "tests/test_notebooks.py::test_notebook_runs_top_to_bottom_in_fast_mode",
+    "tests/train/test_multiprocess.py",
+    "tests/methods/test_training.py",
+    "tests/test_imports.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+  """Moves the `HEAVY_FIRST` tests to the front, in its order, keeping the collection order within each part."""
+  def rank(item):
+    return next((i for i, prefix in enumerate(HEAVY_FIRST) if item.nodeid.startswith(prefix)), len(HEAVY_FIRST))
+  items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
