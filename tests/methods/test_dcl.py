@@ -53,7 +53,10 @@ def test_8_devices_equal_1_device(mesh8, weighted):
   _, method, params, state, v1, v2 = _method_and_batch(weighted)
 
   one, eight = devices.loss_on_1_and_8_devices(method, params, state, {"views": (v1, v2)}, mesh8)
-  devices.assert_1_and_8_devices_equal(one, eight)
+  # The weighted loss's gradient sums 2N terms of size ~1 into entries as small as 3e-3: under the suite's XLA flags
+  # (LLVM opt level 0) one such entry differs by 2.1e-6 between 1 and 8 devices, float32 rounding (16 ulps at 1.5);
+  # a missing all-gather or psum changes the gradients by their own size.
+  devices.assert_1_and_8_devices_equal(one, eight, grad_atol=5e-6 if weighted else 1e-6)
 
 
 
