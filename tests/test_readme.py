@@ -3,7 +3,7 @@
 - The README starts with exactly the two commands `make run` and `make test` (the house rule), and the Makefile
   has both targets.
 - Every method of `rl.methods.METHODS` has a row in the README's methods table, and the linear probe, kNN and
-  steps of every row equal the row of the same name in RESULTS.md (the table `mnist1d_table.py` writes), so the
+  steps of every row equal the row of the same name in RESULTS.md (the table `results_table.py` writes), so the
   two cannot drift apart.
 - The losses table lists every public name of `rl.losses`, each under the family module that defines it, and the
   counts the README states (losses, methods) are the real ones.

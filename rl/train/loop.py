@@ -346,7 +346,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   Resumes from the newest good checkpoint of `workdir/checkpoints` (a corrupt one is moved aside with a warning).
   On SIGTERM or SIGINT it finishes the step in flight, saves a checkpoint, waits until it is on disk and returns
   `{'rows': [], 'interrupted': {'signal': name, 'step': step}}` without the final evaluation; otherwise it returns
-  `{'rows': the rows of the final report}`.
+  `{'rows': the rows of the final report, 'train_seconds': the wall time of the training steps}` (this process's
+  steps: a resumed run counts from its resumption).
 
   Example:
     >>> import os, tempfile
@@ -400,6 +401,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   results = {"rows": []}
   if config.eval.get("final", True):
     results = final_evaluation(run, outcome.state, workdir, train_seconds=outcome.train_seconds, writer=writer)
+  results["train_seconds"] = outcome.train_seconds
   writer.close()
   ckpt.close()
   return results
