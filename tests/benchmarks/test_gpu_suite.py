@@ -1,8 +1,8 @@
-"""The GPU scripts without a GPU or a network (experiments/benchmarks/gpu_suite.sh, gpu_wheels.sh and its Python
-half gpu_wheels.py): the wheel list of gpu_wheels.txt is exactly what the GPU path needs beyond the GPU image's
-packages and its pins satisfy every requirement on them; the offline install skips what is present and imports what
-it installed; the scripts parse. (Downloading the wheels is gpu_wheels.sh's dry run, not a test: it needs the
-network.)"""
+"""The GPU scripts without a GPU or a network (experiments/benchmarks/gpu_suite.sh, gpu_wheels.sh, their Python
+halves gpu_wheels.py and gpu_summary.py): the wheel list of gpu_wheels.txt is exactly what the GPU path needs beyond
+the GPU image's packages and its pins satisfy every requirement on them; the offline install skips what is present
+and imports what it installed; the summary reads every part's outcome and JSON; the scripts parse. (Downloading
+the wheels is gpu_wheels.sh's dry run, not a test: it needs the network.)"""
 import importlib.metadata
 import importlib.util
 import json
@@ -30,6 +30,7 @@ def _load(name):
 
 
 gpu_wheels = _load("gpu_wheels")
+gpu_summary = _load("gpu_summary")
 
 
 def _norm(name: str) -> str:
@@ -128,3 +129,31 @@ def test_install_puts_only_the_missing_wheels_into_the_target(tmp_path, monkeypa
   result = gpu_wheels.install(wheels, tmp_path / "unzipped")
   assert result["how"] == "unzipped (no pip)" and result["import_failed"] == []
   assert (tmp_path / "unzipped" / "rl_gpu_toy.py").exists()
+
+
+def test_summary_reads_every_part(tmp_path, capsys):
+  parts = [("wheels", 0, 3.0, 20), ("step_throughput", 0, 80.0, 100), ("trainer_throughput", 0, 60.0, 75),
+           ("loss_scaling_tiled", 124, 65.0, 65), ("simclr_mnist1d", 1, 10.0, 120), ("tests", 124, 120.0, 120)]
+  (tmp_path / "parts.jsonl").write_text("".join(
+      json.dumps({"part": p, "rc": rc, "seconds": s, "limit": limit}) + "\n" for p, rc, s, limit in parts))
+  (tmp_path / "wheels.json").write_text(json.dumps({"installed": ["a.whl"], "present": {"b": "1"},
+                                                    "import_failed": []}))
+  (tmp_path / "step_throughput.json").write_text(json.dumps({
+      "rows": [{"name": "end-to-end", "pairs_per_s": 40000.0, "mfu_spec": 0.25}],
+      "bars": [{"bar": "end-to-end >= 50k pairs/s (H200)", "status": "fail"}]}))
+  (tmp_path / "trainer_throughput.json").write_text(json.dumps({
+      "steady_pairs_per_s": 36000.0, "settings": {"batch": 512, "dtype": "bfloat16"}}))
+  (tmp_path / "tests.jsonl").write_text("".join(json.dumps({"test": f"t{i}", "outcome": o}) + "\n"
+                                                for i, o in enumerate(["passed"] * 3 + ["skipped", "failed"])))
+  summary = gpu_summary.main(["--out", str(tmp_path), "--wall", "400.5"])
+  rows = {r["part"]: r for r in summary["parts"]}
+  assert [r["status"] for r in summary["parts"]] == ["ok", "ok", "ok", "timed out", "failed (rc 1)", "timed out"]
+  assert rows["wheels"]["headline"] == "1 installed offline, 1 already present"
+  assert rows["step_throughput"]["headline"].startswith("end-to-end 40,000 pairs/s, MFU 25.0%; end-to-end >= 50k")
+  assert rows["trainer_throughput"]["headline"] == ("36,000 pairs/s steady (batch 512, bfloat16); 0.90 x "
+                                                    "step_throughput's end-to-end step")
+  assert rows["loss_scaling_tiled"]["headline"] == rows["simclr_mnist1d"]["headline"] == "—"  # no JSON written
+  assert rows["tests"]["headline"] == "3 passed, 1 failed, 1 skipped"  # how far the cut-short run got
+  assert summary["wall_seconds"] == 400.5 and not summary["all_ok"]
+  assert json.loads((tmp_path / "summary.json").read_text()) == summary
+  assert "| tests | timed out | 120 | 120 | 3 passed, 1 failed, 1 skipped |" in capsys.readouterr().out
