@@ -19,8 +19,9 @@ change a byte: class c has a template, a `GRID` x `GRID` grid of random colours 
 (nearest neighbour); an example of class c is that template plus uniform integer noise in [-`NOISE`, `NOISE`] per
 pixel and channel, clipped to [0, 255]. The classes differ in layout and colour, so a linear probe of the raw
 pixels tells them apart and a trained encoder has something to find; the noise makes every example different.
-Labels are uniform over the classes. The task is easy on purpose (a randomly initialised encoder's probe is near
-100%): these data sets check that a run works and how fast, not how well a method learns.
+Labels are uniform over the classes. The task is easy on purpose (the linear probe of a tiny ResNet trained two
+steps reaches 99.9% on synthetic_32): these data sets check that a run works and how fast, not how well a method
+learns.
 
 Determinism: the templates come from `np.random.default_rng([seed, TEMPLATES])`, and a split is drawn in chunks of
 `CHUNK` examples, chunk k from `np.random.default_rng([seed, split id, k])` (labels, then noise, always for a
