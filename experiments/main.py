@@ -22,17 +22,30 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and 
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def train(config, workdir: str) -> int:
+  """What `main` runs once the flags are parsed: joins a multi-process launch, trains, evaluates.
+
+  Returns:
+    The exit code: 0, or 143 / 130 when SIGTERM / SIGINT interrupted the run (after its checkpoint), as the signal
+    would have.
+  """
+  from rl.train import loop  # pylint: disable=g-import-not-at-top  (after flags are parsed)
+  from rl.train import mesh  # pylint: disable=g-import-not-at-top
+  mesh.initialize_distributed()
+  result = loop.train_and_evaluate(config, workdir)
+  if "interrupted" in result:
+    return 128 + {"SIGTERM": 15, "SIGINT": 2}.get(result["interrupted"]["signal"], 15)
+  return 0
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TFDS and Orbax log every file they touch at INFO
-  from rl.train import loop  # pylint: disable=g-import-not-at-top  (after flags are parsed)
-  from rl.train import mesh  # pylint: disable=g-import-not-at-top
-  mesh.initialize_distributed()
-  result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  if "interrupted" in result:  # checkpointed after SIGTERM/SIGINT: exit as the signal would (143 / 130)
-    sys.exit(128 + {"SIGTERM": 15, "SIGINT": 2}.get(result["interrupted"]["signal"], 15))
+  code = train(_CONFIG.value, _WORKDIR.value)
+  if code:  # checkpointed after SIGTERM/SIGINT: exit as the signal would (143 / 130)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

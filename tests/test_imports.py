@@ -5,7 +5,8 @@ Each check runs in a fresh interpreter and prints what it found (run pytest with
   (ImportError) and records every attempt, even one a library would catch; none may be loaded, none attempted.
 - extras: the child sees only the installed distributions that an extra's requirements pull in (their dependency
   closure, read from the installed metadata), as after `pip install rl-replearn[extra]`, and uses what that extra
-  is for. The `train` extra (no TensorFlow) trains and evaluates on a data set registered with an in-memory loader.
+  is for. The `train` extra (no TensorFlow) trains and evaluates with `experiments/main.py` on mnist1d, and with the
+  trainer on the synthetic 32 x 32 images (`rl.data.synthetic`) with the CIFAR recipe.
 """
 import importlib.metadata
 import json
@@ -134,6 +135,20 @@ lines = [json.loads(l) for l in open(tmp + "/run/metrics.jsonl")]
 found = {"kinds": [l["kind"] for l in lines], "losses": [l["loss"] for l in lines if "loss" in l],
          "exit_code": exit_code, "tensorflow_importable": tensorflow_importable,
          "report": open(tmp + "/run/report.md").read()}
+# The CIFAR recipe (ResNet, SimCLR's image views, LARS) on the synthetic 32 x 32 images, shrunk, with the final
+# report: uint8 batches from memory, augmented on the device, and the image evaluation path.
+from configs import simclr
+from rl.train import loop
+config = simclr.get_config("cifar10")
+config.dataset, config.batch_size, config.total_steps, config.log_every_steps = "synthetic_32", 16, 2, 1
+config.model.encoder_kwargs.width, config.model.encoder_kwargs.stage_sizes = 8, (1,)
+config.model.projector_kwargs.hidden_dims, config.model.projector_kwargs.out_dim = (16,), 8
+config.optim.warmup_steps, config.eval.every_steps, config.checkpoint.every_steps = 1, 0, 2
+config.eval.baselines, config.eval.projection, config.eval.tsne_points = False, False, 0
+config.eval.max_train_examples, config.eval.alignment_examples = 512, 128
+rows = loop.train_and_evaluate(config, tmp + "/synthetic")["rows"]
+found["synthetic"] = {"losses": [json.loads(l).get("loss") for l in open(tmp + "/synthetic/metrics.jsonl")],
+                      "rows": rows}
 """
 
 EXTRAS = {
@@ -173,6 +188,11 @@ def test_each_extra_serves_its_users(extra, tmp_path):
     assert found["exit_code"] in (None, 0), result
     assert len(found["losses"]) == 4 and all(abs(v) < float("inf") for v in found["losses"]), result
     assert "eval" in found["kinds"] and "| simclr (trained) |" in found["report"], result
+    synthetic = found["synthetic"]
+    assert synthetic["losses"][:2] == [l for l in synthetic["losses"] if l is not None], synthetic
+    assert len(synthetic["losses"]) == 3 and all(abs(v) < float("inf") for v in synthetic["losses"][:2]), synthetic
+    [row] = synthetic["rows"]
+    assert row["representation"] == "simclr (trained)" and 0 <= row["linear_probe_accuracy"] <= 1, row
   if extra == "data":
     assert result["found"]["digits_batch"] == [8, 8, 8, 1] and result["tensorflow_loaded"], result
   if extra == "core":

@@ -2,9 +2,11 @@
 
 A data set is declared once in the registry (`register_dataset(name, DatasetSpec(...))`, `rl.data.registry`);
 its source is a TFDS builder or an in-memory loader of NumPy arrays. The embedded data sets, 'mnist1d' and
-'digits', are made on the machine by the loaders of `rl.data.embedded` and served from memory, so training on them
-needs no TensorFlow. Importing `rl.data` loads neither TensorFlow nor TFDS: TensorFlow is imported when a TFDS
-source (cifar10, imagenet2012, ...) is first read (`rl.data.pipeline`). `rl.data.builders` (imported on first use)
+'digits', are made on the machine by the loaders of `rl.data.embedded`, and the synthetic image data sets
+'synthetic_32' and 'synthetic_224' (CIFAR- and ImageNet-shaped, the same bytes on every machine) by those of
+`rl.data.synthetic`; all are served from memory, so training on them needs no TensorFlow. Importing `rl.data`
+loads neither TensorFlow nor TFDS: TensorFlow is imported when a TFDS source (cifar10, imagenet2012, ...) is first
+read (`rl.data.pipeline`). `rl.data.builders` (imported on first use)
 has TFDS builders of the embedded data sets, for `tfds.load('mnist1d')`. On-device augmentations live in
 `rl.data.augment`, imported separately by whoever needs them.
 """

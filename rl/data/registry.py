@@ -10,13 +10,15 @@ check of the trainer read it from here. The source is either
   host memory with NumPy alone, no TensorFlow. Images are uint8 [n, H, W, C] at the registered size, signals
   float [n, L] (served as float32), labels int [n] in [0, num_classes) (-1: unlabelled). The loader is called
   once per split and process; its arrays are kept while the spec stays registered. The embedded data sets,
-  'mnist1d' and 'digits', are such loaders (`rl.data.embedded`).
+  'mnist1d' and 'digits', are such loaders (`rl.data.embedded`), and so are the synthetic image data sets
+  'synthetic_32' and 'synthetic_224' (`rl.data.synthetic`).
 
 This module imports neither TensorFlow nor TFDS.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import threading
 from typing import Callable, Mapping, Union
@@ -24,6 +26,7 @@ from typing import Callable, Mapping, Union
 import numpy as np
 
 from rl.data import embedded
+from rl.data import synthetic
 
 # An in-memory source: base split name -> {'x': inputs, 'label': labels}.
 Loader = Callable[[str], Mapping[str, np.ndarray]]
@@ -207,7 +210,7 @@ def known_datasets() -> tuple[str, ...]:
 
   Example:
     >>> known_datasets()
-    ('mnist1d', 'digits', 'cifar10', 'cifar100', 'stl10', 'imagenette', 'imagenet2012')
+    ('mnist1d', 'digits', 'cifar10', 'cifar100', 'stl10', 'imagenette', 'imagenet2012', 'synthetic_32', 'synthetic_224')
   """
   return tuple(_SPECS)
 
@@ -301,9 +304,10 @@ def with_validation(info: DatasetInfo, percent: int) -> DatasetInfo:
   return dataclasses.replace(info, train_split=keep, test_split=held, pretrain_split=pretrain)
 
 # The data sets `rl` knows out of the box. mnist1d and digits are made on the machine by the loaders of
-# `rl.data.embedded` and served from memory, without TensorFlow (MNIST-1D signals have 40 samples); the others are
-# streamed from a prepared TFDS data dir. Default sizes: the native 32 for CIFAR, 96 for STL-10, 8 for digits, and
-# 224 for imagenette (TFDS's default 'full-size-v2' config) and imagenet2012.
+# `rl.data.embedded`, and synthetic_32 and synthetic_224 (CIFAR- and ImageNet-shaped images of 10 classes) by those of
+# `rl.data.synthetic`; all four are served from memory, without TensorFlow (MNIST-1D signals have 40 samples). The
+# others are streamed from a prepared TFDS data dir. Default sizes: the native 32 for CIFAR, 96 for STL-10, 8 for
+# digits, and 224 for imagenette (TFDS's default 'full-size-v2' config) and imagenet2012.
 register_dataset("mnist1d", DatasetSpec(kind="signal", num_classes=embedded.NUM_CLASSES, size=embedded.SIGNAL_LENGTH,
                                         source=embedded.mnist1d))
 register_dataset("digits", DatasetSpec(kind="image", num_classes=embedded.NUM_CLASSES, size=embedded.IMAGE_SHAPE[0],
@@ -316,3 +320,9 @@ register_dataset("imagenette", DatasetSpec(kind="image", num_classes=10, size=22
                                            test_split="validation"))
 register_dataset("imagenet2012", DatasetSpec(kind="image", num_classes=1000, size=224, channels=3,
                                              source="imagenet2012", test_split="validation"))
+register_dataset("synthetic_32", DatasetSpec(kind="image", num_classes=synthetic.NUM_CLASSES, size=32,
+                                             channels=synthetic.CHANNELS, source=functools.partial(synthetic.images,
+                                                                                                   size=32)))
+register_dataset("synthetic_224", DatasetSpec(kind="image", num_classes=synthetic.NUM_CLASSES, size=224,
+                                              channels=synthetic.CHANNELS, source=functools.partial(synthetic.images,
+                                                                                                    size=224)))

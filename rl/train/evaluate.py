@@ -199,9 +199,14 @@ def raw_input_baseline(train: Split, test: Split, config: ml_collections.ConfigD
   return full_eval(tr, te, config, num_classes)
 
 
-REPORT_COLUMNS = ("representation", "linear_probe_accuracy", "knn_20_accuracy", "knn_200_accuracy", "fewshot_1",
-                  "fewshot_5", "fewshot_10", "recall_at_1", "map", "alignment", "uniformity", "effective_rank",
-                  "collapse_std")
+# The report's columns, in order; "knn" stands for one column per k of `config.eval.knn_ks` (knn_<k>_accuracy).
+REPORT_COLUMNS = ("representation", "linear_probe_accuracy", "knn", "fewshot_1", "fewshot_5", "fewshot_10",
+                  "recall_at_1", "map", "alignment", "uniformity", "effective_rank", "collapse_std")
+
+
+def _report_columns(config: ml_collections.ConfigDict) -> list[str]:
+  knn = [f"knn_{k}_accuracy" for k in config.eval.knn_ks]
+  return [c for name in REPORT_COLUMNS for c in (knn if name == "knn" else [name])]
 
 
 def _evaluated_on(config: ml_collections.ConfigDict) -> str:
@@ -231,7 +236,7 @@ def write_report(workdir: epath.PathLike, rows: list[dict], *, config: ml_collec
     >>> os.listdir(workdir)
     ['report.md']
   """
-  columns = [c for c in REPORT_COLUMNS if any(c in r for r in rows)]
+  columns = [c for c in _report_columns(config) if any(c in r for r in rows)]
   table = rl_eval.markdown_table(rows, columns)
   text = (f"# {config.method} on {config.dataset}\n\n"
           f"{steps} steps at batch {config.batch_size} on {jax.device_count()} device(s) "

@@ -254,7 +254,7 @@ def evaluate_checkpoint(workdir: epath.PathLike, config: ml_collections.ConfigDi
     >>> result = evaluate_checkpoint(workdir, read_config(workdir), step=3)
     [rl] evaluating the checkpoint of step 3 in .../checkpoints
     [rl] results (.../report.md):
-    | representation | linear_probe_accuracy | knn_20_accuracy | ...
+    | representation | linear_probe_accuracy | knn_5_accuracy | knn_20_accuracy | ...
     >>> [row["representation"] for row in result["rows"]]
     ['simclr (trained)', 'simclr (projection head output)']
 

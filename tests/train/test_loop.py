@@ -62,6 +62,7 @@ def test_smoke_run_writes_every_artifact(straight_run):
       assert 0.0 <= row[key] <= 1.0, (row["representation"], key)
   report = (workdir / "report.md").read_text()
   assert "recall_at_1" in report and "fewshot_1" in report
+  assert "| knn_5_accuracy | knn_20_accuracy |" in report  # one column per k of eval.knn_ks, (5, 20) here
   report = (workdir / "report.md").read_text()
   assert "| representation" in report and "raw inputs (baseline)" in report
 
