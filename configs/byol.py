@@ -1,6 +1,23 @@
 """BYOL (Grill et al. 2020). `--config configs/byol.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke. mnist1d and digits shrink the predictor and start the target momentum at 0.99;
-cifar10/cifar100 and imagenet follow solo-learn's BYOL scripts, with its asymmetric views."""
+cifar100, imagenet, smoke. mnist1d and digits shrink the predictor; cifar10/cifar100 and imagenet follow
+solo-learn's BYOL scripts, with its asymmetric views.
+
+mnist1d starts the target momentum at 0.9 (cosine to 1 over the run), chosen on the validation split (the last
+10% of train; 2000 steps, 2 seeds, mean +/- std of the validation linear probe, then kNN-20):
+
+  python experiments/sweep.py --config configs/byol.py:mnist1d --workdir runs/sweeps/byol --seeds 2 \
+      --cell 'momentum 0.9: byol.base_momentum=0.9' --cell 'momentum 0.8: byol.base_momentum=0.8' \
+      --cell 'momentum 0.9, constant predictor lr: byol.base_momentum=0.9; optim.constant_lr_params=("predictor",)' \
+      --cell 'momentum 0.9, lr 8e-3: byol.base_momentum=0.9; optim.lr=8e-3'
+
+  base momentum 0.99 (solo-learn's CIFAR value, the previous choice): 87.1 +/- 2.7; 0.97: 90.2 +/- 0.7;
+  0.9: 92.1 +/- 0.5 (kNN 88.8); 0.8: 91.8 +/- 0.7; 0.9 with the predictor at a constant lr (SimSiam's rule):
+  92.2 +/- 1.1 (kNN 90.4); 0.9 with lr 8e-3: 91.8 +/- 0.7.
+
+A short run needs a target that moves: with 0.99 -> 1 over 2000 steps the target hardly follows the online
+network. 0.9 is BYOL's own recipe otherwise (the predictor at the shared schedule); the constant-lr predictor's
++0.1 is within the seeds' spread.
+"""
 from __future__ import annotations
 
 import ml_collections
@@ -12,8 +29,8 @@ VARIANTS = common.VARIANTS
 OVERRIDES = {
     "mnist1d": {
         "byol.predictor_kwargs": dict(hidden_dims=(256,), out_dim=64),
-        # A short run: start the target at solo-learn's CIFAR value (0.99) rather than ImageNet's 0.996.
-        "byol.base_momentum": 0.99,
+        # A short run: a target that follows the online network (the sweep in the module docstring).
+        "byol.base_momentum": 0.9,
     },
     "digits": {
         "byol.predictor_kwargs": dict(hidden_dims=(512,), out_dim=128),
