@@ -1,6 +1,19 @@
 """SimSiam (Chen & He 2021). `--config configs/simsiam.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
 cifar100, imagenet, smoke. Every variant's projector ends in a BatchNorm without affine parameters; cifar10/cifar100 and
-imagenet follow solo-learn's SimSiam scripts."""
+imagenet follow solo-learn's SimSiam scripts.
+
+mnist1d trains the predictor at a constant lr (the schedule's peak), as the paper does (Chen & He 2021, Sec. 4 and
+Table 1: "lr with cosine decay for the predictor" is worse than a fixed one), chosen on the validation split (the
+last 10% of train; 2000 steps, 2 seeds, mean +/- std of the validation linear probe, then kNN-20):
+
+  python experiments/sweep.py --config configs/simsiam.py:mnist1d --workdir runs/sweeps/simsiam --seeds 2 \
+      --cell 'constant predictor lr: optim.constant_lr_params=("predictor",)' \
+      --cell 'constant predictor lr, lr 8e-3: optim.constant_lr_params=("predictor",); optim.lr=8e-3' \
+      --cell 'constant predictor lr, lr 2e-3: optim.constant_lr_params=("predictor",); optim.lr=2e-3'
+
+  every parameter on the cosine (the previous recipe): 92.8 +/- 2.8 (kNN 89.1); constant predictor lr: 93.0 +/- 0.7
+  (kNN 90.6); with lr 8e-3: 92.9 +/- 1.6; with lr 2e-3: 90.9 +/- 0.2.
+"""
 from __future__ import annotations
 
 import ml_collections
@@ -23,6 +36,7 @@ OVERRIDES = {
         # SimSiam's projector ends with a BN without affine parameters.
         "model.projector_kwargs": dict(hidden_dims=(256,), out_dim=128, last_bn=True),
         "simsiam.predictor_kwargs": dict(hidden_dims=(64,), out_dim=128),
+        "optim.constant_lr_params": ("predictor",),
     },
     "digits": {
         "model.projector_kwargs": dict(hidden_dims=(512,), out_dim=128, last_bn=True),
