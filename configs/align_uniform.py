@@ -1,6 +1,13 @@
 """Alignment + uniformity trained directly (Wang & Isola 2020). `--config configs/align_uniform.py:VARIANT`, VARIANT in
 mnist1d (default), digits, cifar10, cifar100, imagenet, smoke. mnist1d and digits are the SimCLR recipes
-(configs/simclr.py), with the alignment + uniformity loss."""
+(configs/simclr.py), with the alignment + uniformity loss.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 94.1 +/- 0.5 (kNN-20 92.1 +/- 0.2).
+
+  python experiments/sweep.py --config configs/align_uniform.py:mnist1d --workdir runs/sweeps/align_uniform \
+      --seeds 2 --cell 'as configured:'
+"""
 from __future__ import annotations
 
 import ml_collections

@@ -1,6 +1,13 @@
 """Barlow Twins (Zbontar et al. 2021). `--config configs/barlow_twins.py:VARIANT`, VARIANT in mnist1d (default), digits,
 cifar10, cifar100, imagenet, smoke. mnist1d and digits widen the projector's output to its hidden width;
-cifar10/cifar100 and imagenet follow solo-learn's Barlow Twins scripts."""
+cifar10/cifar100 and imagenet follow solo-learn's Barlow Twins scripts.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 92.6 +/- 2.7 (kNN-20 88.0 +/- 0.4).
+
+  python experiments/sweep.py --config configs/barlow_twins.py:mnist1d --workdir runs/sweeps/barlow_twins \
+      --seeds 2 --cell 'as configured:'
+"""
 from __future__ import annotations
 
 import ml_collections

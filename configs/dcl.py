@@ -1,6 +1,13 @@
 """DCL / DCLW (Yeh et al. 2022). `--config configs/dcl.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
 cifar100, imagenet, smoke; `--config.dcl.weighted=True` gives DCLW. Every variant is SimCLR's (configs/simclr.py) with
-DCL's loss and temperature."""
+DCL's loss and temperature.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 95.5 +/- 0.4 (kNN-20 94.1 +/- 0.2).
+
+  python experiments/sweep.py --config configs/dcl.py:mnist1d --workdir runs/sweeps/dcl \
+      --seeds 2 --cell 'as configured:'
+"""
 from __future__ import annotations
 
 import ml_collections

@@ -7,6 +7,12 @@ among 1000 permutations of maximal average Hamming distance (its best setting; T
 keeps that on 224 x 224 views (cells of 74 pixels) with the authors' optimiser; the other image variants keep the
 proportions as far as 8 x 8 and 32 x 32 inputs allow, and borrow the optimiser of configs/rotnet.py (the paper's
 Caffe schedule for ImageNet does not transfer to 32 x 32 images).
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 70.9 +/- 0.2 (kNN-20 58.9 +/- 4.1).
+
+  python experiments/sweep.py --config configs/jigsaw.py:mnist1d --workdir runs/sweeps/jigsaw \
+      --seeds 2 --cell 'as configured:'
 """
 from __future__ import annotations
 

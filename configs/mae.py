@@ -4,6 +4,12 @@ imagenet, smoke.
 `model.encoder` is the registered 'mae' model and `model.encoder_kwargs` its encoder/decoder sizes; `mae.mask_ratio`
 and `mae.norm_pix_loss` are the method's hyper-parameters. MNIST-1D signals [b, 40] go through the model as
 [b, 1, 40, 1] images with (1, p) patches.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 56.8 +/- 1.4 (kNN-20 38.9 +/- 2.7).
+
+  python experiments/sweep.py --config configs/mae.py:mnist1d --workdir runs/sweeps/mae \
+      --seeds 2 --cell 'as configured:'
 """
 from __future__ import annotations
 

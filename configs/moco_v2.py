@@ -1,6 +1,13 @@
 """MoCo v2 (Chen et al. 2020), symmetrised as solo-learn's MoCo V2+. `--config configs/moco_v2.py:VARIANT`, VARIANT in
 mnist1d (default), digits, cifar10, cifar100, imagenet, smoke. mnist1d and digits drop the head's BatchNorm and shorten
-the queue to the dataset; cifar10/cifar100 and imagenet follow solo-learn's MoCo V2+ scripts."""
+the queue to the dataset; cifar10/cifar100 and imagenet follow solo-learn's MoCo V2+ scripts.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 94.9 +/- 0.2 (kNN-20 92.9 +/- 0.2).
+
+  python experiments/sweep.py --config configs/moco_v2.py:mnist1d --workdir runs/sweeps/moco_v2 \
+      --seeds 2 --cell 'as configured:'
+"""
 from __future__ import annotations
 
 import ml_collections

@@ -1,6 +1,13 @@
 """MoCo v3 (Chen, Xie & He 2021) with a ResNet. `--config configs/moco_v3.py:VARIANT`, VARIANT in mnist1d (default),
 digits, cifar10, cifar100, imagenet, smoke. Every variant's projector ends in a BatchNorm; cifar10/cifar100 and imagenet
-follow solo-learn's MoCo v3 scripts."""
+follow solo-learn's MoCo v3 scripts.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 93.8 +/- 0.4 (kNN-20 89.8 +/- 0.4).
+
+  python experiments/sweep.py --config configs/moco_v3.py:mnist1d --workdir runs/sweeps/moco_v3 \
+      --seeds 2 --cell 'as configured:'
+"""
 from __future__ import annotations
 
 import ml_collections

@@ -1,6 +1,13 @@
 """NNCLR (Dwibedi et al. 2021). `--config configs/nnclr.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
 cifar100, imagenet, smoke. mnist1d and digits size the heads and the support set to the dataset; cifar10/cifar100 and
-imagenet follow solo-learn's NNCLR scripts."""
+imagenet follow solo-learn's NNCLR scripts.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 93.8 +/- 1.1 (kNN-20 92.2 +/- 0.7).
+
+  python experiments/sweep.py --config configs/nnclr.py:mnist1d --workdir runs/sweeps/nnclr \
+      --seeds 2 --grid optim.lr=4e-3
+"""
 from __future__ import annotations
 
 import ml_collections

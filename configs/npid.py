@@ -4,6 +4,12 @@ imagenet, smoke.
 solo-learn has no NPID recipe. The ImageNet defaults below are the paper's and the authors' code's
 (zhirongw/lemniscate.pytorch README: `--nce-k 4096 --nce-t 0.07 --lr 0.03 --nce-m 0.5 --low-dim 128 -b 256`);
 the CIFAR variants follow the authors' lemniscate.pytorch/cifar.py.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 92.6 +/- 1.2 (kNN-20 91.0 +/- 0.4).
+
+  python experiments/sweep.py --config configs/npid.py:mnist1d --workdir runs/sweeps/npid \
+      --seeds 2 --cell 'as configured:'
 """
 from __future__ import annotations
 

@@ -7,6 +7,12 @@ patch; the imagenet variant keeps that geometry on 400 x 400 images, the other i
 proportions as far as 8 x 8 and 32 x 32 inputs allow. All borrow the optimiser of configs/rotnet.py (the paper's
 Caffe schedule, github.com/cdoersch/deepcontext train.py: plain SGD at lr 1e-5 on a summed loss, without weight
 decay, does not transfer).
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 67.6 +/- 2.3 (kNN-20 57.0 +/- 0.7).
+
+  python experiments/sweep.py --config configs/relative_location.py:mnist1d --workdir runs/sweeps/relative_location \
+      --seeds 2 --cell 'as configured:'
 """
 from __future__ import annotations
 

@@ -7,6 +7,12 @@ config/ImageNet_RotNet_AlexNet.py and dataloader.py).
 
 mnist1d is the 1-D analogue (identity / time reversal / negation / both); one mildly augmented view, every example
 in all 4 symmetries (the batch of 128 signals is 512 network inputs). Optimiser as configs/simclr.py:mnist1d.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 91.6 +/- 0.9 (kNN-20 91.2 +/- 0.0).
+
+  python experiments/sweep.py --config configs/rotnet.py:mnist1d --workdir runs/sweeps/rotnet \
+      --seeds 2 --cell 'as configured:'
 """
 from __future__ import annotations
 

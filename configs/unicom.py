@@ -2,7 +2,14 @@
 mnist1d (default), digits, cifar10, cifar100, imagenet, smoke.
 
 `shared(section)` and `recipe(section)` hold the section defaults and the network, data, optimizer and clustering
-settings shared with configs/mlcd.py."""
+settings shared with configs/mlcd.py.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 77.8 +/- 2.5 (kNN-20 70.5 +/- 1.8).
+
+  python experiments/sweep.py --config configs/unicom.py:mnist1d --workdir runs/sweeps/unicom \
+      --seeds 2 --cell 'as configured:'
+"""
 from __future__ import annotations
 
 import ml_collections

@@ -1,6 +1,13 @@
 """VICReg (Bardes, Ponce & LeCun 2022). `--config configs/vicreg.py:VARIANT`, VARIANT in mnist1d (default), digits,
 cifar10, cifar100, imagenet, smoke. mnist1d and digits widen the expander's output to its hidden width; cifar10/cifar100
-and imagenet follow solo-learn's VICReg scripts, with their symmetric views."""
+and imagenet follow solo-learn's VICReg scripts, with their symmetric views.
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 94.5 +/- 0.4 (kNN-20 91.0 +/- 0.4).
+
+  python experiments/sweep.py --config configs/vicreg.py:mnist1d --workdir runs/sweeps/vicreg \
+      --seeds 2 --cell 'as configured:'
+"""
 from __future__ import annotations
 
 import ml_collections
