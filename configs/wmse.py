@@ -1,6 +1,16 @@
 """W-MSE (Ermolov et al. 2021). `--config configs/wmse.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
 cifar100, imagenet, smoke. W-MSE 4: four recipes in `augment.views`. mnist1d keeps the shared recipe's head: the
-authors' head shape (Linear-BN-ReLU-Linear, 64-d embedding), narrower hidden layer (theirs: 1024)."""
+authors' head shape (Linear-BN-ReLU-Linear, 64-d embedding), narrower hidden layer (theirs: 1024).
+
+mnist1d was checked on the validation split (the last 10% of train; 2 seeds, 2000 steps, before the shared budget
+became 8000 steps) and kept as it is: a validation linear probe of 89.1 +/- 0.5 (kNN-20 82.6 +/- 1.2). lr 2e-3 (the
+authors' Adam lr) gave 86.4 +/- 3.0; 4 whitening iterations gave the same numbers to the last digit (at batch 128
+= whitening_size every iteration whitens the same 128 rows, in another order); whitening_size 64 is refused (it must
+exceed the 64-d embedding).
+
+  python experiments/sweep.py --config configs/wmse.py:mnist1d --workdir runs/sweeps/wmse --seeds 2 \
+      --cell 'as configured:' --cell 'lr 2e-3: optim.lr=2e-3' --cell '4 whitening iterations: wmse.whitening_iters=4'
+"""
 from __future__ import annotations
 
 import ml_collections
