@@ -1,6 +1,28 @@
 """DINO (Caron et al. 2021). `--config configs/dino.py:VARIANT`, VARIANT in mnist1d (default), digits, cifar10,
-cifar100, imagenet, smoke. mnist1d uses multi-crop (2 global views of 40 samples, 4 local crops resampled to 20),
-imagenet 2 global crops of 224 and 6 local crops of 96 with ResNet-50."""
+cifar100, imagenet, smoke. mnist1d uses 2 global views and a constant teacher temperature of 0.04 (chosen on the
+validation split, below); imagenet 2 global crops of 224 and 6 local crops of 96 with ResNet-50.
+
+mnist1d was chosen on the validation split (the last 10% of train; 2000 steps, 2 seeds, mean +/- std of the
+validation linear probe, then kNN-20), starting from multi-crop (2 global views, 4 local crops of 25-60% of the
+signal resampled to 20 samples) with the teacher temperature warmed up from 0.04 to 0.07 over 1000 steps and the
+teacher momentum from 0.99:
+
+  python experiments/sweep.py --config configs/dino.py:mnist1d --workdir runs/sweeps/dino --seeds 2 \
+      --cell 'as configured:' \
+      --cell '2 global views only: augment.views=("mnist1d","mnist1d"); augment.view_sizes=(None,None)' \
+      --cell 'no teacher warm-up: dino.warmup_teacher_temp_steps=0' --cell 'momentum 0.9: dino.base_momentum=0.9'
+
+  multi-crop: 82.6 +/- 1.6 (kNN 84.8); 2 global views only: 87.1 +/- 3.4 (kNN 86.2), and 2.2x cheaper per step;
+  no warm-up (0.07 from the start): 70.6 +/- 4.4; teacher momentum 0.9: 48.1 +/- 0.2 (the teacher moves too fast).
+
+  Then with 2 views (--workdir runs/sweeps/dino2, the same views in every cell): 87.1 +/- 3.4 as above; teacher
+  temperature 0.04 throughout: 89.6 +/- 1.9 (kNN 88.0); that with teacher momentum 0.996: 88.8 +/- 3.2;
+  2 views with teacher momentum 0.996 (warm-up kept): 87.4 +/- 3.7.
+
+A sharper teacher (0.04, DINO's value for its ResNet-50 runs) helps here, a softer one (0.07) hurts. The local
+crops hurt: a crop of a quarter to 60% of a signal whose digit is shifted circularly often holds too little of the
+digit to predict the global view's output.
+"""
 from __future__ import annotations
 
 import ml_collections
@@ -11,12 +33,12 @@ VARIANTS = common.VARIANTS
 
 OVERRIDES = {
     "mnist1d": {
-        "augment.views": ("mnist1d",) * 2 + ("mnist1d_local",) * 4,
-        "augment.view_sizes": (None, None, 20, 20, 20, 20),
         "dino.head_kwargs": dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, use_bn=False,
                                  norm_last_layer=True),
         "dino.base_momentum": 0.99,  # a short run (solo-learn's CIFAR runs start at 0.99 to 0.9995)
-        "dino.warmup_teacher_temp_steps": 1000,
+        # A constant, sharp teacher (the sweep in the module docstring).
+        "dino.teacher_temp": 0.04,
+        "dino.warmup_teacher_temp_steps": 0,
         "dino.freeze_last_layer_steps": 4000 // 128,  # one epoch of the 4000 training signals (batch 128)
     },
     "digits": {
@@ -61,7 +83,12 @@ OVERRIDES = {
         "optim.lr": 0.03,
         "optim.weight_decay": 1e-4,
     },
+    # The smoke run keeps multi-crop and the teacher-temperature warm-up, which the tests exercise (mnist1d dropped
+    # both).
     "smoke": {
+        "augment.views": ("mnist1d",) * 2 + ("mnist1d_local",) * 4,
+        "augment.view_sizes": (None, None, 20, 20, 20, 20),
+        "dino.teacher_temp": 0.07,
         "dino.head_kwargs": dict(out_dim=32, hidden_dim=16, bottleneck_dim=8, num_layers=3, use_bn=False,
                                  norm_last_layer=True),
         "dino.freeze_last_layer_steps": 1,
