@@ -136,6 +136,10 @@ def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: b
     shutil.rmtree(run_dir)
   t0 = time.time()
   results = loop.train_and_evaluate(config, run_dir)
+  if "interrupted" in results:  # SIGTERM/SIGINT: checkpointed, not finished; a re-run resumes it
+    print(f"[table] {method} seed {seed} stopped by {results['interrupted']['signal']} at step "
+          f"{results['interrupted']['step']}; run the same command to resume it", flush=True)
+    sys.exit(1)
   record = {"method": method, "seed": seed, "steps": int(config.total_steps), "batch_size": int(config.batch_size),
             "encoder": str(config.model.encoder), "seconds": time.time() - t0,
             "train_seconds": results.get("train_seconds"), "uses_labels": bool(config.uses_labels),

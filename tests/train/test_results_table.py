@@ -145,3 +145,13 @@ def test_a_new_table_keeps_the_sections_after_the_marker(tmp_path):
   assert table.kept_sections(str(path)) == "\n" + table.KEEP_MARKER + "\n\n## Ablation\n\n| b |\n"
   path.write_text("# a table without the marker\n")
   assert table.kept_sections(str(path)) == ""
+
+
+def test_an_interrupted_run_stops_the_table_and_is_not_recorded(tmp_path, monkeypatch, capsys):
+  from rl.train import loop  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(loop, "train_and_evaluate",
+                      lambda config, workdir: {"rows": [], "interrupted": {"signal": "SIGTERM", "step": 7}})
+  with pytest.raises(SystemExit):
+    table.run_one("simclr", 0, None, str(tmp_path), force=False)
+  assert "simclr seed 0 stopped by SIGTERM at step 7" in capsys.readouterr().out
+  assert not (tmp_path / "simclr_s0" / "table_run.json").exists()  # a re-run resumes it instead of reusing it
