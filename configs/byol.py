@@ -62,7 +62,9 @@ OVERRIDES = {
         "optim.lr": 0.45,
         "optim.weight_decay": 1e-6,
     },
-    "smoke": {"model.projector_kwargs": common.SMOKE_PROJECTOR, "byol.predictor_kwargs": common.SMOKE_PROJECTOR},
+    # The smoke run keeps the target momentum it was recorded with (tests/methods/smoke_losses.json).
+    "smoke": {"model.projector_kwargs": common.SMOKE_PROJECTOR, "byol.predictor_kwargs": common.SMOKE_PROJECTOR,
+              "byol.base_momentum": 0.99},
 }
 
 

@@ -59,9 +59,12 @@ OVERRIDES = {
     # solarisation 0.0 / 0.2, flip 0.5. (The paper's ImageNet setting, Sec. 4: SGD lr 0.05 * batch/256, wd 1e-4,
     # batch 512, 100 epochs without warm-up, a 3-layer projector of 2048.)
     "imagenet": {**SOLO_LEARN, **common.ASYMMETRIC_VIEWS},
+    # The smoke run keeps the schedule it was recorded with (tests/methods/smoke_losses.json): every parameter on
+    # the cosine.
     "smoke": {
         "model.projector_kwargs": dict(common.SMOKE_PROJECTOR, last_bn=True),
         "simsiam.predictor_kwargs": dict(hidden_dims=(4,), out_dim=8),
+        "optim.constant_lr_params": (),
     },
 }
 
