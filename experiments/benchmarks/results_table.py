@@ -108,9 +108,14 @@ def _wants_baselines(method: str, variant: str) -> bool:
   return method == "supervised" or _encoder(method, variant) != _encoder("supervised", variant)
 
 
+# Config fields the trainer fills in while it runs (from the data set), left out of the comparison.
+DERIVED = ("num_train_examples",)
+
+
 def _settings(config) -> dict:
-  """The config as plain JSON, the thing a finished run must match to be reused."""
-  return json.loads(config.to_json_best_effort(sort_keys=True))
+  """The config as plain JSON without the `DERIVED` fields: what a finished run must match to be reused."""
+  settings = json.loads(config.to_json_best_effort(sort_keys=True))
+  return {k: v for k, v in settings.items() if k not in DERIVED}
 
 
 def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: bool, variant: str = "mnist1d") -> dict:
@@ -123,7 +128,7 @@ def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: b
   if os.path.exists(done) and not force:
     with open(done) as f:
       record = json.load(f)
-    if record.get("config") == _settings(config):
+    if {k: v for k, v in (record.get("config") or {}).items() if k not in DERIVED} == _settings(config):
       return record
     old = record.get("config") or {}
     changed = sorted(k for k in set(_flat(old)) | set(_flat(_settings(config)))
@@ -134,6 +139,7 @@ def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: b
   if force and os.path.exists(run_dir):
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(run_dir)
+  settings = _settings(config)  # before training, which fills in the DERIVED fields
   t0 = time.time()
   results = loop.train_and_evaluate(config, run_dir)
   if "interrupted" in results:  # SIGTERM/SIGINT: checkpointed, not finished; a re-run resumes it
@@ -143,7 +149,7 @@ def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: b
   record = {"method": method, "seed": seed, "steps": int(config.total_steps), "batch_size": int(config.batch_size),
             "encoder": str(config.model.encoder), "seconds": time.time() - t0,
             "train_seconds": results.get("train_seconds"), "uses_labels": bool(config.uses_labels),
-            "rows": results["rows"], "config": _settings(config)}
+            "rows": results["rows"], "config": settings}
   os.makedirs(run_dir, exist_ok=True)
   with open(done, "w") as f:
     json.dump(record, f, indent=2)

@@ -92,6 +92,7 @@ def test_a_finished_run_is_reused_only_if_it_ran_the_same_config(tmp_path, monke
 
   def fake_train(config, workdir):
     trained.append((config.dataset, config.total_steps, config.optim.lr))
+    config.num_train_examples = 3600  # the trainer fills this in from the data set, as the real one does
     return {"rows": [_row("simclr (trained)", 0.9)], "train_seconds": 1.5}
 
   from rl.train import loop
