@@ -23,6 +23,20 @@ def xla_flags(devices: int) -> str:
   return " ".join([f"{_DEVICE_COUNT_FLAG}={devices}", *rest])
 
 
+def parse_config(config_arg: str, *overrides: str):
+  """`--config=configs/<config_arg>` (e.g. "simclr.py:mnist1d") and `overrides` ("--config.optim.lr=0.1") parsed as
+  experiments/main.py's --config flag: locked, types checked."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  argv = ["main.py", f"--config={os.path.join(root, 'configs', config_arg)}", *overrides]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config", flag_values=flag_values, lock_config=True,
+                                  sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
 def override(config, overrides: dict):
   """Sets dotted keys (`{"optim.lr": 0.1}`) on a ConfigDict, as `--config.optim.lr=0.1` would; returns it."""
   for key, value in overrides.items():

@@ -14,8 +14,9 @@ import pathlib
 
 from absl import flags
 import ml_collections
-from ml_collections import config_flags
 import pytest
+
+import tests
 
 from configs import common
 from rl import methods
@@ -129,12 +130,7 @@ def test_every_config_has_the_common_variants():
 
 def _command_line(name: str, variant: str, *overrides: str):
   """`configs/<name>.py:<variant>` parsed as experiments/main.py's --config flag (locked), with `overrides`."""
-  argv = ["main.py", f"--config={CONFIG_DIR / name}.py:{variant}", *overrides]
-  flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "config", flag_values=flag_values, lock_config=True,
-                                  sys_argv=argv)
-  flag_values(argv)
-  return flag_values.config
+  return tests.parse_config(f"{name}.py:{variant}", *overrides)
 
 
 @pytest.mark.parametrize("name,variant", [("simclr", "mnist1d"), ("dino", "mnist1d"), ("unicom", "mnist1d"),

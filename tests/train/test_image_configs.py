@@ -18,11 +18,11 @@ import json
 import pathlib
 import sys
 
-from absl import flags
-from ml_collections import config_flags
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+
+import tests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -59,32 +59,16 @@ def _main_module():
   return sys.modules[name]
 
 
-def _parse(config_arg: str, overrides):
-  """`--config configs/<config_arg>` and `overrides` parsed as main.py's --config flag: locked, types checked."""
-  argv = ["main.py", f"--config={ROOT / 'configs' / config_arg}", *overrides]
-  flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "config", flag_values=flag_values, lock_config=True,
-                                  sys_argv=argv)
-  flag_values(argv)
-  return flag_values.config
-
-
 def _shrink(config, overrides: dict):
   with config.unlocked():
-    for key, value in overrides.items():
-      *parents, leaf = key.split(".")
-      node = config
-      for parent in parents:
-        node = node[parent]
-      node[leaf] = value
-  return config
+    return tests.override(config, overrides)
 
 
 @pytest.mark.parametrize("config_arg", list(RUNS))
 def test_image_variant_trains_through_main(config_arg, tmp_path):
   command_line, shrink = RUNS[config_arg]
-  config = _shrink(_parse(config_arg, COMMAND_LINE + command_line + (f"--config.data_dir={tmp_path / 'tfds'}",)),
-                   shrink)
+  flags = COMMAND_LINE + command_line + (f"--config.data_dir={tmp_path / 'tfds'}",)
+  config = _shrink(tests.parse_config(config_arg, *flags), shrink)
   module, variant = config_arg.split(".py:")
   recipe = importlib.import_module(f"configs.{module}").get_config(variant)
   workdir = tmp_path / "run"
