@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 from rl.losses import _checks
@@ -59,9 +60,13 @@ def nt_xent(z1: jax.Array, z2: jax.Array, *, temperature: float = 0.1, axis_name
     # Every anchor's positive is the other view of its example, on the same device.
     pos = jnp.sum(u[:b] * u[b:], axis=1) / temperature
     dt = _tiled.matmul_dtype(z1, z2)
-    lse = _tiled.row_logsumexp((u / temperature).astype(dt), u.astype(dt), exclude_self=True,
-                               axis_name=axis_name, tile_size=tile_size)
-    return _collectives.global_mean(jnp.sum(lse) - 2 * jnp.sum(pos), 2 * b, axis_name)
+    ids = jnp.tile(jnp.arange(b) + _collectives.axis_index(axis_name) * b, 2)  # global example id of each view
+    lse, rel = _tiled.row_logsumexp((u / temperature).astype(dt), u.astype(dt), exclude_self=True,
+                                    axis_name=axis_name, tile_size=tile_size, labels=(ids, ids))
+    # Per anchor, the positive read from the same tiles (see `_tiled.row_logsumexp`): lse and pos are both of
+    # size 1 / temperature, so summing each before subtracting loses a small loss to float32 rounding.
+    per_anchor = _tiled.minus_positive(lse, jnp.concatenate([pos, pos]), rel)
+    return _collectives.global_mean(jnp.sum(per_anchor), 2 * b, axis_name)
   u1_all = _collectives.all_gather(u[:b], axis_name)  # [B, d]
   u2_all = _collectives.all_gather(u[b:], axis_name)  # [B, d]
   keys = jnp.concatenate([u1_all, u2_all], axis=0)  # [2B, d]: view-1 block, then view-2 block
@@ -139,14 +144,18 @@ def info_nce(query: jax.Array, key: jax.Array, *, temperature: float = 0.1, nega
     v = l2_normalize(_ops.to_float32(key))
     dt = _tiled.matmul_dtype(query, key)
     a = (u / temperature).astype(dt)
-    lse = _tiled.row_logsumexp(a, v.astype(dt), axis_name=axis_name, tile_size=tile_size)
+    # Each query's positive is its own key, on its own device: read out of the same tiles (see nt_xent).
+    ids = jnp.arange(b) + _collectives.axis_index(axis_name) * b  # global pair id of each query and key
+    lse, rel = _tiled.row_logsumexp(a, v.astype(dt), axis_name=axis_name, tile_size=tile_size, labels=(ids, ids))
     if negatives is not None:
       w = l2_normalize(_ops.to_float32(negatives)).astype(dt)
       if axis_name is not None:
         w = _tiled.varying(w, axis_name)  # replicated queue, per-device rows: its gradient sums over devices
-      lse = jnp.logaddexp(lse, _tiled.row_logsumexp(a, w, tile_size=tile_size))
+      queue_lse = _tiled.row_logsumexp(a, w, tile_size=tile_size)
+      rel = jnp.logaddexp(rel, lax.stop_gradient(queue_lse - lse) + rel)  # both relative to the positive
+      lse = jnp.logaddexp(lse, queue_lse)
     pos = jnp.sum(u * v, axis=1) / temperature
-    return _collectives.global_mean(jnp.sum(lse - pos), b, axis_name)
+    return _collectives.global_mean(jnp.sum(_tiled.minus_positive(lse, pos, rel)), b, axis_name)
   keys = _collectives.all_gather(l2_normalize(_ops.to_float32(key)), axis_name)  # [B, d]
   logits = (u @ keys.T) / temperature  # [b, B]
   pos_col = jnp.arange(b) + _collectives.axis_index(axis_name) * b
@@ -246,15 +255,23 @@ def _multi_positive_nce(z: jax.Array, label_sets, temperature, axis_name: str | 
   anchors = u.reshape(b * v, d)  # example-major: row r * v + view
   if _tiled.choose(impl, b * v, b * v * _collectives.axis_size(axis_name)):
     dt = _tiled.matmul_dtype(z)
-    lse = _tiled.row_logsumexp((anchors / temperature).astype(dt), anchors.astype(dt), exclude_self=True,
-                               axis_name=axis_name, tile_size=tile_size)
+    a, k = (anchors / temperature).astype(dt), anchors.astype(dt)
     with_count = jnp.concatenate([anchors, jnp.ones((b * v, 1), jnp.float32)], axis=1)
     sums = []
-    for labels in label_sets:
-      q = _tiled.same_label_sum(jnp.repeat(labels, v), with_count, axis_name=axis_name, tile_size=tile_size)
+    for i, labels in enumerate(label_sets):
+      rows = jnp.repeat(labels, v)
+      # The log-sum-exp and its gradient once; for a second labelling only the value relative to its positives
+      # (see `_tiled.row_logsumexp`: read from the same tiles, it keeps a small loss's digits).
+      if i == 0:
+        lse, rel = _tiled.row_logsumexp(a, k, exclude_self=True, axis_name=axis_name, tile_size=tile_size,
+                                        labels=(rows, rows))
+      else:
+        _, rel = _tiled.row_logsumexp(lax.stop_gradient(a), lax.stop_gradient(k), exclude_self=True,
+                                      axis_name=axis_name, tile_size=tile_size, labels=(rows, rows))
+      q = _tiled.same_label_sum(rows, with_count, axis_name=axis_name, tile_size=tile_size)
       pos_sum = jnp.sum(anchors * (q[:, :d] - anchors), axis=1) / temperature  # the anchor itself left out
       count = q[:, d] - 1.0  # >= 1: the anchor's other views
-      sums.append(-jnp.sum(pos_sum / count - lse))
+      sums.append(jnp.sum(_tiled.minus_positive(lse, pos_sum / count, rel)))
     return sums, b * v
   contrast = _collectives.all_gather(u, axis_name).reshape(-1, d)  # [B * v, d], same layout
   logits = (anchors @ contrast.T) / temperature

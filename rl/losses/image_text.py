@@ -60,10 +60,14 @@ def clip(x: jax.Array, y: jax.Array, *, logit_scale, axis_name: str | None = Non
   b = u.shape[0]
   if _tiled.choose(impl, b, b * _collectives.axis_size(axis_name)):
     dt = _tiled.matmul_dtype(x, y)
-    total = -2.0 * logit_scale * jnp.sum(u * v)  # the positives s_ii, once as a row and once as a column term
+    pos = logit_scale * jnp.sum(u * v, axis=1)  # s_ii, once as a row and once as a column term
+    ids = jnp.arange(b) + _collectives.axis_index(axis_name) * b  # global pair id of each row and column
+    total = 0.0
     for anchors, others in ((u, v), (v, u)):
-      total = total + jnp.sum(_tiled.row_logsumexp((logit_scale * anchors).astype(dt), others.astype(dt),
-                                                   axis_name=axis_name, tile_size=tile_size))
+      # Each pair's positive is read out of the same tiles (see `rl.losses.nt_xent`'s tiled form).
+      lse, rel = _tiled.row_logsumexp((logit_scale * anchors).astype(dt), others.astype(dt), axis_name=axis_name,
+                                      tile_size=tile_size, labels=(ids, ids))
+      total = total + jnp.sum(_tiled.minus_positive(lse, pos, rel))
     return _collectives.global_mean(total, 2 * b, axis_name)
   diag = jnp.arange(b) + _collectives.axis_index(axis_name) * b  # global column of each local pair
   total = 0.0

@@ -89,6 +89,37 @@ def test_tiled_equals_plain_on_one_device(name):
     np.testing.assert_allclose(np.asarray(g_t), np.asarray(g_p), rtol=RTOL, atol=1e-6)
 
 
+def _small_loss_cases():
+  """256 pairs, d = 128, temperature 0.07, views 0.6 / sqrt(128) apart (per unit of norm): each anchor's loss is small against 1 / temperature,
+  the regime where a loss that sums the log-sum-exps and the positives separately before subtracting them loses
+  its digits to float32 rounding (1.5e-4 relative for NT-Xent)."""
+  rng = np.random.RandomState(5)
+  z1 = rng.randn(256, 128).astype(np.float32)
+  z2 = (z1 + 0.6 * rng.randn(256, 128)).astype(np.float32)
+  zv = np.stack([z1, z2], axis=1)
+  labels = np.arange(256, dtype=np.int32)  # one positive per anchor: SupCon is NT-Xent here
+  t = 0.07
+  return {
+      "supcon": (lambda z, y, impl: losses.supcon(z, y, temperature=t, impl=impl, tile_size=64), (zv, labels)),
+      "supcon_simclr": (lambda z, y, impl: losses.supcon_simclr(z, y, weight=0.3, temperature=t, impl=impl,
+                                                               tile_size=64), (zv, labels)),
+      "nt_xent": (lambda x, y, impl: losses.nt_xent(x, y, temperature=t, impl=impl, tile_size=64), (z1, z2)),
+      "info_nce": (lambda x, y, impl: losses.info_nce(x, y, temperature=t, impl=impl, tile_size=64), (z1, z2)),
+      "info_nce_queue": (lambda x, y, impl: losses.info_nce(x, y, negatives=z1[:64] + 1.0, temperature=t,
+                                                            impl=impl, tile_size=64), (z1, z2)),
+      "clip": (lambda x, y, impl: losses.clip(x, y, logit_scale=1 / t, impl=impl, tile_size=64), (z1, z2)),
+  }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiled_keeps_plain_precision_when_the_loss_is_small_against_one_over_temperature(name):
+  fn, args = _small_loss_cases()[name]
+  plain = float(jax.jit(functools.partial(fn, impl="plain"))(*args))
+  tiled = float(jax.jit(functools.partial(fn, impl="tiled"))(*args))
+  assert plain < 0.1  # the regime: 1 / temperature is 14
+  np.testing.assert_allclose(tiled, plain, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_tiled_ring_on_8_devices_equals_plain_on_one(mesh8, name):
   """The ring form (keys passed around 8 devices, gradients sent home) against the plain single-device loss,
