@@ -4,6 +4,10 @@ Every loss is a function of arrays with keyword-only hyper-parameters and, where
 whole batch, an `axis_name` for data-parallel use inside `jax.shard_map` or `jax.pmap`: the value and gradients
 then equal the single-device computation over the global batch (see `rl.losses._collectives` for the gradient
 convention). The table of losses, their papers and what each needs from the caller is in `docs/losses.md`.
+
+A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
+terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; `matryoshka`'s
+keys are the nesting sizes.
 """
 from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import dcl, info_nce, nt_xent, supcon, supcon_simclr

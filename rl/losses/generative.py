@@ -135,7 +135,7 @@ def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.A
 
 def beta_vae(recon: jax.Array, x: jax.Array, mean: jax.Array, log_var: jax.Array, *, beta: float = 4.0,
              likelihood: str = "gaussian", return_terms: bool = False,
-             axis_name: str | None = None):
+             axis_name: str | None = None) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
   r"""The beta-VAE objective: reconstruction plus beta times the KL divergence to the unit Gaussian prior.
 
   For an example with data x, decoder output r and Gaussian posterior q(z|x) = N(mu, diag(exp(log_var))):
@@ -167,12 +167,12 @@ def beta_vae(recon: jax.Array, x: jax.Array, mean: jax.Array, log_var: jax.Array
     log_var: [b, k] posterior log-variances.
     beta: weight of the KL term, >= 0 (4.0).
     likelihood: "gaussian" or "bernoulli".
-    return_terms: also return the batch means of the reconstruction and KL terms.
+    return_terms: also return the batch means of the terms, {"reconstruction": ..., "kl": ...} (unweighted).
     axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
       `jax.pmap`, where they are this device's shard.
 
   Returns:
-    The scalar loss (float32 for float32/bfloat16 input); with `return_terms`, `(loss, reconstruction, kl)`.
+    The scalar loss (float32 for float32/bfloat16 input); with `return_terms`, `(loss, terms)`.
 
   Example:
     >>> x = jnp.zeros((2, 5)); mu = jnp.zeros((2, 3)); log_var = jnp.zeros((2, 3))
@@ -208,4 +208,4 @@ def beta_vae(recon: jax.Array, x: jax.Array, mean: jax.Array, log_var: jax.Array
   rec = _collectives.global_mean(rec, b, axis_name)
   kl = _collectives.global_mean(kl, b, axis_name)
   loss = rec + beta * kl
-  return (loss, rec, kl) if return_terms else loss
+  return (loss, {"reconstruction": rec, "kl": kl}) if return_terms else loss

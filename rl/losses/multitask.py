@@ -17,7 +17,8 @@ def _check_task(name: str, x, shape) -> None:
 
 
 def esmm(ctr_logits: jax.Array, cvr_logits: jax.Array, click: jax.Array, conversion: jax.Array, *,
-         return_terms: bool = False, axis_name: str | None = None):
+         return_terms: bool = False,
+         axis_name: str | None = None) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
   r"""ESMM: learn CVR over the entire impression space through pCTCVR = pCTR * pCVR.
 
   Post-click conversion rate (CVR) is observed only on clicked impressions; ESMM never fits it directly.
@@ -41,12 +42,12 @@ def esmm(ctr_logits: jax.Array, cvr_logits: jax.Array, click: jax.Array, convers
     cvr_logits: logits of the CVR tower, the shape of `ctr_logits`.
     click: click labels y in {0, 1} (bool, int or float; soft labels in [0, 1] also work).
     conversion: conversion labels z; only y * z enters the loss, so z on unclicked impressions is ignored.
-    return_terms: also return the CTR and CTCVR terms.
+    return_terms: also return the two terms, {"ctr": ..., "ctcvr": ...}.
     axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
       `jax.pmap`, where they are this device's shard.
 
   Returns:
-    The scalar loss (float32 for float32/bfloat16 logits); with `return_terms`, `(loss, ctr_loss, ctcvr_loss)`.
+    The scalar loss (float32 for float32/bfloat16 logits); with `return_terms`, `(loss, terms)`.
 
   Example:
     >>> z = jnp.zeros(2)  # pCTR = 1/2, pCTCVR = 1/4; one click without conversion, one impression without click
@@ -77,4 +78,4 @@ def esmm(ctr_logits: jax.Array, cvr_logits: jax.Array, click: jax.Array, convers
   ctr_loss = _collectives.global_mean(ctr_sum, n, axis_name)
   ctcvr_loss = _collectives.global_mean(ctcvr_sum, n, axis_name)
   loss = ctr_loss + ctcvr_loss
-  return (loss, ctr_loss, ctcvr_loss) if return_terms else loss
+  return (loss, {"ctr": ctr_loss, "ctcvr": ctcvr_loss}) if return_terms else loss

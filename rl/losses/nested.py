@@ -64,8 +64,8 @@ def matryoshka(loss_fn: Callable[..., jax.Array], dims: Sequence[int], *, weight
     dims: the nesting sizes, strictly increasing positive ints (MRL: 8, 16, ..., 2048 for ResNet-50).
     weights: one non-negative weight per size (default all 1, as in the paper).
     argnums: indices of the positional arguments to slice (default: see above).
-    return_terms: if True the function returns `(total, terms)` with `terms` the [len(dims)] UNWEIGHTED
-      per-size losses, for logging.
+    return_terms: if True the function returns `(total, terms)` with `terms` the UNWEIGHTED per-size losses,
+      {m: loss at size m}, for logging.
 
   Returns:
     A function `f(*args, **kwargs)` returning the weighted sum (a scalar of the loss's dtype: float32 for the
@@ -121,9 +121,8 @@ def matryoshka(loss_fn: Callable[..., jax.Array], dims: Sequence[int], *, weight
     for m in dims:
       prefixed = [a[..., :m] if i in chosen else a for i, a in enumerate(args)]
       terms.append(jnp.asarray(loss_fn(*prefixed, **kwargs)))
-    terms = jnp.stack(terms)
     total = sum(w * t for w, t in zip(weights, terms))
-    return (total, terms) if return_terms else total
+    return (total, dict(zip(dims, terms))) if return_terms else total
 
   nested.__name__ = f"matryoshka_{getattr(loss_fn, '__name__', 'loss')}"
   nested.__doc__ = (f"Matryoshka form of `{getattr(loss_fn, '__name__', 'loss_fn')}` over nesting sizes {dims} "

@@ -239,6 +239,13 @@ def odc_update_centroids(memory: ODCMemory) -> ODCMemory:
   mmselfsup's ODC does this every 10 iterations (`centroids_update_interval`). Deterministic and collective-free:
   run it on the replicated memory on every device.
 
+  Args:
+    memory: the `ODCMemory` (feature_bank [N, d], label_bank [N] int, centroids [C, d]).
+
+  Returns:
+    The memory with centroid c replaced by the L2-normalised mean of the bank rows labelled c, for every c with
+    at least one row; the banks and the empty clusters' centroids unchanged.
+
   Example:
     >>> m = ODCMemory(jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0]), jnp.zeros((2, 2)))
     >>> np.asarray(odc_update_centroids(m).centroids, float).round(3).tolist()

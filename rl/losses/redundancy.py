@@ -155,6 +155,17 @@ def vicreg_terms(z1: jax.Array, z2: jax.Array, *, axis_name: str | None = None) 
   `vicreg` is sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance of these terms; log them to see
   which one drives training.
 
+  Args:
+    z1: [b, d] embeddings of the first view (float32 or bfloat16; computed in float32).
+    z2: [b, d] embeddings of the second view.
+    axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
+      `jax.pmap`, where they are this device's shard (means and covariances over the global batch).
+
+  Returns:
+    {"invariance": mean squared distance between the views, "variance": hinge on the standard deviation of each
+    dimension (the mean of both views'), "covariance": squared off-diagonal covariances / d (the sum of both
+    views')}: float32 scalars, unweighted.
+
   Example:
     >>> z = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
     >>> {k: round(float(v), 4) for k, v in vicreg_terms(z, z).items()}

@@ -214,7 +214,7 @@ def _check_two_views(name: str, x) -> None:
 
 def decorrelated_prediction(pred: jax.Array, target: jax.Array, *, decorrelation_weight: float = 0.01,
                             off_diagonal_weight: float = 0.005, return_terms: bool = False,
-                            axis_name: str | None = None):
+                            axis_name: str | None = None) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
   r"""SimTPR: predict the future latent state (BYOL-style) and decorrelate the latent features (Barlow Twins).
 
   Each row holds two augmented views v = 1, 2 of the same transition. p^v is the caller's causal prediction of the
@@ -248,7 +248,7 @@ def decorrelated_prediction(pred: jax.Array, target: jax.Array, *, decorrelation
       `jax.pmap`: means and the cross-correlation matrix are over the global batch.
 
   Returns:
-    The scalar loss (float32 for float32/bfloat16 input), or (loss, terms) with `return_terms`.
+    The scalar loss (float32 for float32/bfloat16 input); with `return_terms`, `(loss, terms)`.
 
   Example:
     >>> y = jnp.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])

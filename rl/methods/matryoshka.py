@@ -101,6 +101,6 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
 
   def objective(z1, z2, *, axis_name=None):
     value, terms = nested(z1, z2, axis_name=axis_name)
-    return value, {"matryoshka": value, **{f"{metric}_d{m}": terms[i] for i, m in enumerate(dims)}}
+    return value, {"matryoshka": value, **{f"{metric}_d{m}": term for m, term in terms.items()}}
 
   return two_view.make(config, objective, name="matryoshka", forward=forward)

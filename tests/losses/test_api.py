@@ -31,3 +31,26 @@ def test_every_public_function_is_documented(name):
     hyper = [p for p in params if p.default is not inspect.Parameter.empty
              and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
     assert not hyper, f"{name}: hyper-parameters must be keyword-only: {[p.name for p in hyper]}"
+    assert "Args:" in doc and "Returns:" in doc, f"{name}: docstring lacks an Args or a Returns section"
+    assert inspect.signature(obj).return_annotation is not inspect.Signature.empty, f"{name}: no return annotation"
+
+
+def test_every_return_terms_form_returns_the_loss_and_a_dict_of_named_terms():
+  # One convention (`rl.losses` module docstring): (loss, {name: term}). Each form's values are tested in its
+  # own file; here, that no form returns a flat tuple or an array of terms.
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  x, mu = jnp.ones((4, 3)), jnp.zeros((4, 2))
+  two = jnp.stack([jnp.eye(4, 3), jnp.eye(4, 3)[::-1]], axis=1)
+  forms = {
+      "beta_vae": losses.beta_vae(x, 0.5 * x, mu, mu, return_terms=True),
+      "esmm": losses.esmm(jnp.zeros(4), jnp.zeros(4), jnp.array([1, 0, 1, 0]), jnp.array([1, 0, 0, 0]),
+                          return_terms=True),
+      "decorrelated_prediction": losses.decorrelated_prediction(two, two[:, ::-1], return_terms=True),
+      "matryoshka": losses.matryoshka(losses.nt_xent, (2, 3), return_terms=True)(x, x + mu[:, :1]),
+  }
+  with_terms = sorted(n for n in losses.__all__ if inspect.isfunction(getattr(losses, n))
+                      and "return_terms" in inspect.signature(getattr(losses, n)).parameters)
+  assert with_terms == sorted(forms), f"a return_terms form is not covered here: {with_terms}"
+  for name, out in forms.items():
+    assert isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) and out[1], (name, out)
+    assert jnp.ndim(out[0]) == 0, name

@@ -34,7 +34,8 @@ def test_hand_case():
   # ctr = log 3 (pCTR = 3/4), cvr = 0 (pCVR = 1/2): pCTCVR = 3/8.
   # Impression 1 clicked and converted: -log(3/4) - log(3/8). Impression 2 not clicked: -log(1/4) - log(5/8).
   ctr, cvr = jnp.full(2, np.log(3.0), jnp.float32), jnp.zeros(2)
-  loss, l_ctr, l_ctcvr = M.esmm(ctr, cvr, jnp.array([1, 0]), jnp.array([1, 0]), return_terms=True)
+  loss, terms = M.esmm(ctr, cvr, jnp.array([1, 0]), jnp.array([1, 0]), return_terms=True)
+  l_ctr, l_ctcvr = terms["ctr"], terms["ctcvr"]
   np.testing.assert_allclose(l_ctr, -(np.log(0.75) + np.log(0.25)) / 2, rtol=1e-6)
   np.testing.assert_allclose(l_ctcvr, -(np.log(3 / 8) + np.log(5 / 8)) / 2, rtol=1e-6)
   np.testing.assert_allclose(loss, l_ctr + l_ctcvr, rtol=1e-6)
@@ -43,7 +44,8 @@ def test_hand_case():
 def test_matches_float64_reference():
   for seed in range(3):
     ctr, cvr, click, conv = _batch(seed=seed)
-    got = M.esmm(ctr, cvr, click, conv, return_terms=True)
+    loss, terms = M.esmm(ctr, cvr, click, conv, return_terms=True)
+    got = (loss, terms["ctr"], terms["ctcvr"])
     np.testing.assert_allclose(got, esmm_reference(ctr, cvr, click, conv), rtol=1e-5)
   # Bool and float labels give the same value; soft labels follow the same BCE.
   np.testing.assert_allclose(M.esmm(ctr, cvr, click.astype(bool), conv.astype(bool)),
