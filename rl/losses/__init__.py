@@ -10,7 +10,7 @@ terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ct
 keys are the nesting sizes.
 """
 from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
-from rl.losses.contrastive import dcl, info_nce, nt_xent, supcon, supcon_simclr
+from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
 from rl.losses.masked import mae, patchify, random_masking, unpatchify
@@ -44,7 +44,7 @@ from rl.losses.video import bidirectional_prediction, iic, intra_negatives
 __all__ = [
     # contrastive
     "nt_xent", "info_nce", "dcl", "supcon", "supcon_simclr", "clip", "siglip", "alignment", "uniformity",
-    "l2_normalize",
+    "l2_normalize", "contrastive_unsupervised_loss",
     # queues, support sets and memory banks
     "moco", "queue_push", "nnclr", "nearest_neighbor", "nearest_neighbor_index", "npid", "npid_nce_normalizer",
     "memory_bank_update",
