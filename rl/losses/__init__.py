@@ -13,7 +13,8 @@ from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
-from rl.losses.masked import mae, patchify, random_masking, unpatchify
+from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
+                              unpatchify)
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
                               npid_nce_normalizer, queue_push)
 from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
@@ -56,8 +57,8 @@ __all__ = [
     "odc_fix_small_clusters",
     # pretext tasks
     "rotation_task", "relative_location_task", "jigsaw_task", "make_permutations", "pretext_cross_entropy",
-    # masked image modelling
-    "patchify", "unpatchify", "random_masking", "mae",
+    # masked image and time-series modelling
+    "patchify", "unpatchify", "random_masking", "mae", "time_series_patches", "tslanet_masking", "tslanet_loss",
     # mutual-information estimators
     "mi_infonce", "mi_nwj", "mi_dv", "mi_jsd",
     # --- Loss library II: the objectives of the seed papers ---
