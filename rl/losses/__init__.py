@@ -31,7 +31,7 @@ from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, 
 from rl.losses.feature_augment import hallucinate, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
-                                regression_bin_centroids, sinkhorn_divergence)
+                                regression_bin_centroids, sinkhorn_divergence, surrogate_contrastive_loss)
 from rl.losses.graph import node2vec_walks, sample_neighbors, skipgram_negative_sampling, walk_context_pairs
 from rl.losses.kmeans import assign_topk, spherical_kmeans
 from rl.losses.margin import arcface_logit, multilabel_cluster_loss, partial_margin_softmax
@@ -78,7 +78,7 @@ __all__ = [
     "slotcon_group_loss", "slotcon_slot_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
-    "homogeneity_loss",
+    "homogeneity_loss", "surrogate_contrastive_loss",
     # generative, graph and multi-task
     "bigan_discriminator_loss", "bigan_generator_encoder_loss", "beta_vae", "reparameterize",
     "node2vec_walks", "walk_context_pairs", "skipgram_negative_sampling", "sample_neighbors", "esmm",
