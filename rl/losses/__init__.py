@@ -6,8 +6,8 @@ then equal the single-device computation over the global batch (see `rl.losses._
 convention). The table of losses, their papers and what each needs from the caller is in `docs/losses.md`.
 
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
-terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; `matryoshka`'s
-keys are the nesting sizes.
+terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
+`matryoshka` and `fmrlrec_loss` are the nesting sizes.
 """
 from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
@@ -37,7 +37,8 @@ from rl.losses.kmeans import assign_topk, spherical_kmeans
 from rl.losses.margin import arcface_logit, multilabel_cluster_loss, partial_margin_softmax
 from rl.losses.multitask import esmm
 from rl.losses.neighbors import snn_annealing_schedule, soft_nearest_neighbor
-from rl.losses.nested import matryoshka, nested_cluster_loss
+from rl.losses.nested import (fmrlrec_loss, matryoshka, nested_cluster_loss, nested_layer_norm, nested_linear,
+                              nested_weight_mask)
 from rl.losses.temporal import (contrastive_transition_loss, decorrelated_prediction, premier_taco,
                                 premier_taco_negatives, taco)
 from rl.losses.video import bidirectional_prediction, iic, intra_negatives
@@ -64,7 +65,8 @@ __all__ = [
     # --- Loss library II: the objectives of the seed papers ---
     # retrieval, margins and clusters
     "partial_margin_softmax", "multilabel_cluster_loss", "arcface_logit", "spherical_kmeans", "assign_topk",
-    "soft_nearest_neighbor", "snn_annealing_schedule", "matryoshka", "nested_cluster_loss",
+    "soft_nearest_neighbor", "snn_annealing_schedule", "matryoshka", "nested_cluster_loss", "nested_weight_mask",
+    "nested_linear", "nested_layer_norm", "fmrlrec_loss",
     # distillation and lifelong representations
     "csd", "simplex_prototypes", "simplex_classifier_loss", "cl2r_stationarity", "mokd_self_distillation",
     "mokd_cross_distillation", "feature_regression", "attention_transfer",
