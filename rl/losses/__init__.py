@@ -20,6 +20,7 @@ from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, neares
 from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
 from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_fix_small_clusters, odc_init, odc_update,
                            odc_update_centroids)
+from rl.losses.positional import rasa_position_loss, rasa_remove_position
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
 from rl.losses.redundancy import barlow_twins, byol, negative_cosine, vicreg, vicreg_terms, wmse
@@ -78,6 +79,8 @@ __all__ = [
     # dense and object-centric
     "feature_coordinates", "pixel_positive_mask", "pixcontrast", "pixpro", "slot_assignments", "slot_pooling",
     "slotcon_group_loss", "slotcon_slot_loss",
+    # positional disentanglement of dense features
+    "rasa_position_loss", "rasa_remove_position",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
