@@ -6,19 +6,21 @@ then equal the single-device computation over the global batch (see `rl.losses._
 convention). The table of losses, their papers and what each needs from the caller is in `docs/losses.md`.
 
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
-terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; `matryoshka`'s
-keys are the nesting sizes.
+terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
+`matryoshka` and `fmrlrec_loss` are the nesting sizes.
 """
 from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
-from rl.losses.contrastive import dcl, info_nce, nt_xent, supcon, supcon_simclr
+from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
-from rl.losses.masked import mae, patchify, random_masking, unpatchify
+from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
+                              unpatchify)
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
                               npid_nce_normalizer, queue_push)
 from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
 from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_fix_small_clusters, odc_init, odc_update,
                            odc_update_centroids)
+from rl.losses.positional import rasa_position_loss, rasa_remove_position
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
 from rl.losses.redundancy import barlow_twins, byol, negative_cosine, vicreg, vicreg_terms, wmse
@@ -30,13 +32,14 @@ from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, 
 from rl.losses.feature_augment import hallucinate, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
-                                regression_bin_centroids, sinkhorn_divergence)
+                                regression_bin_centroids, sinkhorn_divergence, surrogate_contrastive_loss)
 from rl.losses.graph import node2vec_walks, sample_neighbors, skipgram_negative_sampling, walk_context_pairs
 from rl.losses.kmeans import assign_topk, spherical_kmeans
 from rl.losses.margin import arcface_logit, multilabel_cluster_loss, partial_margin_softmax
 from rl.losses.multitask import esmm
 from rl.losses.neighbors import snn_annealing_schedule, soft_nearest_neighbor
-from rl.losses.nested import matryoshka, nested_cluster_loss
+from rl.losses.nested import (fmrlrec_loss, matryoshka, nested_cluster_loss, nested_layer_norm, nested_linear,
+                              nested_weight_mask)
 from rl.losses.temporal import (contrastive_transition_loss, decorrelated_prediction, premier_taco,
                                 premier_taco_negatives, taco)
 from rl.losses.video import bidirectional_prediction, iic, intra_negatives
@@ -44,7 +47,7 @@ from rl.losses.video import bidirectional_prediction, iic, intra_negatives
 __all__ = [
     # contrastive
     "nt_xent", "info_nce", "dcl", "supcon", "supcon_simclr", "clip", "siglip", "alignment", "uniformity",
-    "l2_normalize",
+    "l2_normalize", "contrastive_unsupervised_loss",
     # queues, support sets and memory banks
     "moco", "queue_push", "nnclr", "nearest_neighbor", "nearest_neighbor_index", "npid", "npid_nce_normalizer",
     "memory_bank_update",
@@ -56,14 +59,15 @@ __all__ = [
     "odc_fix_small_clusters",
     # pretext tasks
     "rotation_task", "relative_location_task", "jigsaw_task", "make_permutations", "pretext_cross_entropy",
-    # masked image modelling
-    "patchify", "unpatchify", "random_masking", "mae",
+    # masked image and time-series modelling
+    "patchify", "unpatchify", "random_masking", "mae", "time_series_patches", "tslanet_masking", "tslanet_loss",
     # mutual-information estimators
     "mi_infonce", "mi_nwj", "mi_dv", "mi_jsd",
     # --- Loss library II: the objectives of the seed papers ---
     # retrieval, margins and clusters
     "partial_margin_softmax", "multilabel_cluster_loss", "arcface_logit", "spherical_kmeans", "assign_topk",
-    "soft_nearest_neighbor", "snn_annealing_schedule", "matryoshka", "nested_cluster_loss",
+    "soft_nearest_neighbor", "snn_annealing_schedule", "matryoshka", "nested_cluster_loss", "nested_weight_mask",
+    "nested_linear", "nested_layer_norm", "fmrlrec_loss",
     # distillation and lifelong representations
     "csd", "simplex_prototypes", "simplex_classifier_loss", "cl2r_stationarity", "mokd_self_distillation",
     "mokd_cross_distillation", "feature_regression", "attention_transfer",
@@ -75,9 +79,11 @@ __all__ = [
     # dense and object-centric
     "feature_coordinates", "pixel_positive_mask", "pixcontrast", "pixpro", "slot_assignments", "slot_pooling",
     "slotcon_group_loss", "slotcon_slot_loss",
+    # positional disentanglement of dense features
+    "rasa_position_loss", "rasa_remove_position",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
-    "homogeneity_loss",
+    "homogeneity_loss", "surrogate_contrastive_loss",
     # generative, graph and multi-task
     "bigan_discriminator_loss", "bigan_generator_encoder_loss", "beta_vae", "reparameterize",
     "node2vec_walks", "walk_context_pairs", "skipgram_negative_sampling", "sample_neighbors", "esmm",

@@ -385,3 +385,88 @@ def supcon_simclr(z: jax.Array, labels: jax.Array, *, weight: float = 0.5, tempe
   (sup, unsup), count = _multi_positive_nce(z, [labels, instance], temperature, axis_name, impl, tile_size)
   local = (1.0 - weight) * sup + weight * unsup
   return _collectives.global_mean(local, count, axis_name)
+
+
+def _check_negatives(negatives, b: int, d: int) -> None:
+  _checks.check_array("negatives", negatives, shape_doc="[b, k, d] or [b, d]")
+  if negatives.ndim not in (2, 3) or negatives.shape[0] != b or negatives.shape[-1] != d:
+    raise ValueError(f"negatives must have shape [{b}, k, {d}] (k negatives per anchor) or [{b}, {d}] (k = 1); "
+                     f"got shape {tuple(negatives.shape)}.")
+
+
+def contrastive_unsupervised_loss(anchor: jax.Array, positive: jax.Array, *, negatives: jax.Array | None = None,
+                                  loss: str = "logistic", axis_name: str | None = None) -> jax.Array:
+  r"""The unsupervised contrastive loss L_un of Arora et al. (2019), with k negatives, hinge or logistic.
+
+  For an anchor x, a similar point x^+ and negatives x_1^-, ..., x_k^-, with the representations f (not
+  normalised: the paper's inner products are raw),
+
+  .. math::
+      v_i = f(x)^\top\big(f(x^+) - f(x_i^-)\big), \qquad
+      L_{un}(f) = \mathbb{E}\Big[\ell\big(\{v_i\}_{i=1}^{k}\big)\Big],
+
+  .. math::
+      \ell_{\text{hinge}}(v) = \max\Big\{0,\ 1 + \max_i\,(-v_i)\Big\}, \qquad
+      \ell_{\text{logistic}}(v) = \log_2\Big(1 + \sum_{i=1}^{k} e^{-v_i}\Big),
+
+  the expectation being the mean over the GLOBAL batch. For k = 1 both reduce to the binary losses of the
+  paper's Section 4 (hinge max(0, 1 - v), logistic log2(1 + e^{-v})); k negatives are its Section 6.1. The
+  logistic form is a log-sum-exp (base 2) over {0, -v_1, ..., -v_k}, computed stably.
+
+  Source. The definitions are the paper's (Section 2: the loss functions ell on R^k; Sections 4 and 6.1: L_un
+  with one and with k negatives). Our stored copies of the paper gave only its abstract and introduction, so
+  the two formulas above are written from the paper as we know it (standard hinge and logistic losses of a
+  vector, log base 2) and are not checked against a stored equation. The authors released no code for L_un.
+
+  Negatives. The paper draws each negative independently from the data distribution. Pass them as
+  `negatives` [b, k, d] (e.g. encodings of random other points). With `negatives=None` the negatives of anchor
+  i are the positives of the other B - 1 examples of the GLOBAL batch (k = B - 1, gathered from every device
+  under `axis_name`), the usual in-batch stand-in for independent draws.
+
+  Args:
+    anchor: [b, d] representations f(x).
+    positive: [b, d] representations f(x^+); row i is similar to `anchor[i]`.
+    negatives: optional [b, k, d] representations f(x_i^-) of each anchor's k negatives ([b, d] for k = 1);
+      None: in-batch negatives, as above.
+    loss: "logistic" (default) or "hinge", the paper's two losses ell.
+    axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
+      `jax.pmap`, where they are this device's shard: the mean runs over every device and, with
+      `negatives=None`, the positives of every device are the negatives.
+
+  Returns:
+    The scalar L_un over the global batch (float32 for float32/bfloat16 input).
+
+  Example:
+    >>> a = jnp.array([[1.0, 0.0]]); p = jnp.array([[2.0, 0.0]]); n = jnp.array([[[0.0, 1.0]]])
+    >>> float(contrastive_unsupervised_loss(a, p, negatives=n, loss="hinge"))  # v = 1 * (2 - 0) = 2: 1 - 2 < 0
+    0.0
+    >>> round(float(contrastive_unsupervised_loss(a, p, negatives=n)), 4)  # log2(1 + e^-2)
+    0.1831
+
+  Arora, Khandeparkar, Khodak, Plevrakis & Saunshi, "A Theoretical Analysis of Contrastive Unsupervised
+  Representation Learning", ICML 2019, https://arxiv.org/abs/1902.09229.
+  """
+  _checks.check_embeddings(anchor=anchor, positive=positive)
+  if loss not in ("logistic", "hinge"):
+    raise ValueError(f'loss must be "logistic" or "hinge"; got {loss!r}.')
+  b, d = anchor.shape
+  a, p = _ops.to_float32(anchor, positive)
+  pos = jnp.sum(a * p, axis=1)  # f(x)^T f(x+)
+  if negatives is None:
+    keys = _collectives.all_gather(p, axis_name)  # [B, d]
+    v = pos[:, None] - a @ keys.T  # [b, B]
+    own = jnp.arange(b) + _collectives.axis_index(axis_name) * b
+    valid = jnp.arange(keys.shape[0])[None, :] != own[:, None]  # an anchor's own positive is no negative
+  else:
+    _check_negatives(negatives, b, d)
+    n = _ops.to_float32(negatives)
+    n = n[:, None, :] if n.ndim == 2 else n
+    v = pos[:, None] - jnp.einsum("bd,bkd->bk", a, n)  # [b, k]
+    valid = jnp.ones(v.shape, bool)
+  minus_v = jnp.where(valid, -v, -jnp.inf)
+  if loss == "hinge":
+    per_anchor = jnp.maximum(0.0, 1.0 + jnp.max(minus_v, axis=1))
+  else:
+    with_one = jnp.concatenate([jnp.zeros((b, 1), v.dtype), minus_v], axis=1)  # the 1 of 1 + sum e^{-v}
+    per_anchor = jax.nn.logsumexp(with_one, axis=1) / jnp.log(2.0)
+  return _collectives.global_mean(jnp.sum(per_anchor), b, axis_name)

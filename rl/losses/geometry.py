@@ -304,7 +304,8 @@ def enveloping_loss(features: jax.Array, labels: jax.Array, points: jax.Array, *
 
 
 def homogeneity_loss(features: jax.Array, labels: jax.Array, *, bin_centers: jax.Array,
-                     surrogate: jax.Array | None = None, axis_name: str | None = None) -> jax.Array:
+                     surrogate: jax.Array | None = None, form: str = "paper", alpha: float = -1.0,
+                     beta: float = 0.1, axis_name: str | None = None) -> jax.Array:
   r"""Homogeneity loss: representations evenly spaced along a smooth label-ordered trace.
 
   With the unit-norm bin centroids :math:`c_k` at label values :math:`y_k` (see `enveloping_loss`), the paper's
@@ -317,15 +318,24 @@ def homogeneity_loss(features: jax.Array, labels: jax.Array, *, bin_centers: jax
   Theorem 1) and which also penalises its length. Without a `surrogate`, bins absent from the batch are skipped:
   each present bin is joined to the next present one, with the label gap between them.
 
-  The authors' released code uses instead `alpha * sum_k cos(c_k, c_{k+1}) + beta * var_k cos(c_k, c_{k+1})`
-  (alpha = -1, beta = 0.1 for AgeDB); for unit-spaced bins the first term is the formula above, halved, minus a
-  constant. We implement the paper's formula.
+  The authors' released code (`smooth_loss` in agedb-dir/dfr.py, applied to the trace by `dfr_simple`) uses
+  instead, with :math:`s_k = \cos(c_k, c_{k+1})` over the P consecutive pairs,
+
+  .. math::
+      L_{\text{homo}}^{\text{code}} = \alpha \sum_{k} s_k + \beta\, \frac{1}{P - 1} \sum_k (s_k - \bar s)^2 ,
+
+  alpha = -1, beta = 0.1 (its defaults; torch's unbiased variance, taken as 0 here when P < 2, where torch
+  gives NaN). For unit-spaced bins its first term is the paper's formula halved, minus a constant; the label
+  gaps do not enter it. `form="paper"` (default) is the formula above, `form="code"` the released one.
 
   Args:
     features: [b, d] representations (normalised here).
     labels: [b] regression targets, binned to the nearest of `bin_centers`.
     bin_centers: [K] strictly increasing label value of each bin (K >= 2).
     surrogate: optional [K, d] centroids kept by the caller (SRL), used as constants for absent bins.
+    form: "paper" (the energy above) or "code" (the released cosine form).
+    alpha: weight of the sum of cosines in the "code" form (-1).
+    beta: weight of their variance in the "code" form (0.1).
     axis_name: None for a whole batch; the mapped axis inside `jax.shard_map` or `jax.pmap`.
 
   Returns:
@@ -339,6 +349,8 @@ def homogeneity_loss(features: jax.Array, labels: jax.Array, *, bin_centers: jax
   Dong et al., "Improve Representation for Imbalanced Regression through Geometric Constraints", CVPR 2025,
   https://arxiv.org/abs/2503.00876 (homogeneity loss).
   """
+  if form not in ("paper", "code"):
+    raise ValueError(f'form must be "paper" or "code"; got {form!r}.')
   c, present = _trace(features, labels, bin_centers, surrogate, axis_name)
   centers = jnp.asarray(bin_centers, jnp.float32)
   k = centers.shape[0]
@@ -347,6 +359,91 @@ def homogeneity_loss(features: jax.Array, labels: jax.Array, *, bin_centers: jax
   nxt = jnp.concatenate([jax.lax.cummin(idx, reverse=True)[1:], jnp.array([k])])
   valid = present & (nxt < k)
   j = jnp.minimum(nxt, k - 1)
+  if form == "code":
+    cos = jnp.where(valid, jnp.sum(c[j] * c, axis=1), 0.0)  # unit-norm trace points: dot products are cosines
+    pairs = jnp.sum(valid.astype(cos.dtype))
+    mean = jnp.sum(cos) / jnp.maximum(pairs, 1.0)
+    var = jnp.sum(jnp.where(valid, jnp.square(cos - mean), 0.0)) / jnp.maximum(pairs - 1.0, 1.0)
+    return alpha * jnp.sum(cos) + beta * var
   gap = jnp.where(valid, centers[j] - centers, 1.0)
   terms = jnp.sum(jnp.square(c[j] - c), axis=1) / gap
   return jnp.sum(jnp.where(valid, terms, 0.0))
+
+
+def surrogate_contrastive_loss(features: jax.Array, labels: jax.Array, surrogate: jax.Array, *,
+                               bin_centers: jax.Array, temperature: float = 0.3, weighted: bool = False,
+                               fill_from_batch: bool = True, axis_name: str | None = None) -> jax.Array:
+  r"""SRL's surrogate-contrastive term: each feature must pick its own bin's centroid among all K bins'.
+
+  The targets are the K unit-norm bin centroids :math:`s_k`: this batch's centroid where the GLOBAL batch has
+  examples of bin k (`regression_bin_centroids`), the caller's surrogate row elsewhere, all held constant
+  (stop-gradient, as the authors detach them). With :math:`z_i` the normalised features and :math:`b(i)` the bin
+  nearest to label :math:`y_i`,
+
+  .. math::
+      \ell_i = -\frac{z_i^\top s_{b(i)}}{\tau}
+               + \log \sum_{k=1}^{K} w_{ik}\, e^{z_i^\top s_k / \tau}, \qquad
+      L_{\text{con}} = \frac{1}{B} \sum_{i=1}^{B} \ell_i ,
+
+  with :math:`w_{ik} = 1` by default; with `weighted=True`, :math:`w_{ik} = (|y_i - y_k| + 1) / W`, W the
+  largest such value over the global batch and the bins (the code's `use_weight`: far bins push harder). The
+  positive's own term is weighted in the sum, as in the code.
+
+  Source. The released code (`regression_contrastive_loss` with targets from `dfr_simple`, agedb-dir/dfr.py of
+  github.com/yilei-wu/imbalanced-regression); our stored copies of the paper gave only its abstract and
+  introduction, so the paper's equation for this term was not available to compare. `fill_from_batch=False`
+  uses the surrogate alone as the targets (the code's `dfr_simple2`). The default temperature 0.3 is the
+  authors' AgeDB-DIR / IMDB-WIKI-DIR default (0.1 for STS-B-DIR). SRL adds this term to the regression loss
+  with the enveloping and homogeneity losses on the same trace (weights 10, 100 and 0.01 in the AgeDB script).
+
+  Caller's duties: keep the surrogate, e.g. `S <- alpha S + (1 - alpha) S_hat` from epoch-accumulated
+  `regression_bin_centroids` (SRL's momentum update; bins never seen stay zero rows, scored as cosine 0).
+
+  Args:
+    features: [b, d] representations (normalised here).
+    labels: [b] regression targets, binned to the nearest of `bin_centers`.
+    surrogate: [K, d] surrogate centroids (normalised here; constants).
+    bin_centers: [K] strictly increasing label value of each bin (K >= 2).
+    temperature: tau > 0.
+    weighted: use the label-distance weights w above.
+    fill_from_batch: replace the surrogate by this batch's centroid for the bins present in the global batch.
+    axis_name: None for a whole batch; the mapped axis inside `jax.shard_map` or `jax.pmap`: the centroids,
+      the weight normaliser W and the mean come from every device.
+
+  Returns:
+    The scalar loss (float32 for float32/bfloat16 input).
+
+  Example:
+    >>> z = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> near = surrogate_contrastive_loss(z, jnp.array([0.0, 1.0]), z, bin_centers=jnp.arange(2.0))
+    >>> far = surrogate_contrastive_loss(z, jnp.array([1.0, 0.0]), z, bin_centers=jnp.arange(2.0),
+    ...                                  fill_from_batch=False)
+    >>> bool(near < far)
+    True
+
+  Dong et al., "Improve Representation for Imbalanced Regression through Geometric Constraints", CVPR 2025,
+  https://arxiv.org/abs/2503.00876 (surrogate-driven representation learning, SRL).
+  """
+  if surrogate is None:
+    raise ValueError("surrogate must be a [K, d] array of centroids (zeros before the first update); got None.")
+  _check_bins(features, labels, bin_centers, surrogate)
+  _checks.check_positive("temperature", temperature)
+  b = features.shape[0]
+  u = l2_normalize(_ops.to_float32(features))
+  centers = jnp.asarray(bin_centers, jnp.float32)
+  y = labels.astype(jnp.float32)
+  bins = jnp.argmin(jnp.abs(y[:, None] - centers[None, :]), axis=1)
+  targets = _ops.to_float32(surrogate)
+  if fill_from_batch:
+    centroids, counts = regression_bin_centroids(features, labels, bin_centers=bin_centers, axis_name=axis_name)
+    targets = jnp.where(counts[:, None] > 0, centroids, targets)
+  targets = jax.lax.stop_gradient(l2_normalize(targets))
+  logits = (u @ targets.T) / temperature  # [b, K]
+  positive = jnp.take_along_axis(logits, bins[:, None], axis=1)[:, 0]
+  if weighted:
+    w = jnp.abs(y[:, None] - centers[None, :]) + 1.0
+    w = w / _collectives.pmax(jax.lax.stop_gradient(jnp.max(w)), axis_name)
+    lse = jax.nn.logsumexp(logits, axis=1, b=w)
+  else:
+    lse = jax.nn.logsumexp(logits, axis=1)
+  return _collectives.global_mean(jnp.sum(lse - positive), b, axis_name)

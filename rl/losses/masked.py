@@ -1,4 +1,5 @@
-"""Masked image modelling: patches, random masking and the MAE reconstruction loss.
+"""Masked modelling: image patches, random masking and the MAE reconstruction loss; time-series patches, masking
+and TSLANet's masked-reconstruction pretraining loss.
 
 Patches follow the official MAE code (facebookresearch/mae, models_mae.py): an image is cut into an
 (h / p) x (w / p) grid of p x p patches in reading order, and each patch is flattened as (p, q, c) row-major, i.e.
@@ -226,4 +227,143 @@ def mae(pred: jax.Array, images: jax.Array, mask: jax.Array, *, patch_size: int 
   return num / den
 
 
-__all__ = ["patchify", "unpatchify", "random_masking", "mae"]
+# ---------------------------------------------------------------------------------------------------------------
+# Masked time-series modelling (TSLANet)
+# ---------------------------------------------------------------------------------------------------------------
+
+def time_series_patches(series: jax.Array, *, patch_size: int = 8, stride: int | None = None) -> jax.Array:
+  """Cuts each channel of a time series into overlapping patches, as TSLANet (and PatchTST) do.
+
+  Patch j of channel m is `series[:, j * stride : j * stride + patch_size, m]`, for j = 0, ..., n - 1 with
+  n = (l - patch_size) // stride + 1 (a tail shorter than a patch is dropped, as torch's `unfold`). TSLANet's
+  forecasting model treats channels independently (its `rearrange(..., 'b m n p -> (b m) n p')`): reshape the
+  result to [b * c, n, p]. Its classification model embeds all channels of a patch together (a Conv1d with
+  kernel `patch_size` and the same stride): transpose to [b, n, c, p] and flatten the last two axes.
+
+  Args:
+    series: [b, l, c] (or [b, l], one channel) time series, time on axis 1.
+    patch_size: patch length p (8 in TSLANet's classification scripts, 64 for forecasting).
+    stride: step between patch starts; default patch_size // 2, TSLANet's choice (overlapping halves).
+
+  Returns:
+    [b, c, n, p] patches, in the dtype of `series`.
+
+  Example:
+    >>> time_series_patches(jnp.arange(6.0)[None, :, None], patch_size=4)[0, 0].tolist()
+    [[0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]]
+
+  Eldele et al., "TSLANet: Rethinking Transformers for Time Series Representation Learning", ICML 2024,
+  https://arxiv.org/abs/2404.08472 (github.com/emadeldeen24/TSLANet, `PatchEmbed` and `TSLANet.pretrain`).
+  """
+  _checks.check_array("series", series, floating=False, shape_doc="[b, l, c] or [b, l]")
+  if series.ndim not in (2, 3):
+    raise ValueError(f"series must have shape [b, l, c] or [b, l]; got shape {tuple(series.shape)}.")
+  x = series[..., None] if series.ndim == 2 else series
+  if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+    raise ValueError(f"patch_size must be a positive int; got {patch_size!r}.")
+  stride = max(patch_size // 2, 1) if stride is None else stride
+  if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+    raise ValueError(f"stride must be a positive int; got {stride!r}.")
+  length = x.shape[1]
+  if length < patch_size:
+    raise ValueError(f"series must be at least patch_size={patch_size} steps long; got length {length} "
+                     f"(shape {tuple(series.shape)}).")
+  n = (length - patch_size) // stride + 1
+  index = jnp.arange(n)[:, None] * stride + jnp.arange(patch_size)[None, :]  # [n, p]
+  return jnp.transpose(x[:, index, :], (0, 3, 1, 2))  # [b, n, p, c] -> [b, c, n, p]
+
+
+def tslanet_masking(key: jax.Array, tokens: jax.Array, *, mask_ratio: float = 0.4,
+                    axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
+  """TSLANet's masking: a random subset of each example's patches is set to zero, in place.
+
+  Unlike MAE, which drops the masked tokens (`random_masking`), TSLANet keeps the sequence length and zeroes the
+  masked patches (PatchTST's `random_masking_3D`), so the encoder sees every position. The subset is the one
+  `random_masking` draws (per-example noise, argsort; int(L * (1 - mask_ratio)) tokens kept), so it does not
+  depend on sharding. TSLANet masks the raw patches before the input layer in its forecasting model and the
+  embedded patches (after the positional embedding) in its classification model: pass whichever you mask.
+
+  Args:
+    key: PRNG key (the same on every device).
+    tokens: [b, L, D] patches or patch embeddings.
+    mask_ratio: fraction of patches zeroed, in [0, 1) (0.4 in the authors' scripts).
+    axis_name: None for the whole batch; the mapped axis inside `jax.shard_map`/`jax.pmap` (global example
+      indices pick the noise, so a sharded batch gets the masks of the whole one).
+
+  Returns:
+    (masked tokens [b, L, D], zero where masked; mask float32 [b, L], 1 = masked). Gradients flow to the
+    kept tokens.
+
+  Example:
+    >>> masked, mask = tslanet_masking(jax.random.key(0), jnp.ones((2, 10, 3)))
+    >>> mask.sum(axis=1).tolist(), float(masked.sum())
+    ([4.0, 4.0], 36.0)
+
+  Eldele et al., "TSLANet: Rethinking Transformers for Time Series Representation Learning", ICML 2024,
+  https://arxiv.org/abs/2404.08472 (`random_masking_3D` of github.com/emadeldeen24/TSLANet, from PatchTST).
+  """
+  _, mask, _ = random_masking(key, tokens, mask_ratio=mask_ratio, axis_name=axis_name)
+  masked = jnp.where(mask[..., None] > 0, jnp.zeros((), tokens.dtype), tokens)
+  return masked, mask
+
+
+def tslanet_loss(pred: jax.Array, target: jax.Array, mask: jax.Array, *, stop_gradient_target: bool = False,
+                 axis_name: str | None = None) -> jax.Array:
+  r"""TSLANet's self-supervised pretraining loss: mean squared error on the masked patches.
+
+  With the encoder's outputs on the masked sequence :math:`\hat z_{il}` and the targets :math:`z_{il}` (the
+  patch embeddings of the UNMASKED sequence), both [b, L, D], and m = 1 on masked patches,
+
+  .. math::
+      L = \frac{\sum_{i, l} m_{il}\, \frac{1}{D} \lVert \hat z_{il} - z_{il} \rVert^2}{\sum_{i, l} m_{il}} ,
+
+  the sums running over the GLOBAL batch (`psum` under `axis_name`). The encoder stays the caller's: embed the
+  patches (`time_series_patches`), add the positional embedding, mask (`tslanet_masking`), run the blocks, and
+  pass their output as `pred` and the unmasked embeddings as `target`.
+
+  Source. We follow the authors' released code (`model_pretraining._calculate_loss` and `TSLANet.pretrain` in
+  Classification/TSLANet_classification.py and Forecasting/TSLANet_Forecasting.py): the reconstruction target
+  is the embedded patch sequence, not the raw signal, and it is NOT detached, so the patch embedding (and the
+  positional embedding) receive gradient through the target as well as through the prediction. Our stored
+  copies of the paper gave only its abstract and introduction, so we could not compare the paper's equation
+  with the code; `stop_gradient_target=True` gives the MAE-style fixed target instead.
+
+  Args:
+    pred: [b, L, D] encoder outputs on the masked sequence.
+    target: [b, L, D] embeddings of the unmasked patches.
+    mask: [b, L], 1 where a patch was masked (as `tslanet_masking` returns); no gradient flows through it.
+    stop_gradient_target: apply `jax.lax.stop_gradient` to `target` (default False, as the released code).
+    axis_name: None for the whole batch; the mapped axis inside `jax.shard_map`/`jax.pmap`, where both sums
+      run over every device.
+
+  Returns:
+    The scalar loss (float32 for float32/bfloat16 input).
+
+  Example:
+    >>> pred, target = jnp.zeros((1, 3, 2)), jnp.array([[[1.0, 1.0], [2.0, 0.0], [9.0, 9.0]]])
+    >>> float(tslanet_loss(pred, target, jnp.array([[1.0, 1.0, 0.0]])))  # (1 + 2) / 2, the kept patch ignored
+    1.5
+
+  Eldele et al., "TSLANet: Rethinking Transformers for Time Series Representation Learning", ICML 2024,
+  https://arxiv.org/abs/2404.08472 (code: github.com/emadeldeen24/TSLANet).
+  """
+  _checks.check_array("pred", pred, ndim=3, shape_doc="[b, L, D]")
+  _checks.check_array("target", target, ndim=3, shape_doc="[b, L, D]")
+  _checks.check_same_shape(pred=pred, target=target)
+  _checks.check_array("mask", mask, ndim=2, floating=False, shape_doc=f"[{pred.shape[0]}, {pred.shape[1]}]")
+  if tuple(mask.shape) != tuple(pred.shape[:2]):
+    raise ValueError(f"mask must have shape [b, L] = {tuple(pred.shape[:2])} (one entry per patch of pred); "
+                     f"got shape {tuple(mask.shape)}.")
+  dtype = jnp.promote_types(jnp.promote_types(pred.dtype, target.dtype), jnp.float32)
+  target = target.astype(dtype)
+  if stop_gradient_target:
+    target = jax.lax.stop_gradient(target)
+  per_patch = jnp.mean(jnp.square(pred.astype(dtype) - target), axis=-1)  # [b, L]
+  mask = jax.lax.stop_gradient(mask.astype(dtype))
+  num = _collectives.psum(jnp.sum(per_patch * mask), axis_name)
+  den = _collectives.psum(jnp.sum(mask), axis_name)
+  return num / den
+
+
+__all__ = ["patchify", "unpatchify", "random_masking", "mae", "time_series_patches", "tslanet_masking",
+           "tslanet_loss"]

@@ -1,7 +1,9 @@
 """Nested (Matryoshka) objectives: one loss applied to the leading prefixes z[..., :m] of an embedding.
 
 `matryoshka` turns any objective of `rl.losses` into its Matryoshka form; `nested_cluster_loss` is Franca's
-multi-head clustering loss, one Sinkhorn-Knopp clustering head per nested slice.
+multi-head clustering loss, one Sinkhorn-Knopp clustering head per nested slice. fMRLRec nests the whole model,
+not only its output: `nested_weight_mask`, `nested_linear` and `nested_layer_norm` make one set of weights serve
+every width m, and `fmrlrec_loss` is its next-item objective at every size.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numbers
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 from rl.losses import _checks
 from rl.losses import _collectives
@@ -238,3 +241,225 @@ def nested_cluster_loss(student_feats: jax.Array, teacher_feats: jax.Array, prot
     log_p = jax.nn.log_softmax(student_scores / student_temp, axis=-1)
     total = total - jnp.sum(codes * log_p)  # this device's samples; the global mean is taken once below
   return _collectives.global_mean(total, b, axis_name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fMRLRec: one set of weights for every nested size
+# ---------------------------------------------------------------------------------------------------------------
+
+def nested_weight_mask(dims: Sequence[int]) -> jax.Array:
+  r"""fMRLRec's nested weight structure, as a 0/1 mask on a [D, D] kernel (D = dims[-1], layout [in, out]).
+
+  The outputs are cut into blocks :math:`[m_{g-1}, m_g)` (with :math:`m_0 = 0`); output block g reads only the
+  first :math:`m_g` inputs:
+
+  .. math::
+      M_{ij} = \mathbb{1}\big[\, i < m_{g(j)} \,\big], \qquad g(j) = \min\{g : j < m_g\} .
+
+  The kernel is therefore block lower-triangular in the [out, in] view, and its top-left [m, m] corner is a
+  complete layer of width m for every m in `dims` (see `nested_linear`).
+
+  Args:
+    dims: the nesting sizes, strictly increasing positive ints (fMRLRec: 8, 16, ..., 1024).
+
+  Returns:
+    [D, D] float32 mask, rows = inputs, columns = outputs.
+
+  Example:
+    >>> nested_weight_mask((1, 3)).astype(int).tolist()
+    [[1, 1, 1], [0, 1, 1], [0, 1, 1]]
+
+  Wang, Yue, Zeng, Wang & McAuley, "Train Once, Deploy Anywhere: Matryoshka Representation Learning for
+  Multimodal Recommendation", Findings of EMNLP 2024, https://arxiv.org/abs/2409.16627 (`MRLSquareLinearLayer`
+  of github.com/yueqirex/fMRLRec).
+  """
+  dims = _check_dims(dims)
+  ends = np.asarray(dims)
+  reads = ends[np.searchsorted(ends, np.arange(dims[-1]), side="right")]  # m_{g(j)} of each output j
+  return jnp.asarray(np.arange(dims[-1])[:, None] < reads[None, :], jnp.float32)
+
+
+def _check_nested_input(x, dims) -> int:
+  _checks.check_array("x", x, shape_doc="[..., D]")
+  if x.ndim < 1 or x.shape[-1] != dims[-1]:
+    raise ValueError(f"x must have shape [..., {dims[-1]}] (D = dims[-1], dims={dims}); got shape "
+                     f"{tuple(x.shape)}.")
+  return dims[-1]
+
+
+def nested_linear(x: jax.Array, kernel: jax.Array, *, dims: Sequence[int],
+                  bias: jax.Array | None = None) -> jax.Array:
+  r"""fMRLRec's nested linear map: one [D, D] kernel that is also the layer of every smaller width m in `dims`.
+
+  .. math::
+      y = x\,(W \odot M) + b, \qquad M = \text{nested\_weight\_mask}(\text{dims}),
+
+  i.e. output block g is :math:`x_{[:m_g]} W_{[:m_g,\, m_{g-1}:m_g]}`. Hence for every m in `dims`,
+  :math:`y_{[:m]}` depends on :math:`x_{[:m]}` only and equals `nested_linear(x[..., :m], kernel[:m, :m],
+  dims=<dims up to m>)`: the model of width m is the top-left corner of the trained weights ("train once,
+  deploy anywhere"), and the masked entries get zero gradient. The released code stores the blocks as separate
+  `nn.Linear(m_g, m_g - m_{g-1})` layers and concatenates their outputs (`MRLSquareLinearLayer`); the masked
+  kernel computes the same map with one matmul and the same number of free parameters.
+
+  Args:
+    x: [..., D] activations, D = dims[-1].
+    kernel: [D, D] weights in the [in, out] layout (Flax's `Dense`); entries outside the mask are ignored.
+    dims: the nesting sizes, strictly increasing (fMRLRec: 8, 16, ..., 1024).
+    bias: optional [D] bias (its first m entries belong to the width-m model).
+
+  Returns:
+    [..., D] outputs, in the promoted dtype of `x` and `kernel`.
+
+  Example:
+    >>> x, w = jnp.array([[1.0, 2.0]]), jnp.array([[1.0, 1.0], [5.0, 1.0]])
+    >>> nested_linear(x, w, dims=(1, 2)).tolist()  # output 0 reads x[:1] only: 1 * 1; output 1: 1 + 2
+    [[1.0, 3.0]]
+
+  Wang, Yue, Zeng, Wang & McAuley, "Train Once, Deploy Anywhere: Matryoshka Representation Learning for
+  Multimodal Recommendation", Findings of EMNLP 2024, https://arxiv.org/abs/2409.16627 (the efficient linear
+  transformation that embeds smaller models into larger ones; code: github.com/yueqirex/fMRLRec).
+  """
+  dims = _check_dims(dims)
+  d = _check_nested_input(x, dims)
+  _checks.check_array("kernel", kernel, ndim=2, shape_doc=f"[{d}, {d}]")
+  if tuple(kernel.shape) != (d, d):
+    raise ValueError(f"kernel must have shape [{d}, {d}] (D = dims[-1], layout [in, out]); got shape "
+                     f"{tuple(kernel.shape)}.")
+  if bias is not None:
+    _checks.check_array("bias", bias, ndim=1, shape_doc=f"[{d}]")
+    if bias.shape[0] != d:
+      raise ValueError(f"bias must have shape [{d}]; got shape {tuple(bias.shape)}.")
+  y = x @ (kernel * nested_weight_mask(dims).astype(kernel.dtype))
+  return y if bias is None else y + bias
+
+
+def nested_layer_norm(x: jax.Array, *, dims: Sequence[int], scale: jax.Array | None = None,
+                      bias: jax.Array | None = None, epsilon: float = 1e-5) -> jax.Array:
+  r"""fMRLRec's nested layer normalisation: each block :math:`[m_{g-1}, m_g)` is normalised on its own.
+
+  .. math::
+      y_{[m_{g-1}:m_g]} = \frac{x_{[m_{g-1}:m_g]} - \mu_g}{\sqrt{\sigma_g^2 + \epsilon}} \odot \gamma_{[m_{g-1}:m_g]}
+                          + \beta_{[m_{g-1}:m_g]},
+
+  :math:`\mu_g, \sigma_g^2` the mean and (biased) variance over the block. A LayerNorm over all D features would
+  let the first m outputs depend on the later features; normalising per block keeps every prefix a model of
+  its own (`MRLLayerNorm` of the released code, torch's `nn.LayerNorm` per block, eps 1e-5).
+
+  Args:
+    x: [..., D] activations, D = dims[-1].
+    dims: the nesting sizes, strictly increasing.
+    scale: optional [D] gain gamma (default ones).
+    bias: optional [D] offset beta (default zeros).
+    epsilon: added to the variance (1e-5, torch's default).
+
+  Returns:
+    [..., D] normalised activations, in the dtype of `x` (statistics in float32 at least).
+
+  Example:
+    >>> nested_layer_norm(jnp.array([[1.0, 3.0, 10.0, 30.0]]), dims=(2, 4), epsilon=0.0).tolist()
+    [[-1.0, 1.0, -1.0, 1.0]]
+
+  Wang, Yue, Zeng, Wang & McAuley, "Train Once, Deploy Anywhere: Matryoshka Representation Learning for
+  Multimodal Recommendation", Findings of EMNLP 2024, https://arxiv.org/abs/2409.16627 (`MRLLayerNorm` of
+  github.com/yueqirex/fMRLRec).
+  """
+  dims = _check_dims(dims)
+  d = _check_nested_input(x, dims)
+  for name, v in (("scale", scale), ("bias", bias)):
+    if v is not None:
+      _checks.check_array(name, v, ndim=1, shape_doc=f"[{d}]")
+      if v.shape[0] != d:
+        raise ValueError(f"{name} must have shape [{d}]; got shape {tuple(v.shape)}.")
+  _checks.check_in_range("epsilon", epsilon, 0.0, float("inf"))
+  h = _ops.to_float32(x)
+  parts = []
+  for start, end in zip((0,) + dims[:-1], dims):
+    block = h[..., start:end]
+    mean = jnp.mean(block, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(block - mean), axis=-1, keepdims=True)
+    parts.append((block - mean) * lax.rsqrt(var + epsilon))
+  y = jnp.concatenate(parts, axis=-1)
+  if scale is not None:
+    y = y * scale
+  if bias is not None:
+    y = y + bias
+  return y.astype(x.dtype)
+
+
+def fmrlrec_loss(hidden: jax.Array, item_embeddings: jax.Array, labels: jax.Array, *, dims: Sequence[int],
+                 ignore_index: int | None = 0, reduction: str = "mean", return_terms: bool = False,
+                 axis_name: str | None = None) -> jax.Array | tuple[jax.Array, dict[int, jax.Array]]:
+  r"""fMRLRec's training objective: next-item cross-entropy over all items, at every nested size.
+
+  For each nesting size m the scores of all N items use the first m features of the sequence states
+  :math:`h` and of the (shared, projected multimodal) item embeddings :math:`E`:
+
+  .. math::
+      s^{(m)} = h_{[:, 1:m]}\, E_{[:, 1:m]}^\top, \qquad
+      \mathcal{L}_m = \frac{1}{|V|} \sum_{t \in V} -\log \operatorname{softmax}\big(s^{(m)}_t\big)_{y_t}, \qquad
+      L = \frac{1}{|\mathcal{M}|} \sum_{m \in \mathcal{M}} \mathcal{L}_m ,
+
+  V the positions whose label is not `ignore_index` (padding) over the GLOBAL batch. The mean over sizes is what
+  the released code computes (one `CrossEntropyLoss(ignore_index=0)` over the scores of all sizes stacked,
+  trainer/lru.py); `reduction="sum"` gives MRL's sum over sizes (eq. 1 of Kusupati et al.). Our stored copies
+  of the fMRLRec paper gave only its abstract and introduction, so its own equation could not be compared. The
+  padding item (row 0 in the code) stays in the softmax, as in the code's training loss.
+
+  The states come from the caller's nested model (`nested_linear`, `nested_layer_norm` in every layer, so that
+  `hidden[..., :m]` is the width-m model's output); the item embeddings are fMRLRec's projection of the
+  concatenated language and image features, shared between input and output.
+
+  Args:
+    hidden: [..., D] sequence states (e.g. [b, t, D], every position predicting its next item), D >= max(dims).
+    item_embeddings: [N, D] embeddings of all items (replicated on every device).
+    labels: [...] integer next-item ids in [0, N), the leading shape of `hidden`.
+    dims: the nesting sizes, strictly increasing (fMRLRec: 8, 16, ..., 1024).
+    ignore_index: label value that is not scored (0, the padding id), or None to score every position.
+    reduction: "mean" over sizes (the released code) or "sum" (MRL).
+    return_terms: also return the unweighted per-size losses {m: L_m}.
+    axis_name: None for the whole batch; the mapped axis inside `jax.shard_map`/`jax.pmap`, where `hidden` and
+      `labels` are this device's shard and the mean runs over every device's valid positions.
+
+  Returns:
+    The scalar loss (float32 for float32/bfloat16 input), or `(loss, {m: L_m})` with `return_terms`.
+
+  Example:
+    >>> h, items = jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> bool(fmrlrec_loss(h, items, jnp.array([1, 2]), dims=(1, 2))
+    ...      < fmrlrec_loss(h, items, jnp.array([2, 1]), dims=(1, 2)))
+    True
+
+  Wang, Yue, Zeng, Wang & McAuley, "Train Once, Deploy Anywhere: Matryoshka Representation Learning for
+  Multimodal Recommendation", Findings of EMNLP 2024, https://arxiv.org/abs/2409.16627; MRL: Kusupati et al.
+  2022, https://arxiv.org/abs/2205.13147.
+  """
+  dims = _check_dims(dims)
+  _checks.check_array("hidden", hidden, shape_doc="[..., D]")
+  _checks.check_array("item_embeddings", item_embeddings, ndim=2, shape_doc="[N, D]")
+  if hidden.ndim < 1 or hidden.shape[-1] != item_embeddings.shape[1]:
+    raise ValueError(f"hidden and item_embeddings must have the same feature size D; got shapes "
+                     f"{tuple(hidden.shape)} and {tuple(item_embeddings.shape)}.")
+  if dims[-1] > hidden.shape[-1]:
+    raise ValueError(f"dims={dims} exceed the feature size D={hidden.shape[-1]} of hidden; every nesting size "
+                     "must be <= D.")
+  if not hasattr(labels, "shape") or tuple(labels.shape) != tuple(hidden.shape[:-1]):
+    shape = tuple(labels.shape) if hasattr(labels, "shape") else type(labels).__name__
+    raise ValueError(f"labels must have shape {list(hidden.shape[:-1])} (the leading shape of hidden); got "
+                     f"{shape}.")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"labels must be an integer array of item ids; got dtype {labels.dtype}.")
+  if reduction not in ("mean", "sum"):
+    raise ValueError(f'reduction must be "mean" or "sum"; got {reduction!r}.')
+  h, e = _ops.to_float32(hidden, item_embeddings)
+  h, labels = h.reshape(-1, h.shape[-1]), labels.reshape(-1)
+  valid = jnp.ones(labels.shape, h.dtype) if ignore_index is None else (labels != ignore_index).astype(h.dtype)
+  count = _collectives.psum(jnp.sum(valid), axis_name)
+  terms = {}
+  for m in dims:
+    log_p = jax.nn.log_softmax(h[:, :m] @ e[:, :m].T, axis=-1)  # [n, N]
+    safe = jnp.where(valid > 0, labels, 0)[:, None]  # ignored labels (e.g. -100) index nothing
+    nll = -jnp.take_along_axis(log_p, safe, axis=1)[:, 0]
+    terms[m] = _collectives.psum(jnp.sum(nll * valid), axis_name) / count
+  total = sum(terms.values())
+  total = total / len(dims) if reduction == "mean" else total
+  return (total, terms) if return_terms else total

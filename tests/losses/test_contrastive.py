@@ -1,5 +1,7 @@
-"""nt_xent, info_nce, dcl, supcon, supcon_simclr: hand cases, float64 NumPy references, gradients, jit,
+"""nt_xent, info_nce, dcl, supcon, supcon_simclr, contrastive_unsupervised_loss: hand cases, float64 NumPy references, gradients, jit,
 1 device == 8 devices."""
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.test_util import check_grads
@@ -392,3 +394,101 @@ def test_supcon_simclr_bad_inputs_and_bfloat16():
   assert got.dtype == jnp.float32
   expected = 0.5 * supcon_reference(z, y, 0.1) + 0.5 * nt_xent_reference(z[:, 0], z[:, 1], 0.1)
   np.testing.assert_allclose(got, expected, rtol=2e-2)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# contrastive_unsupervised_loss (Arora et al. 2019)
+# ------------------------------------------------------------------------------------------------------------
+
+def arora_reference(anchor, positive, negatives, loss):
+  """Arora et al. L_un, float64, anchor by anchor: v_i = f(x).(f(x+) - f(x_i-)), then the hinge
+  max(0, 1 + max_i -v_i) or the logistic log2(1 + sum_i exp(-v_i)), averaged over anchors.
+
+  `negatives` is [b, k, d], or None for in-batch negatives (every other example's positive)."""
+  a, p = np.asarray(anchor, np.float64), np.asarray(positive, np.float64)
+  total = 0.0
+  for i in range(len(a)):
+    if negatives is None:
+      negs = [p[j] for j in range(len(a)) if j != i]
+    else:
+      negs = list(np.asarray(negatives, np.float64)[i])
+    v = np.array([a[i] @ (p[i] - n) for n in negs])
+    if loss == "hinge":
+      total += max(0.0, 1.0 + max(-v))
+    else:
+      total += math.log2(1.0 + sum(math.exp(-x) for x in v))
+  return total / len(a)
+
+
+def _triplets(b=8, k=3, d=4, seed=0, scale=0.7):
+  rng = np.random.RandomState(seed)
+  a = (scale * rng.randn(b, d)).astype(np.float32)
+  p = (a + 0.5 * rng.randn(b, d)).astype(np.float32)
+  n = (scale * rng.randn(b, k, d)).astype(np.float32)
+  return a, p, n
+
+
+def test_arora_hand_cases():
+  a, p = jnp.array([[1.0, 0.0]]), jnp.array([[0.5, 0.0]])
+  n = jnp.array([[[0.0, 1.0], [1.0, 0.0]]])  # v = (0.5, -0.5)
+  # hinge: 1 + max(-0.5, 0.5) = 1.5; logistic: log2(1 + e^-0.5 + e^0.5).
+  np.testing.assert_allclose(C.contrastive_unsupervised_loss(a, p, negatives=n, loss="hinge"), 1.5, rtol=1e-6)
+  np.testing.assert_allclose(C.contrastive_unsupervised_loss(a, p, negatives=n), math.log2(1 + math.exp(-0.5) + math.exp(0.5)),
+                             rtol=1e-6)
+  # k = 1 given as [b, d]: the paper's binary losses, max(0, 1 - v) and log2(1 + e^-v), v = 0.5.
+  np.testing.assert_allclose(C.contrastive_unsupervised_loss(a, p, negatives=n[:, 0], loss="hinge"), 0.5, rtol=1e-6)
+  np.testing.assert_allclose(C.contrastive_unsupervised_loss(a, p, negatives=n[:, 0]), math.log2(1 + math.exp(-0.5)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "hinge"])
+@pytest.mark.parametrize("in_batch", [False, True])
+def test_arora_matches_float64_reference_and_jit(loss, in_batch):
+  a, p, n = _triplets()
+  neg = None if in_batch else n
+  got = C.contrastive_unsupervised_loss(a, p, negatives=neg, loss=loss)
+  np.testing.assert_allclose(got, arora_reference(a, p, neg, loss), rtol=1e-5)
+  jitted = jax.jit(lambda x, y, z: C.contrastive_unsupervised_loss(x, y, negatives=z, loss=loss))(a, p, neg)
+  np.testing.assert_allclose(jitted, got, rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "hinge"])
+def test_arora_gradients_match_finite_differences_of_reference(loss):
+  a, p, n = (x.astype(np.float64) for x in _triplets(b=4, k=2, d=3, seed=1))
+  with jax.enable_x64(True):
+    ga, gp, gn = jax.grad(lambda x, y, z: C.contrastive_unsupervised_loss(x, y, negatives=z, loss=loss),
+                          argnums=(0, 1, 2))(
+        jnp.asarray(a), jnp.asarray(p), jnp.asarray(n))
+    gb = jax.grad(lambda x: C.contrastive_unsupervised_loss(x, jnp.asarray(p), loss=loss))(jnp.asarray(a))
+  np.testing.assert_allclose(ga, numeric_grad(lambda x: arora_reference(x, p, n, loss), a), rtol=1e-5, atol=1e-8)
+  np.testing.assert_allclose(gp, numeric_grad(lambda x: arora_reference(a, x, n, loss), p), rtol=1e-5, atol=1e-8)
+  np.testing.assert_allclose(gn, numeric_grad(lambda x: arora_reference(a, p, x, loss), n), rtol=1e-5, atol=1e-8)
+  np.testing.assert_allclose(gb, numeric_grad(lambda x: arora_reference(x, p, None, loss), a), rtol=1e-5, atol=1e-8)
+  assert np.abs(gn).max() > 1e-3
+
+
+@pytest.mark.parametrize("in_batch", [False, True])
+def test_arora_8_devices_equals_1_device(mesh8, in_batch):
+  a, p, n = _triplets(b=16, seed=2)
+  sharded = (a, p) if in_batch else (a, p, n)
+  fn = lambda x, y, z=None, axis_name=None: C.contrastive_unsupervised_loss(x, y, negatives=z, axis_name=axis_name)
+  value, _ = multidevice.assert_1_equals_8(fn, mesh8, sharded=sharded)
+  np.testing.assert_allclose(value, arora_reference(a, p, None if in_batch else n, "logistic"), rtol=1e-5)
+  if in_batch:  # negatives from every device, not only the 2 rows of a shard
+    local = np.mean([float(fn(a[k:k + 2], p[k:k + 2])) for k in range(0, 16, 2)])
+    assert abs(local - float(value)) > 1e-2
+
+
+def test_arora_bad_inputs_and_bfloat16():
+  a, p, n = _triplets()
+  with pytest.raises(ValueError, match=r"anchor and positive must have the same shape; got \(8, 4\) and \(8, 3\)"):
+    C.contrastive_unsupervised_loss(a, p[:, :3])
+  with pytest.raises(ValueError, match=r"negatives must have shape \[8, k, 4\].*got shape \(7, 3, 4\)"):
+    C.contrastive_unsupervised_loss(a, p, negatives=n[:7])
+  with pytest.raises(ValueError, match=r"negatives must have shape \[8, k, 4\].*got shape \(8, 3, 2\)"):
+    C.contrastive_unsupervised_loss(a, p, negatives=n[..., :2])
+  with pytest.raises(ValueError, match=r'loss must be "logistic" or "hinge"; got \'softmax\''):
+    C.contrastive_unsupervised_loss(a, p, negatives=n, loss="softmax")
+  low = C.contrastive_unsupervised_loss(*(jnp.asarray(x, jnp.bfloat16) for x in (a, p)),
+                                        negatives=jnp.asarray(n, jnp.bfloat16))
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(low, C.contrastive_unsupervised_loss(a, p, negatives=n), rtol=2e-2)

@@ -1,5 +1,6 @@
 """sinkhorn_divergence, pairwise_sinkhorn_divergence, regression_bin_centroids, enveloping_loss,
-homogeneity_loss: hand cases, float64 NumPy references, gradients, jit, 1 device == 8 devices, bad inputs, bf16."""
+homogeneity_loss (both forms), surrogate_contrastive_loss: hand cases, float64 NumPy references, gradients, jit,
+1 device == 8 devices, bad inputs, bf16."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -314,3 +315,144 @@ def test_geometric_bad_inputs():
     G.enveloping_loss(z, labels, _points(), bin_centers=CENTERS, surrogate=jnp.zeros((7, 4)))
   with pytest.raises(ValueError, match=r"features must have shape \[b, d\]"):
     G.regression_bin_centroids(z[0], labels, bin_centers=CENTERS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Homogeneity in the released code's form; the surrogate-contrastive term of SRL
+# ---------------------------------------------------------------------------------------------------------------
+
+def homogeneity_code_reference(z, labels, centers, surrogate=None, alpha=-1.0, beta=0.1):
+  """The authors' `smooth_loss`: alpha * sum of cosines of consecutive trace points + beta * their unbiased
+  variance (absent bins skipped, as the paper form here)."""
+  trace = [t for t in _trace_reference(z, labels, centers, surrogate) if t is not None]
+  cos = np.array([t0 @ t1 for t0, t1 in zip(trace[:-1], trace[1:])])
+  return alpha * cos.sum() + beta * (cos.var(ddof=1) if len(cos) > 1 else 0.0)
+
+
+def surrogate_contrastive_reference(z, labels, surrogate, centers, tau, weighted=False, fill=True, z_targets=None):
+  """SRL's contrastive term (the code's `regression_contrastive_loss` on `dfr_simple`'s targets), float64.
+
+  Targets: this batch's bin centroid where the bin has examples (when `fill`), else the surrogate row; computed
+  from `z_targets` (default `z`) because the code detaches them. Loss: mean over i of
+  -s_{i, b(i)} / tau + log sum_k w_ik exp(s_ik / tau), w = 1 or (|y_i - c_k| + 1) / max."""
+  z = np.asarray(z, np.float64)
+  zt = z if z_targets is None else np.asarray(z_targets, np.float64)
+  centers = np.asarray(centers, np.float64)
+  k = len(centers)
+  bins = [int(np.argmin(np.abs(y - centers))) for y in labels]
+  unit = lambda v: v / max(np.linalg.norm(v), 1e-12)
+  targets = []
+  for c in range(k):
+    members = [unit(zt[i]) for i in range(len(z)) if bins[i] == c]
+    targets.append(unit(np.mean(members, axis=0)) if fill and members else unit(np.asarray(surrogate[c], np.float64)))
+  weights = np.abs(np.asarray(labels, np.float64)[:, None] - centers[None, :]) + 1.0
+  weights = weights / weights.max() if weighted else np.ones_like(weights)
+  total = 0.0
+  for i in range(len(z)):
+    s = np.array([unit(z[i]) @ t / tau for t in targets])
+    total += -s[bins[i]] + np.log(np.sum(weights[i] * np.exp(s)))
+  return total / len(z)
+
+
+def test_homogeneity_code_form_hand_case_and_reference():
+  # Unit vectors at 0, 60 and 180 degrees: cosines 0.5 and -0.5, sum 0, unbiased variance 0.5 -> 0.1 * 0.5.
+  z = jnp.array([[1.0, 0.0], [0.5, np.sqrt(0.75)], [-1.0, 0.0]])
+  got = G.homogeneity_loss(z, jnp.array([0.0, 1.0, 3.0]), bin_centers=jnp.array([0.0, 1.0, 3.0]), form="code")
+  np.testing.assert_allclose(got, 0.05, rtol=1e-5, atol=1e-7)
+  for missing in ((), (2, 5)):
+    z, labels = _regression(missing=missing)
+    got = G.homogeneity_loss(z, labels, bin_centers=CENTERS, form="code", alpha=-0.5, beta=0.3)
+    np.testing.assert_allclose(got, homogeneity_code_reference(z, labels, CENTERS, alpha=-0.5, beta=0.3), rtol=1e-5)
+  sur = np.random.RandomState(9).randn(len(CENTERS), 4).astype(np.float32)
+  got = G.homogeneity_loss(z, labels, bin_centers=CENTERS, surrogate=sur, form="code")
+  np.testing.assert_allclose(got, homogeneity_code_reference(z, labels, CENTERS, sur), rtol=1e-5)
+  # The two forms are different objectives (the code's ignores the label gaps).
+  assert abs(float(got) - float(G.homogeneity_loss(z, labels, bin_centers=CENTERS, surrogate=sur))) > 1e-2
+
+
+def test_homogeneity_code_form_gradient_matches_finite_differences():
+  z, labels = _regression(b=8, d=3, seed=2, missing=(3,))
+  z64 = z.astype(np.float64)
+  with jax.enable_x64(True):
+    g = jax.grad(lambda a: G.homogeneity_loss(a, labels, bin_centers=CENTERS, form="code"))(jnp.asarray(z64))
+  np.testing.assert_allclose(g, numeric_grad(lambda a: homogeneity_code_reference(a, labels, CENTERS), z64),
+                             rtol=1e-5, atol=1e-8)
+  assert np.abs(g).max() > 1e-3
+
+
+def test_homogeneity_code_form_one_device_equals_eight(mesh8):
+  z, labels = _regression(b=32, missing=(4,))
+  fn = lambda a, y, axis_name=None: G.homogeneity_loss(a, y, bin_centers=CENTERS, form="code", axis_name=axis_name)
+  v1, _ = multidevice.assert_1_equals_8(fn, mesh8, sharded=(z, labels), argnums=(0,))
+  np.testing.assert_allclose(v1, homogeneity_code_reference(z, labels, CENTERS), rtol=1e-5)
+
+
+def _surrogate(k=len(CENTERS), d=4, seed=9):
+  return np.random.RandomState(seed).randn(k, d).astype(np.float32)
+
+
+def test_surrogate_contrastive_hand_case():
+  # Two orthogonal unit features, each the centroid of its own bin: l_i = -1/tau + log(e^{1/tau} + e^0).
+  z = jnp.array([[2.0, 0.0], [0.0, 3.0]])
+  got = G.surrogate_contrastive_loss(z, jnp.array([0.1, 0.9]), jnp.zeros((2, 2)), bin_centers=jnp.arange(2.0))
+  np.testing.assert_allclose(got, np.log1p(np.exp(-1 / 0.3)), rtol=1e-5)
+  # Surrogate targets only, swapped: each feature's own bin is the orthogonal one: log(1 + e^{1/tau}).
+  got = G.surrogate_contrastive_loss(z, jnp.array([0.1, 0.9]), z[::-1], bin_centers=jnp.arange(2.0),
+                                     fill_from_batch=False)
+  np.testing.assert_allclose(got, np.log1p(np.exp(1 / 0.3)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fill", [True, False])
+def test_surrogate_contrastive_matches_float64_reference_and_jit(weighted, fill):
+  z, labels = _regression(missing=(2, 5))
+  sur = _surrogate()
+  fn = lambda a: G.surrogate_contrastive_loss(a, labels, sur, bin_centers=CENTERS, temperature=0.5,
+                                              weighted=weighted, fill_from_batch=fill)
+  got = fn(z)
+  np.testing.assert_allclose(got, surrogate_contrastive_reference(z, labels, sur, CENTERS, 0.5, weighted, fill),
+                             rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(fn)(z), got, rtol=1e-6)
+  low = fn(jnp.asarray(z, jnp.bfloat16))
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(low, got, rtol=3e-2)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_surrogate_contrastive_gradient_matches_finite_differences_and_targets_are_constant(weighted):
+  z, labels = _regression(b=8, d=3, seed=4, missing=(3,))
+  z64, sur = z.astype(np.float64), _surrogate(d=3).astype(np.float64)
+  with jax.enable_x64(True):
+    g, gs = jax.grad(lambda a, s: G.surrogate_contrastive_loss(a, labels, s, bin_centers=CENTERS,
+                                                               weighted=weighted), argnums=(0, 1))(
+        jnp.asarray(z64), jnp.asarray(sur))
+  # The targets (batch centroids and surrogate) are held fixed, as the authors detach them.
+  ref = lambda a: surrogate_contrastive_reference(a, labels, sur, CENTERS, 0.3, weighted, True, z_targets=z64)
+  np.testing.assert_allclose(g, numeric_grad(ref, z64), rtol=1e-5, atol=1e-8)
+  assert np.abs(g).max() > 1e-3 and not np.any(gs)
+
+
+def test_surrogate_contrastive_one_device_equals_eight(mesh8):
+  z, labels = _regression(b=32, missing=(4,))
+  sur = _surrogate()
+  fn = lambda a, y, s, axis_name=None: G.surrogate_contrastive_loss(a, y, s, bin_centers=CENTERS, weighted=True,
+                                                                    axis_name=axis_name)
+  v1, _ = multidevice.assert_1_equals_8(fn, mesh8, sharded=(z, labels), replicated=(sur,), argnums=(0,))
+  np.testing.assert_allclose(v1, surrogate_contrastive_reference(z, labels, sur, CENTERS, 0.3, True), rtol=1e-5)
+  # Centroids of the global batch and the global weight normaliser, not per-device ones.
+  local = np.mean([float(fn(z[k:k + 4], labels[k:k + 4], sur)) for k in range(0, 32, 4)])
+  assert abs(local - float(v1)) > 1e-2
+
+
+def test_surrogate_contrastive_and_code_form_bad_inputs():
+  z, labels = _regression()
+  with pytest.raises(ValueError, match=r"surrogate must have shape \[8, 4\].*got \(8, 3\)"):
+    G.surrogate_contrastive_loss(z, labels, _surrogate(d=3), bin_centers=CENTERS)
+  with pytest.raises(ValueError, match=r"surrogate must be a \[K, d\] array.*got None"):
+    G.surrogate_contrastive_loss(z, labels, None, bin_centers=CENTERS)
+  with pytest.raises(ValueError, match=r"labels must have shape \[16\].*got \(15,\)"):
+    G.surrogate_contrastive_loss(z, labels[:15], _surrogate(), bin_centers=CENTERS)
+  with pytest.raises(ValueError, match="temperature must be > 0; got 0.0"):
+    G.surrogate_contrastive_loss(z, labels, _surrogate(), bin_centers=CENTERS, temperature=0.0)
+  with pytest.raises(ValueError, match=r'form must be "paper" or "code"; got \'cosine\''):
+    G.homogeneity_loss(z, labels, bin_centers=CENTERS, form="cosine")

@@ -1,4 +1,5 @@
-"""Masked image modelling: patchify/unpatchify, random_masking and the MAE loss."""
+"""Masked modelling: patchify/unpatchify, random_masking, the MAE loss, and TSLANet's time-series patches, masking
+and pretraining loss."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -287,3 +288,142 @@ def test_mae_rejects_bad_inputs():
     L.mae(pred, images, mask[:, :3], patch_size=4)
   with pytest.raises(ValueError, match="divisible by patch_size=3"):
     L.mae(pred, images, mask, patch_size=3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TSLANet: time_series_patches, tslanet_masking, tslanet_loss
+# ---------------------------------------------------------------------------------------------------------------
+
+def unfold_reference(series, p, s):
+  """torch's `x.unfold(-1, p, s)` on [b, c, l] (TSLANet's patching), written as loops: [b, c, n, p]."""
+  x = np.transpose(np.asarray(series, np.float64), (0, 2, 1))
+  b, c, l = x.shape
+  n = (l - p) // s + 1
+  out = np.zeros((b, c, n, p))
+  for j in range(n):
+    out[:, :, j, :] = x[:, :, j * s:j * s + p]
+  return out
+
+
+def tslanet_reference(pred, target, mask):
+  """TSLANet's pretraining loss, float64: per-patch mean squared error, averaged over the masked patches."""
+  pred, target, mask = (np.asarray(a, np.float64) for a in (pred, target, mask))
+  num = den = 0.0
+  for i in range(pred.shape[0]):
+    for l in range(pred.shape[1]):
+      if mask[i, l]:
+        num += np.mean((pred[i, l] - target[i, l]) ** 2)
+        den += 1.0
+  return num / den
+
+
+def _tslanet_inputs(b=16, n=6, d=4, seed=0):
+  rng = np.random.RandomState(seed)
+  pred, target = rng.randn(b, n, d).astype(np.float32), rng.randn(b, n, d).astype(np.float32)
+  mask = (rng.rand(b, n) < 0.4).astype(np.float32)
+  mask[:, 0] = 1.0  # at least one masked patch per example
+  return pred, target, mask
+
+
+def test_time_series_patches_match_unfold_and_hand_case():
+  x = np.random.RandomState(0).randn(3, 21, 2).astype(np.float32)
+  for p, s in ((8, None), (8, 8), (5, 3), (21, 1)):
+    got = L.time_series_patches(x, patch_size=p, stride=s)
+    np.testing.assert_array_equal(got, unfold_reference(x, p, s or p // 2).astype(np.float32))
+  # One channel, [b, l]: patches of 4 with stride 2 from 0..6, the tail 6 dropped (as unfold).
+  got = L.time_series_patches(jnp.arange(7.0)[None], patch_size=4)
+  assert got.shape == (1, 1, 2, 4) and got[0, 0, 1].tolist() == [2.0, 3.0, 4.0, 5.0]
+
+
+def test_time_series_patches_reject_bad_inputs():
+  with pytest.raises(ValueError, match=r"series must be at least patch_size=8 steps long; got length 5"):
+    L.time_series_patches(jnp.zeros((2, 5, 1)))
+  with pytest.raises(ValueError, match=r"series must have shape \[b, l, c\] or \[b, l\]; got shape \(2,\)"):
+    L.time_series_patches(jnp.zeros(2))
+  with pytest.raises(ValueError, match="stride must be a positive int; got 0"):
+    L.time_series_patches(jnp.zeros((2, 9)), stride=0)
+  with pytest.raises(ValueError, match="patch_size must be a positive int; got 2.5"):
+    L.time_series_patches(jnp.zeros((2, 9)), patch_size=2.5)
+
+
+def test_tslanet_masking_zeroes_the_random_masking_subset_in_place():
+  tokens = np.random.RandomState(3).randn(8, 10, 3).astype(np.float32) + 5.0  # no zero entries
+  masked, mask = map(np.asarray, L.tslanet_masking(KEY, tokens))
+  np.testing.assert_array_equal(mask, L.random_masking(KEY, tokens, mask_ratio=0.4)[1])
+  np.testing.assert_array_equal(mask.sum(1), 4.0)  # L - int(10 * 0.6)
+  np.testing.assert_array_equal(masked[mask == 1], 0.0)
+  np.testing.assert_array_equal(masked[mask == 0], tokens[mask == 0])
+  assert masked.shape == tokens.shape
+
+
+def test_tslanet_masking_1_equals_8_devices(mesh8):
+  tokens = np.random.RandomState(4).randn(16, 10, 3).astype(np.float32)
+  fn = lambda t, key, axis_name: L.tslanet_masking(key, t, axis_name=axis_name)
+  single, sm, pm = multidevice.run_1_and_8(fn, mesh8, (tokens,), (KEY,), out_specs=(P("data"),) * 2)
+  for out in (sm, pm):
+    for a, b in zip(out, single):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_tslanet_loss_hand_case_and_matches_float64_reference():
+  pred = jnp.zeros((1, 3, 2))
+  target = jnp.array([[[1.0, 1.0], [2.0, 0.0], [9.0, 9.0]]])
+  # Masked patches 0 and 1: per-patch means 1 and 2, averaged: 1.5; the unmasked patch 2 does not count.
+  np.testing.assert_allclose(L.tslanet_loss(pred, target, jnp.array([[1, 1, 0]])), 1.5, rtol=1e-6)
+  pred, target, mask = _tslanet_inputs()
+  got = L.tslanet_loss(pred, target, mask)
+  np.testing.assert_allclose(got, tslanet_reference(pred, target, mask), rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(L.tslanet_loss)(pred, target, mask), got, rtol=1e-6)
+  low = L.tslanet_loss(jnp.asarray(pred, jnp.bfloat16), jnp.asarray(target, jnp.bfloat16), mask)
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(low, got, rtol=2e-2)
+
+
+def numeric_grad(f, x, eps=1e-6):
+  g = np.zeros_like(x)
+  for idx in np.ndindex(*x.shape):
+    xp, xm = x.copy(), x.copy()
+    xp[idx] += eps
+    xm[idx] -= eps
+    g[idx] = (f(xp) - f(xm)) / (2 * eps)
+  return g
+
+
+def test_tslanet_loss_gradients_reach_pred_and_target_unless_stopped():
+  pred, target, mask = (a.astype(np.float64) for a in _tslanet_inputs(b=2, n=4, d=3, seed=1))
+  with jax.enable_x64(True):
+    gp, gt = jax.grad(L.tslanet_loss, argnums=(0, 1))(jnp.asarray(pred), jnp.asarray(target), jnp.asarray(mask))
+    gt_stopped = jax.grad(lambda t: L.tslanet_loss(jnp.asarray(pred), t, jnp.asarray(mask),
+                                                   stop_gradient_target=True))(jnp.asarray(target))
+    gm = jax.grad(L.tslanet_loss, argnums=2)(jnp.asarray(pred), jnp.asarray(target), jnp.asarray(mask))
+  np.testing.assert_allclose(gp, numeric_grad(lambda a: tslanet_reference(a, target, mask), pred), rtol=1e-6,
+                             atol=1e-9)
+  # The released code does not detach the target: it is trained through too, with the opposite sign.
+  np.testing.assert_allclose(gt, numeric_grad(lambda a: tslanet_reference(pred, a, mask), target), rtol=1e-6,
+                             atol=1e-9)
+  assert np.abs(gt).max() > 1e-3
+  assert not np.any(gt_stopped) and not np.any(gm)
+
+
+def test_tslanet_loss_1_equals_8_devices_and_is_not_mean_of_local_losses(mesh8):
+  pred, target, mask = _tslanet_inputs(b=16, seed=2)
+  mask[:2] = 1.0  # device 0 holds more masked patches than the others
+  pred[:2] *= 3.0
+  fn = lambda a, t, m, axis_name: L.tslanet_loss(a, t, m, axis_name=axis_name)
+  value, _ = multidevice.assert_1_equals_8(fn, mesh8, sharded=(pred, target, mask), argnums=(0, 1))
+  ref = tslanet_reference(pred, target, mask)
+  np.testing.assert_allclose(value, ref, rtol=1e-5)
+  local = np.mean([tslanet_reference(pred[k:k + 2], target[k:k + 2], mask[k:k + 2]) for k in range(0, 16, 2)])
+  assert abs(local - ref) > 1e-2 * abs(ref)
+
+
+def test_tslanet_loss_rejects_bad_inputs():
+  pred, target, mask = _tslanet_inputs(b=2)
+  with pytest.raises(ValueError, match=r"pred and target must have the same shape; got \(2, 6, 4\) and \(2, 6, 3\)"):
+    L.tslanet_loss(pred, target[..., :3], mask)
+  with pytest.raises(ValueError, match=r"mask must have shape \[b, L\] = \(2, 6\).*got shape \(2, 5\)"):
+    L.tslanet_loss(pred, target, mask[:, :5])
+  with pytest.raises(ValueError, match=r"pred must have shape \[b, L, D\]; got shape \(2, 6\)"):
+    L.tslanet_loss(pred[..., 0], target, mask)
+  with pytest.raises(ValueError, match=r"mask_ratio must be in \[0.0, 1.0\); got 1.0"):
+    L.tslanet_masking(KEY, pred, mask_ratio=1.0)

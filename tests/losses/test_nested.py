@@ -1,4 +1,5 @@
-"""matryoshka and nested_cluster_loss: hand cases, float64 NumPy references, gradients, jit, 1 device == 8."""
+"""matryoshka, nested_cluster_loss and fMRLRec's nested_weight_mask, nested_linear, nested_layer_norm, fmrlrec_loss:
+hand cases, float64 NumPy references, gradients, jit, 1 device == 8."""
 import math
 
 import jax
@@ -243,3 +244,200 @@ def test_nested_cluster_bad_inputs():
     L.nested_cluster_loss(s, t, protos, teacher_prototypes=protos[:2])
   with pytest.raises(ValueError, match="teacher_temp must be > 0"):
     L.nested_cluster_loss(s, t, protos, teacher_temp=0.0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# fMRLRec: nested_weight_mask, nested_linear, nested_layer_norm, fmrlrec_loss
+# ------------------------------------------------------------------------------------------------------------
+
+DIMS = (2, 3, 6)
+
+
+def mrl_square_linear_reference(x, kernel, dims):
+  """The released `MRLSquareLinearLayer`: block g is a separate linear map from x[:m_g] to m_g - m_{g-1} outputs;
+  the block outputs are concatenated. The block weights are read out of `kernel` ([in, out]) at
+  kernel[:m_g, m_{g-1}:m_g]. float64."""
+  x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+  outs, start = [], 0
+  for m in dims:
+    outs.append(x[..., :m] @ kernel[:m, start:m])
+    start = m
+  return np.concatenate(outs, axis=-1)
+
+
+def mrl_layer_norm_reference(x, dims, scale, bias, eps):
+  """The released `MRLLayerNorm`: torch's LayerNorm (biased variance) on each block [m_{g-1}, m_g)."""
+  x = np.asarray(x, np.float64)
+  outs, start = [], 0
+  for m in dims:
+    blk = x[..., start:m]
+    mu, var = blk.mean(-1, keepdims=True), blk.var(-1, keepdims=True)
+    outs.append((blk - mu) / np.sqrt(var + eps) * scale[start:m] + bias[start:m])
+    start = m
+  return np.concatenate(outs, axis=-1)
+
+
+def fmrlrec_reference(hidden, items, labels, dims, ignore_index=0, reduction="mean"):
+  """fMRLRec's training loss (trainer/lru.py): cross-entropy over all items of the scores h[:m] . E[:m], labels
+  equal to ignore_index skipped, one mean over the stacked sizes; "sum": MRL's sum of per-size means."""
+  h = np.asarray(hidden, np.float64).reshape(-1, np.shape(hidden)[-1])
+  e, y = np.asarray(items, np.float64), np.asarray(labels).reshape(-1)
+  per_size = []
+  for m in dims:
+    nll = []
+    for t in range(len(h)):
+      if ignore_index is not None and y[t] == ignore_index:
+        continue
+      s = e[:, :m] @ h[t, :m]
+      nll.append(-(s[y[t]] - s.max() - np.log(np.exp(s - s.max()).sum())))
+    per_size.append(np.mean(nll))
+  return np.mean(per_size) if reduction == "mean" else np.sum(per_size)
+
+
+def test_nested_weight_mask_hand_case():
+  # dims (2, 3, 6): outputs 0-1 read x[:2], output 2 reads x[:3], outputs 3-5 read all 6 inputs.
+  want = np.zeros((6, 6))
+  want[:2, :2] = want[:3, 2] = want[:, 3:] = 1
+  np.testing.assert_array_equal(L.nested_weight_mask(DIMS), want)
+  np.testing.assert_array_equal(L.nested_weight_mask((4,)), np.ones((4, 4)))
+
+
+def test_nested_linear_matches_released_block_layer_and_every_prefix_is_a_model():
+  rng = np.random.default_rng(0)
+  x, kernel, bias = rng.standard_normal((5, 6)), rng.standard_normal((6, 6)), rng.standard_normal(6)
+  got = L.nested_linear(jnp.asarray(x, jnp.float32), jnp.asarray(kernel, jnp.float32), dims=DIMS)
+  np.testing.assert_allclose(got, mrl_square_linear_reference(x, kernel, DIMS), rtol=1e-5, atol=1e-6)
+  with_bias = L.nested_linear(jnp.asarray(x), jnp.asarray(kernel), dims=DIMS, bias=jnp.asarray(bias))
+  np.testing.assert_allclose(with_bias, mrl_square_linear_reference(x, kernel, DIMS) + bias, rtol=1e-5, atol=1e-6)
+  # Train once, deploy anywhere: the first m outputs are the width-m model (top-left corner of the kernel) and do
+  # not depend on the features beyond m.
+  for k, m in enumerate(DIMS):
+    small = L.nested_linear(jnp.asarray(x[:, :m]), jnp.asarray(kernel[:m, :m]), dims=DIMS[:k + 1])
+    np.testing.assert_allclose(got[:, :m], small, rtol=1e-5, atol=1e-6)
+    changed = x.copy()
+    changed[:, m:] += 10.0
+    np.testing.assert_allclose(L.nested_linear(jnp.asarray(changed), jnp.asarray(kernel), dims=DIMS)[:, :m],
+                               got[:, :m], rtol=1e-5, atol=1e-6)
+
+
+def test_nested_linear_gradients_and_masked_entries_get_none():
+  rng = np.random.default_rng(1)
+  x, kernel, up = rng.standard_normal((3, 6)), rng.standard_normal((6, 6)), rng.standard_normal((3, 6))
+  loss = lambda a, w: jnp.sum(jnp.asarray(up) * jnp.tanh(L.nested_linear(a, w, dims=DIMS)))
+  with jax.enable_x64(True):
+    gx, gw = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), jnp.asarray(kernel))
+    ref = lambda a, w: jnp.sum(jnp.asarray(up) * jnp.tanh(jnp.concatenate(
+        [a[:, :m] @ w[:m, s:m] for s, m in zip((0,) + DIMS[:-1], DIMS)], axis=1)))  # the block form, float64
+    rx, rw = jax.grad(ref, argnums=(0, 1))(jnp.asarray(x), jnp.asarray(kernel))
+  np.testing.assert_allclose(gx, rx, rtol=1e-12)
+  np.testing.assert_allclose(gw, rw, rtol=1e-12)
+  assert not np.any(np.asarray(gw)[np.asarray(L.nested_weight_mask(DIMS)) == 0])
+
+
+def test_nested_layer_norm_matches_released_blocks_and_prefixes():
+  rng = np.random.default_rng(2)
+  x, scale, bias = 3 * rng.standard_normal((4, 6)) + 1, rng.standard_normal(6), rng.standard_normal(6)
+  got = L.nested_layer_norm(jnp.asarray(x, jnp.float32), dims=DIMS, scale=jnp.asarray(scale, jnp.float32),
+                            bias=jnp.asarray(bias, jnp.float32))
+  np.testing.assert_allclose(got, mrl_layer_norm_reference(x, DIMS, scale, bias, 1e-5), rtol=1e-5, atol=1e-5)
+  plain = L.nested_layer_norm(jnp.asarray(x, jnp.float32), dims=DIMS)
+  np.testing.assert_allclose(plain, mrl_layer_norm_reference(x, DIMS, np.ones(6), np.zeros(6), 1e-5), rtol=1e-5,
+                             atol=1e-5)
+  # Unlike a LayerNorm over all 6 features, each prefix ignores the features after it.
+  np.testing.assert_allclose(L.nested_layer_norm(jnp.asarray(x[:, :3]), dims=DIMS[:2]), plain[:, :3], rtol=1e-5,
+                             atol=1e-6)
+  assert L.nested_layer_norm(jnp.asarray(x, jnp.bfloat16), dims=DIMS).dtype == jnp.bfloat16
+
+
+def _rec_inputs(b=16, t=3, d=6, n_items=7, seed=0):
+  rng = np.random.default_rng(seed)
+  hidden = rng.standard_normal((b, t, d)).astype(np.float32)
+  items = rng.standard_normal((n_items, d)).astype(np.float32)
+  labels = rng.integers(1, n_items, (b, t)).astype(np.int32)
+  labels[::3, 0] = 0  # padding positions (left padding, as the code's sequences)
+  return hidden, items, labels
+
+
+def test_fmrlrec_loss_hand_case_and_terms():
+  # One position, items e1, e2; h = e1. Size 1: scores (0, 1, 0) for items (pad, e1, e2); size 2 the same.
+  h, items = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+  loss, terms = L.fmrlrec_loss(h, items, jnp.array([1]), dims=(1, 2), return_terms=True)
+  nll = -(1.0 - np.log(np.exp(0.0) + np.exp(1.0) + np.exp(0.0)))
+  np.testing.assert_allclose([terms[1], terms[2], loss], [nll, nll, nll], rtol=1e-6)
+  np.testing.assert_allclose(L.fmrlrec_loss(h, items, jnp.array([1]), dims=(1, 2), reduction="sum"), 2 * nll,
+                             rtol=1e-6)
+  # Another ignore value (torch's -100): that position is not scored and indexes nothing.
+  two = jnp.concatenate([h, jnp.array([[0.0, 5.0]])])
+  np.testing.assert_allclose(L.fmrlrec_loss(two, items, jnp.array([1, -100]), dims=(1, 2), ignore_index=-100), nll,
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("ignore_index,reduction", [(0, "mean"), (None, "mean"), (0, "sum")])
+def test_fmrlrec_loss_matches_float64_reference_and_jit(ignore_index, reduction):
+  hidden, items, labels = _rec_inputs()
+  f = lambda h, e: L.fmrlrec_loss(h, e, labels, dims=DIMS, ignore_index=ignore_index, reduction=reduction)
+  got = f(hidden, items)
+  np.testing.assert_allclose(got, fmrlrec_reference(hidden, items, labels, DIMS, ignore_index, reduction), rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(f)(hidden, items), got, rtol=1e-6)
+  low = f(jnp.asarray(hidden, jnp.bfloat16), jnp.asarray(items, jnp.bfloat16))
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(low, got, rtol=3e-2)
+
+
+def test_fmrlrec_loss_gradients_match_finite_differences_of_reference():
+  hidden, items, labels = _rec_inputs(b=2, t=2, d=3, n_items=4, seed=1)
+  dims = (1, 3)
+  h64, e64 = hidden.astype(np.float64), items.astype(np.float64)
+  with jax.enable_x64(True):
+    gh, ge = jax.grad(lambda h, e: L.fmrlrec_loss(h, e, labels, dims=dims), argnums=(0, 1))(jnp.asarray(h64),
+                                                                                          jnp.asarray(e64))
+  np.testing.assert_allclose(gh, numeric_grad(lambda a: fmrlrec_reference(a, e64, labels, dims), h64), rtol=1e-6,
+                             atol=1e-9)
+  np.testing.assert_allclose(ge, numeric_grad(lambda a: fmrlrec_reference(h64, a, labels, dims), e64), rtol=1e-6,
+                             atol=1e-9)
+
+
+def numeric_grad(f, x, eps=1e-6):
+  g = np.zeros_like(x)
+  for idx in np.ndindex(*x.shape):
+    xp, xm = x.copy(), x.copy()
+    xp[idx] += eps
+    xm[idx] -= eps
+    g[idx] = (f(xp) - f(xm)) / (2 * eps)
+  return g
+
+
+def test_fmrlrec_loss_1_equals_8(mesh8):
+  hidden, items, labels = _rec_inputs(b=16, seed=3)
+  labels[:2] = 0  # device 0 holds only padding...
+  labels[:2, 2] = 3  # ...but one scored position: per-device means would over-weigh it
+  fn = lambda h, y, e, axis_name=None: L.fmrlrec_loss(h, e, y, dims=DIMS, axis_name=axis_name)
+  value, _ = multidevice.assert_1_equals_8(fn, mesh8, sharded=(hidden, labels), replicated=(items,),
+                                           argnums=(0, 2))
+  np.testing.assert_allclose(value, fmrlrec_reference(hidden, items, labels, DIMS), rtol=1e-5)
+  local = np.mean([fmrlrec_reference(hidden[k:k + 2], items, labels[k:k + 2], DIMS) for k in range(0, 16, 2)])
+  assert abs(local - float(value)) > 1e-2
+
+
+def test_fmrlrec_pieces_bad_inputs():
+  hidden, items, labels = _rec_inputs(b=2)
+  with pytest.raises(ValueError, match=r"labels must have shape \[2, 3\].*got \(2, 2\)"):
+    L.fmrlrec_loss(hidden, items, labels[:, :2], dims=DIMS)
+  with pytest.raises(ValueError, match=r"same feature size D; got shapes \(2, 3, 6\) and \(7, 5\)"):
+    L.fmrlrec_loss(hidden, items[:, :5], labels, dims=DIMS)
+  with pytest.raises(ValueError, match=r"dims=\(2, 8\) exceed the feature size D=6"):
+    L.fmrlrec_loss(hidden, items, labels, dims=(2, 8))
+  with pytest.raises(ValueError, match="labels must be an integer array of item ids; got dtype float32"):
+    L.fmrlrec_loss(hidden, items, labels.astype(np.float32), dims=DIMS)
+  with pytest.raises(ValueError, match=r'reduction must be "mean" or "sum"; got \'max\''):
+    L.fmrlrec_loss(hidden, items, labels, dims=DIMS, reduction="max")
+  with pytest.raises(ValueError, match=r"kernel must have shape \[6, 6\].*got shape \(6, 5\)"):
+    L.nested_linear(jnp.ones((2, 6)), jnp.ones((6, 5)), dims=DIMS)
+  with pytest.raises(ValueError, match=r"x must have shape \[\.\.\., 6\] \(D = dims\[-1\].*got shape \(2, 5\)"):
+    L.nested_linear(jnp.ones((2, 5)), jnp.ones((6, 6)), dims=DIMS)
+  with pytest.raises(ValueError, match=r"bias must have shape \[6\]; got shape \(3,\)"):
+    L.nested_linear(jnp.ones((2, 6)), jnp.ones((6, 6)), dims=DIMS, bias=jnp.ones(3))
+  with pytest.raises(ValueError, match=r"scale must have shape \[6\]; got shape \(4,\)"):
+    L.nested_layer_norm(jnp.ones((2, 6)), dims=DIMS, scale=jnp.ones(4))
+  with pytest.raises(ValueError, match="strictly increasing"):
+    L.nested_weight_mask((4, 2))
