@@ -12,8 +12,8 @@ and hands both to `apply_variant`, which applies the variant's dataset recipe an
 The variants (`VARIANT_TABLE`; `arg` picks one, mnist1d by default):
 
   variant   dataset recipe (below)                                    groups of OVERRIDES applied, in order
-  mnist1d   mnist1d(): conv1d, 2 MNIST-1D views, AdamW 4e-3, 2000 x 128     all, mnist1d
-  digits    digits(): ResNet-18 (CIFAR stem), 8 x 8 digits, 1000 x 256      all, digits
+  mnist1d   mnist1d(): conv1d, 2 MNIST-1D views, AdamW 4e-3, 8000 x 128     all, mnist1d
+  digits    digits(): small ResNet (3 x 1 blocks, width 16), 8 x 8, 500 x 256  all, digits
   cifar10   cifar(): ResNet-18, LARS, 1000 epochs of 256 (solo-learn)      all, cifar, cifar10
   cifar100  cifar(), on CIFAR-100                                           all, cifar, cifar100
   imagenet  imagenet(): ResNet-50 at 224, LARS, 100 epochs of 256          all, imagenet
@@ -173,17 +173,23 @@ def mnist1d(c: ml_collections.ConfigDict, *, batch_size: int = 128, num_views: i
 
 
 def digits(c: ml_collections.ConfigDict, *, batch_size: int = 256, num_views: int = 2) -> None:
-  """The `digits` recipe: ResNet-18 (CIFAR stem) on 8x8 grey digits, `num_views` (2) SimCLR views, 1000 steps of
-  256."""
+  """The `digits` recipe: a small ResNet (CIFAR stem, one basic block in each of 3 stages, widths 16-32-64, 64-d
+  features, ~0.1M parameters) on 8x8 grey digits, `num_views` (2) SimCLR views, 500 steps of 256 (~90 epochs of
+  the 1437 training digits).
+
+  ResNet-18 is far too big for 8x8 images on the CPU the results table runs on: about 20 minutes per 1000 steps at
+  width 64 (and 8 minutes at width 16) on one core, against about 1.5 minutes for this network, which reaches a
+  linear probe of 97.2% with SimCLR after 300 steps (test split, one run; raw pixels 96.4%).
+  """
   c.dataset = "digits"
-  c.model.encoder = "resnet18"
-  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar"))
+  c.model.encoder = "resnet"
+  c.model.encoder_kwargs = ml_collections.ConfigDict(dict(stem="cifar", stage_sizes=(1, 1, 1), width=16))
   c.model.projector_kwargs = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128))
   c.augment.views = ("simclr",) * num_views
   c.augment.out_size = 8
   c.augment.overrides = ml_collections.ConfigDict(dict(crop_scale=(0.5, 1.0), flip_p=0.0, mean=(0.5,), std=(0.25,)))
   c.batch_size = batch_size
-  c.total_steps = 1000
+  c.total_steps = 500
 
 
 def cifar(c: ml_collections.ConfigDict, dataset: str, *, epochs: int = 1000, warmup_epochs: int = 10,

@@ -43,6 +43,7 @@ from rl.models.resnet import ResNet50
 
 MODELS: dict[str, type[nn.Module]] = {
     'conv1d': Conv1DEncoder,
+    'resnet': ResNet,  # any depth and width: stage_sizes, block, width (the digits recipe's small ResNet)
     'resnet18': ResNet18,
     'resnet50': ResNet50,
     'mlp_projector': MLPProjector,
