@@ -305,9 +305,11 @@ def mokd_cross_distillation(student_mlp: jax.Array, peer_teacher_mlp: jax.Array,
 
   with N the number of rows of the search outputs over all devices. `jax.lax.stop_gradient` is applied to both
   peer outputs here (the peer teacher is an EMA and detached in the authors' code). Caller's duties: the centre
-  c of this cross term is state updated with `dino_center_update(c, peer_teacher_mlp)`; the paper weights the
-  cross terms with lambda (1.0 for the weaker network, 0.1 for the stronger one):
-  L = L_sm + L_st + lambda (L_cm + L_ct).
+  c of this cross term is state updated with `dino_center_update(c, peer_teacher_mlp)`, and the caller weights
+  the cross terms, L = L_sm + L_st + lambda (L_cm + L_ct): this function returns them unweighted. The authors'
+  code (skyoux/mokd, main_mokd.py: `--lamda_c` for the CNN and `--lamda_t` for the ViT) defaults both lambdas to
+  1.0. (This docstring used to give 1.0 and 0.1, for the weaker and the stronger network, as the paper's; the
+  paper's method section could not be read here to confirm a per-network value, so only the code's is stated.)
 
   Args:
     student_mlp: [V * b, K] this network's student MLP-head outputs of all V crops, crop-major.
