@@ -7,8 +7,10 @@ convention). The table of losses, their papers and what each needs from the call
 
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
 terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
-`matryoshka` and `fmrlrec_loss` are the nesting sizes.
+`matryoshka` and `fmrlrec_loss` are the nesting sizes, those of `slfm_loss` its four terms.
 """
+from rl.losses.audio_visual import (cogenav_sync_loss, slfm_angle, slfm_binaural_cue, slfm_binaural_loss,
+                                    slfm_binauralization_loss, slfm_geometric_loss, slfm_loss, slfm_symmetry_loss)
 from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
@@ -76,6 +78,9 @@ __all__ = [
     # temporal, video and reinforcement learning
     "taco", "premier_taco", "premier_taco_negatives", "decorrelated_prediction", "contrastive_transition_loss",
     "intra_negatives", "iic", "bidirectional_prediction",
+    # audio-visual: lip-audio synchrony, sound localisation from motion
+    "cogenav_sync_loss", "slfm_angle", "slfm_geometric_loss", "slfm_binaural_cue", "slfm_binaural_loss",
+    "slfm_symmetry_loss", "slfm_loss", "slfm_binauralization_loss",
     # dense and object-centric
     "feature_coordinates", "pixel_positive_mask", "pixcontrast", "pixpro", "slot_assignments", "slot_pooling",
     "slotcon_group_loss", "slotcon_slot_loss",
