@@ -21,6 +21,7 @@ from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
 from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_fix_small_clusters, odc_init, odc_update,
                            odc_update_centroids)
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
+from rl.losses.shortcuts import lens_loss, sieve_aux_loss, sieve_forget_loss, sieve_forget_schedule
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
 from rl.losses.redundancy import barlow_twins, byol, negative_cosine, vicreg, vicreg_terms, wmse
@@ -73,6 +74,8 @@ __all__ = [
     "mokd_cross_distillation", "feature_regression", "attention_transfer",
     # feature-space augmentation
     "hallucinate", "semantic_adversarial",
+    # shortcut removal
+    "sieve_aux_loss", "sieve_forget_loss", "sieve_forget_schedule", "lens_loss",
     # temporal, video and reinforcement learning
     "taco", "premier_taco", "premier_taco_negatives", "decorrelated_prediction", "contrastive_transition_loss",
     "intra_negatives", "iic", "bidirectional_prediction",
