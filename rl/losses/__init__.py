@@ -30,7 +30,7 @@ from rl.losses.dense import (feature_coordinates, pixcontrast, pixel_positive_ma
 from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, feature_regression,
                                     mokd_cross_distillation, mokd_self_distillation, simplex_classifier_loss,
                                     simplex_prototypes)
-from rl.losses.feature_augment import hallucinate, semantic_adversarial
+from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
                                 regression_bin_centroids, sinkhorn_divergence, surrogate_contrastive_loss)
@@ -73,7 +73,7 @@ __all__ = [
     "csd", "simplex_prototypes", "simplex_classifier_loss", "cl2r_stationarity", "mokd_self_distillation",
     "mokd_cross_distillation", "feature_regression", "attention_transfer",
     # feature-space augmentation
-    "hallucinate", "semantic_adversarial",
+    "hallucinate", "semantic_adversarial", "scfs_feature_search", "scfs_loss",
     # shortcut removal
     "sieve_aux_loss", "sieve_forget_loss", "sieve_forget_schedule", "lens_loss",
     # temporal, video and reinforcement learning
