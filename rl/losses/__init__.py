@@ -30,6 +30,8 @@ from rl.losses.dense import (feature_coordinates, pixcontrast, pixel_positive_ma
 from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, feature_regression,
                                     mokd_cross_distillation, mokd_self_distillation, simplex_classifier_loss,
                                     simplex_prototypes)
+from rl.losses.autoregressive import (semaim_attention_masks, semaim_feature_loss, semaim_order, semaim_pixel_loss,
+                                     semaim_similarity)
 from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
@@ -84,6 +86,8 @@ __all__ = [
     "slotcon_group_loss", "slotcon_slot_loss",
     # positional disentanglement of dense features
     "rasa_position_loss", "rasa_remove_position",
+    # autoregressive image modelling
+    "semaim_similarity", "semaim_order", "semaim_attention_masks", "semaim_pixel_loss", "semaim_feature_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
