@@ -32,6 +32,7 @@ from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, 
                                     simplex_prototypes)
 from rl.losses.autoregressive import (semaim_attention_masks, semaim_feature_loss, semaim_order, semaim_pixel_loss,
                                      semaim_similarity)
+from rl.losses.diffusion import diti_condition, diti_loss, diti_masks, diti_noising
 from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
@@ -88,6 +89,8 @@ __all__ = [
     "rasa_position_loss", "rasa_remove_position",
     # autoregressive image modelling
     "semaim_similarity", "semaim_order", "semaim_attention_masks", "semaim_pixel_loss", "semaim_feature_loss",
+    # diffusion time-steps
+    "diti_masks", "diti_condition", "diti_noising", "diti_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
