@@ -33,6 +33,7 @@ from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, 
 from rl.losses.autoregressive import (semaim_attention_masks, semaim_feature_loss, semaim_order, semaim_pixel_loss,
                                      semaim_similarity)
 from rl.losses.diffusion import diti_condition, diti_loss, diti_masks, diti_noising
+from rl.losses.equivariant import nft_loss, nft_so2_representation, nft_transition
 from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
@@ -91,6 +92,8 @@ __all__ = [
     "semaim_similarity", "semaim_order", "semaim_attention_masks", "semaim_pixel_loss", "semaim_feature_loss",
     # diffusion time-steps
     "diti_masks", "diti_condition", "diti_noising", "diti_loss",
+    # equivariance
+    "nft_transition", "nft_so2_representation", "nft_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
