@@ -7,7 +7,8 @@ convention). The table of losses, their papers and what each needs from the call
 
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
 terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
-`matryoshka` and `fmrlrec_loss` are the nesting sizes.
+`matryoshka` and `fmrlrec_loss` are the nesting sizes; `lens_loss` -> {"adversarial", "reconstruction"}, `scfs_loss`
+-> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"}.
 """
 from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
