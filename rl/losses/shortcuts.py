@@ -164,7 +164,8 @@ def lens_loss(logits: jax.Array, images: jax.Array, lensed_images: jax.Array, *,
 
   Source: the paper's equations for L_SSL, L_adv (both variants), L_rec and L_lens, as transcribed in our stored
   summary of the paper (seunghan96.github.io, "(paper 29) Automatic Shortcut Removal"); our stored copies of the
-  paper itself gave only its abstract and introduction, and the authors released no code.
+  paper itself gave only its abstract and introduction, and we found no code released by the authors (Papers with
+  Code lists none).
 
   Args:
     logits: [b, K] pretext logits of the feature extractor on the lensed images, F(L(x)).

@@ -228,8 +228,8 @@ def test_pixel_loss_1_equals_8_devices(mesh8):
 def test_feature_loss_1_equals_8_devices(mesh8):
   rng = np.random.RandomState(5)
   p, t = rng.randn(8, 3, 4).astype(np.float32), rng.randn(8, 3, 4).astype(np.float32)
-  value, _ = multidevice.assert_1_equals_8(lambda a, b, axis_name=None: A.semaim_feature_loss(a, b, axis_name=axis_name),
-                                           mesh8, (p, t), argnums=(0,))
+  fn = lambda a, b, axis_name=None: A.semaim_feature_loss(a, b, axis_name=axis_name)
+  value, _ = multidevice.assert_1_equals_8(fn, mesh8, (p, t), argnums=(0,))
   np.testing.assert_allclose(value, feature_loss_reference(p, t), rtol=1e-5)
 
 

@@ -227,7 +227,7 @@ def test_diti_bad_inputs():
   m = D.diti_masks(4, k=2, num_timesteps=10, dims_per_stage=None)
   with pytest.raises(ValueError, match=r"masks must be built for latent_dim = 5.*got masks of shape \(2, 4\)"):
     D.diti_condition(jnp.zeros((3, 5)), jnp.zeros(3, jnp.int32), m)
-  with pytest.raises(ValueError, match=r"t must be an integer array of shape \[3\].*got shape \(3,\) and dtype float32"):
+  with pytest.raises(ValueError, match=r"t must be an integer array of shape \[3\].*dtype float32"):
     D.diti_condition(jnp.zeros((3, 4)), jnp.zeros(3), m)
   with pytest.raises(ValueError, match=r'mode must be "base" or "stop_grad"; got \'dual\''):
     D.diti_condition(jnp.zeros((3, 4)), jnp.zeros(3, jnp.int32), m, mode="dual")
