@@ -7,7 +7,8 @@ convention). The table of losses, their papers and what each needs from the call
 
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
 terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
-`matryoshka` and `fmrlrec_loss` are the nesting sizes, those of `slfm_loss` its four terms.
+`matryoshka` and `fmrlrec_loss` are the nesting sizes, those of `slfm_loss` its four terms; `lens_loss` ->
+{"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"}.
 """
 from rl.losses.audio_visual import (cogenav_sync_loss, slfm_angle, slfm_binaural_cue, slfm_binaural_loss,
                                     slfm_binauralization_loss, slfm_geometric_loss, slfm_loss, slfm_symmetry_loss)
@@ -23,6 +24,7 @@ from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
 from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_fix_small_clusters, odc_init, odc_update,
                            odc_update_centroids)
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
+from rl.losses.shortcuts import lens_loss, sieve_aux_loss, sieve_forget_loss, sieve_forget_schedule
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
 from rl.losses.redundancy import barlow_twins, byol, negative_cosine, vicreg, vicreg_terms, wmse
@@ -31,7 +33,11 @@ from rl.losses.dense import (feature_coordinates, pixcontrast, pixel_positive_ma
 from rl.losses.distillation import (attention_transfer, cl2r_stationarity, csd, feature_regression,
                                     mokd_cross_distillation, mokd_self_distillation, simplex_classifier_loss,
                                     simplex_prototypes)
-from rl.losses.feature_augment import hallucinate, semantic_adversarial
+from rl.losses.autoregressive import (semaim_attention_masks, semaim_feature_loss, semaim_order, semaim_pixel_loss,
+                                     semaim_similarity)
+from rl.losses.diffusion import diti_condition, diti_loss, diti_masks, diti_noising
+from rl.losses.equivariant import nft_loss, nft_so2_representation, nft_transition
+from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
                                 regression_bin_centroids, sinkhorn_divergence, surrogate_contrastive_loss)
@@ -74,7 +80,9 @@ __all__ = [
     "csd", "simplex_prototypes", "simplex_classifier_loss", "cl2r_stationarity", "mokd_self_distillation",
     "mokd_cross_distillation", "feature_regression", "attention_transfer",
     # feature-space augmentation
-    "hallucinate", "semantic_adversarial",
+    "hallucinate", "semantic_adversarial", "scfs_feature_search", "scfs_loss",
+    # shortcut removal
+    "sieve_aux_loss", "sieve_forget_loss", "sieve_forget_schedule", "lens_loss",
     # temporal, video and reinforcement learning
     "taco", "premier_taco", "premier_taco_negatives", "decorrelated_prediction", "contrastive_transition_loss",
     "intra_negatives", "iic", "bidirectional_prediction",
@@ -86,6 +94,12 @@ __all__ = [
     "slotcon_group_loss", "slotcon_slot_loss",
     # positional disentanglement of dense features
     "rasa_position_loss", "rasa_remove_position",
+    # autoregressive image modelling
+    "semaim_similarity", "semaim_order", "semaim_attention_masks", "semaim_pixel_loss", "semaim_feature_loss",
+    # diffusion time-steps
+    "diti_masks", "diti_condition", "diti_noising", "diti_loss",
+    # equivariance
+    "nft_transition", "nft_so2_representation", "nft_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",

@@ -1,9 +1,10 @@
 """Augmentation in feature space: new positives or perturbed features built from embeddings, not from images.
 
-These are not losses but differentiable (or explicitly constant) transformations of a batch of embeddings that a
-method feeds to a loss of `rl.losses` (e.g. `nt_xent`, `moco`, a linear-probe cross-entropy). Each returns arrays
-of the input shape; under `axis_name` the output is this device's shard (rows stay where they are) and equals the
-matching rows of the single-device output on the global batch.
+`hallucinate`, `semantic_adversarial` and `scfs_feature_search` are not losses but differentiable (or explicitly
+constant) transformations of a batch of embeddings that a method feeds to a loss of `rl.losses` (e.g. `nt_xent`,
+`moco`, a linear-probe cross-entropy, `scfs_loss`). Each returns this device's rows; under `axis_name` they equal
+the matching rows of the single-device output on the global batch. `scfs_loss` is SCFS's objective on the
+searched features.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
+from rl.losses.clustering import dino
 from rl.losses.hypersphere import l2_normalize
 
 
@@ -141,3 +143,130 @@ def semantic_adversarial(features: jax.Array, grads: jax.Array, *, epsilon: floa
   p = jax.nn.softmax(jnp.where(is_self, -jnp.inf, logits), axis=1)
   direction = jax.lax.stop_gradient(l2_normalize(p @ others))
   return l2_normalize(x + epsilon * direction)
+
+
+def scfs_feature_search(feature_maps: jax.Array, queries: jax.Array) -> jax.Array:
+  r"""SCFS's feature search: re-weight a global view's feature map by its similarity to another crop's feature.
+
+  For image i, crop c and position p of the feature map F_i of a global view (a layer of the momentum encoder),
+  the query q_{ci} is the pooled feature of crop c of image i (a layer of the student on a local crop), and
+
+  .. math::
+      a_{cip} = \Big\langle \frac{F_{ip}}{\lVert F_{ip} \rVert}, \frac{q_{ci}}{\lVert q_{ci} \rVert} \Big\rangle,
+      \qquad \tilde F_{cip} = a_{cip}\, F_{ip} ,
+
+  so the searched feature keeps the regions of the global view that look like the crop: the "semantics-consistent"
+  features whose projection (the teacher's layer head) the student's output on crop c must match (`scfs_loss`).
+  The weights a are constants (computed without gradient, as the released code does); the gradient reaches F.
+
+  Source: `TeacherWrapper.forward` in models/scfs.py of github.com/skyoux/scfs (the authors' code; the first
+  global view's map of layers 2, 3 and 4 of a ResNet-50, queries from the student's pooled, normalised local-crop
+  features). Our stored copies of the paper gave only its abstract and introduction.
+
+  Args:
+    feature_maps: [b, h, w, c] feature maps of the global view (NHWC).
+    queries: [n * b, c] crop-major query features (row k * b + i is crop k of image i), e.g. the mean over the
+      spatial axes of the student's maps on n local crops.
+
+  Returns:
+    [n * b, h, w, c] the searched feature maps, crop-major (float32 for float32/bfloat16 input).
+
+  Example:
+    >>> f = jnp.array([[[[1.0, 0.0], [0.0, 2.0]]]])  # one image, a 1 x 2 map: a red and a blue position
+    >>> scfs_feature_search(f, jnp.array([[3.0, 0.0]]))[0].tolist()  # a red query keeps the red position
+    [[[1.0, 0.0], [0.0, 0.0]]]
+
+  Song, Zhang, Luo, Wang & Xie, "Semantics-Consistent Feature Search for Self-Supervised Visual Representation
+  Learning", ICCV 2023, https://arxiv.org/abs/2212.06486.
+  """
+  _checks.check_array("feature_maps", feature_maps, ndim=4, shape_doc="[b, h, w, c]")
+  b, h, w, c = feature_maps.shape
+  _checks.check_array("queries", queries, ndim=2, shape_doc=f"[n * {b}, {c}]")
+  if b == 0 or queries.shape[1] != c or queries.shape[0] % b or queries.shape[0] == 0:
+    raise ValueError(f"queries must have shape [n * b, c] = [n * {b}, {c}] (crop-major, n >= 1, to match "
+                     f"feature_maps of shape {tuple(feature_maps.shape)}); got shape {tuple(queries.shape)}.")
+  n = queries.shape[0] // b
+  f = _ops.to_float32(feature_maps)
+  q = l2_normalize(_ops.to_float32(jax.lax.stop_gradient(queries))).reshape(n, b, c)
+  weights = jax.lax.stop_gradient(jnp.einsum("ihwc,kic->kihw", l2_normalize(f), q))  # [n, b, h, w]
+  return (weights[..., None] * f[None]).reshape(n * b, h, w, c)
+
+
+def scfs_loss(student_global: jax.Array, teacher_global: jax.Array, center: jax.Array, student_search: jax.Array,
+              teacher_search: jax.Array, *, student_temp: float = 0.1, teacher_temp: float = 0.04,
+              return_terms: bool = False,
+              axis_name: str | None = None) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+  r"""SCFS's loss at one backbone layer: cross-view self-distillation plus the feature-search term.
+
+  With teacher probabilities :math:`P_t(x) = \operatorname{softmax}(x / \tau_t)` (no gradient) and student
+  log-probabilities :math:`\log P_s(x) = \operatorname{log\_softmax}(x / \tau_s)` of the layer heads' outputs:
+
+  .. math::
+      L_{\text{global}} = \tfrac{1}{2} \big[ H(P_t(t_1 - c), P_s(s_2)) + H(P_t(t_2 - c), P_s(s_1)) \big],
+      \qquad L_{\text{search}} = \frac{1}{n} \sum_{k=1}^{n} H\big(P_t(\tilde t_k), P_s(\tilde s_k)\big),
+
+  .. math::
+      L = \tfrac{1}{2} (L_{\text{global}} + L_{\text{search}}) ,
+
+  H the cross-entropy averaged over the global batch, t_g / s_g the teacher / student head outputs on the two
+  global views (the teacher centred by c, DINO-style; `dino` with two crops), :math:`\tilde t_k` the teacher
+  head's output on the searched feature of local crop k (`scfs_feature_search`, NOT centred) and
+  :math:`\tilde s_k` the student head's output on local crop k. SCFS sums this over layers 2, 3 and 4 of a
+  ResNet-50 (each with its own head and centre) and adds DINO's multi-crop loss on the final head (`dino`).
+
+  Caller's duties: the teacher is an EMA of the student; each layer keeps its own centre, updated with
+  `dino_center_update(center, teacher_global)` (momentum 0.9); the heads (SCFS's `DINOShallowHead`: a residual
+  bottleneck, pooling and an MLP to 256 L2-normalised outputs) are the user's.
+
+  Source: `DINOShallowLoss.forward` and `train_one_epoch` in models/scfs.py and main_scfs.py of
+  github.com/skyoux/scfs (the authors' code; temperatures 0.1 and 0.04, `(loss_g + loss_l) * 0.5` per layer).
+  Our stored copies of the paper gave only its abstract and introduction, so its equations could not be compared.
+
+  Args:
+    student_global: [2 * b, K] student layer-head outputs on the two global views, crop-major.
+    teacher_global: [2 * b, K] teacher layer-head outputs on the same two views, crop-major.
+    center: [K] the layer's running centre of `teacher_global`.
+    student_search: [n * b, K] student layer-head outputs on the n local crops, crop-major.
+    teacher_search: [n * b, K] teacher layer-head outputs on the searched features, in the same order.
+    student_temp: tau_s > 0 (0.1).
+    teacher_temp: tau_t > 0 (0.04).
+    return_terms: also return {"global": ..., "search": ...}.
+    axis_name: None when the arrays are the whole batch; the mapped axis name inside `jax.shard_map` or
+      `jax.pmap`, where they are this device's crop-major shard.
+
+  Returns:
+    The scalar loss (float32), the same on every device; with `return_terms`, `(loss, terms)`.
+
+  Example:
+    >>> g, s = jnp.array([[5.0, 0.0]] * 2), jnp.array([[0.0, 5.0]] * 3)
+    >>> good = scfs_loss(g, g, jnp.zeros(2), s, s)
+    >>> bool(good < scfs_loss(g, g, jnp.zeros(2), s[:, ::-1], s))
+    True
+
+  Song, Zhang, Luo, Wang & Xie, "Semantics-Consistent Feature Search for Self-Supervised Visual Representation
+  Learning", ICCV 2023, https://arxiv.org/abs/2212.06486.
+  """
+  _checks.check_array("student_global", student_global, ndim=2, shape_doc="[2 * b, K]")
+  _checks.check_array("teacher_global", teacher_global, ndim=2, shape_doc="[2 * b, K]")
+  _checks.check_same_shape(student_global=student_global, teacher_global=teacher_global)
+  if student_global.shape[0] % 2 or student_global.shape[0] == 0:
+    raise ValueError(f"student_global must have shape [2 * b, K] (two global views, crop-major); got shape "
+                     f"{tuple(student_global.shape)}.")
+  b, k = student_global.shape[0] // 2, student_global.shape[1]
+  _checks.check_array("student_search", student_search, ndim=2, shape_doc=f"[n * {b}, {k}]")
+  _checks.check_array("teacher_search", teacher_search, ndim=2, shape_doc=f"[n * {b}, {k}]")
+  _checks.check_same_shape(student_search=student_search, teacher_search=teacher_search)
+  if student_search.shape[1] != k or student_search.shape[0] % b or student_search.shape[0] == 0:
+    raise ValueError(f"student_search must have shape [n * b, K] = [n * {b}, {k}] (n >= 1 crops of the b images of "
+                     f"student_global, shape {tuple(student_global.shape)}); got shape "
+                     f"{tuple(student_search.shape)}.")
+  _checks.check_positive("student_temp", student_temp)
+  _checks.check_positive("teacher_temp", teacher_temp)
+  global_term = dino(student_global, teacher_global, center, student_temp=student_temp, teacher_temp=teacher_temp,
+                     num_global_crops=2, axis_name=axis_name)
+  s, t = _ops.to_float32(student_search, teacher_search)
+  p_t = jax.lax.stop_gradient(jax.nn.softmax(t / teacher_temp, axis=-1))
+  cross = -jnp.sum(p_t * jax.nn.log_softmax(s / student_temp, axis=-1))
+  search_term = _collectives.global_mean(cross, s.shape[0], axis_name)
+  loss = 0.5 * (global_term + search_term)
+  return (loss, {"global": global_term, "search": search_term}) if return_terms else loss

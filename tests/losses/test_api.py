@@ -49,6 +49,9 @@ def test_every_return_terms_form_returns_the_loss_and_a_dict_of_named_terms():
       "matryoshka": losses.matryoshka(losses.nt_xent, (2, 3), return_terms=True)(x, x + mu[:, :1]),
       "fmrlrec_loss": losses.fmrlrec_loss(x, x, jnp.array([1, 2, 3, 0]), dims=(1, 3), return_terms=True),
       "slfm_loss": losses.slfm_loss(*([x[:, 0]] * 8), return_terms=True),
+      "lens_loss": losses.lens_loss(x, x, x + 1.0, reconstruction_weight=0.5, return_terms=True),
+      "scfs_loss": losses.scfs_loss(x, x, jnp.zeros(3), x, x, return_terms=True),
+      "nft_loss": losses.nft_loss(x, x + 1.0, return_terms=True),
   }
   with_terms = sorted(n for n in losses.__all__ if inspect.isfunction(getattr(losses, n))
                       and "return_terms" in inspect.signature(getattr(losses, n)).parameters)

@@ -1,4 +1,5 @@
-"""hallucinate, semantic_adversarial: hand cases, float64 NumPy references, gradients, jit, 1 device == 8 devices."""
+"""hallucinate, semantic_adversarial, scfs_feature_search, scfs_loss: hand cases, float64 NumPy references, gradients,
+jit, 1 device == 8 devices, bad inputs."""
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
@@ -207,3 +208,165 @@ def test_sea_bad_inputs():
     A.semantic_adversarial(jnp.ones((1, 3)), jnp.ones((1, 3)))
   with pytest.raises(ValueError, match=r"epsilon must be > 0; got 0.0"):
     A.semantic_adversarial(jnp.ones((4, 3)), jnp.ones((4, 3)), epsilon=0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# scfs_feature_search, scfs_loss (SCFS, after the authors' models/scfs.py and main_scfs.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+def search_reference(maps, queries, weights_at=None):
+  """TeacherWrapper.forward, in float64: for crop k of image i, a = <F_i(p) / |F_i(p)|, q_ki / |q_ki|> at each
+  position p, output a * F_i (crop-major rows k * b + i). `weights_at` computes a from other maps (held fixed)."""
+  maps, queries = np.asarray(maps, np.float64), np.asarray(queries, np.float64)
+  src = maps if weights_at is None else np.asarray(weights_at, np.float64)
+  b = maps.shape[0]
+  out = []
+  for row in range(queries.shape[0]):
+    k, i = divmod(row, b)
+    q = queries[row] / np.linalg.norm(queries[row])
+    a = np.einsum("hwc,c->hw", src[i] / np.linalg.norm(src[i], axis=-1, keepdims=True), q)
+    out.append(a[..., None] * maps[i])
+  return np.stack(out)
+
+
+def _softmax(z):
+  z = np.asarray(z, np.float64)
+  e = np.exp(z - z.max(axis=-1, keepdims=True))
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def _xent(p, s):
+  """Mean over rows of -sum_k p_k log softmax(s)_k."""
+  s = np.asarray(s, np.float64)
+  logp = s - s.max(axis=-1, keepdims=True)
+  logp = logp - np.log(np.exp(logp).sum(axis=-1, keepdims=True))
+  return np.mean(-(p * logp).sum(axis=-1))
+
+
+def scfs_reference(sg, tg, center, ss, ts, tau_s=0.1, tau_t=0.04):
+  """DINOShallowLoss.forward and (loss_g + loss_l) * 0.5, float64: global = (H(t1 - c, s2) + H(t2 - c, s1)) / 2 on
+  the two global views, search = mean over crops of H(t_k, s_k) with no centre."""
+  sg, tg, ss, ts = (np.asarray(v, np.float64) for v in (sg, tg, ss, ts))
+  b = sg.shape[0] // 2
+  pt = _softmax((tg - np.asarray(center, np.float64)) / tau_t)
+  glob = 0.5 * (_xent(pt[:b], sg[b:] / tau_s) + _xent(pt[b:], sg[:b] / tau_s))
+  n = ss.shape[0] // b
+  search = np.mean([_xent(_softmax(ts[k * b:(k + 1) * b] / tau_t), ss[k * b:(k + 1) * b] / tau_s) for k in range(n)])
+  return 0.5 * (glob + search), glob, search
+
+
+def _search_inputs(b=4, h=3, w=2, c=5, n=3, seed=0):
+  rng = np.random.RandomState(seed)
+  return rng.randn(b, h, w, c).astype(np.float32), rng.randn(n * b, c).astype(np.float32)
+
+
+def _scfs_inputs(b=4, n=3, k=6, seed=0):
+  """Sample-major [b, 2, K], [b, 2, K], [b, n, K], [b, n, K] (crop_major turns them into the documented layout)."""
+  rng = np.random.RandomState(seed)
+  sg, ss = rng.randn(b, 2, k).astype(np.float32), rng.randn(b, n, k).astype(np.float32)
+  tg = (sg + 0.5 * rng.randn(b, 2, k)).astype(np.float32)
+  ts = (ss + 0.5 * rng.randn(b, n, k)).astype(np.float32)
+  return sg, tg, (0.3 * rng.randn(k)).astype(np.float32), ss, ts
+
+
+def crop_major(x):
+  """[b, V, ...] (sample-major, so sharding axis 0 gives each device all crops of its samples) -> [V*b, ...]."""
+  return jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:])
+
+
+def test_scfs_feature_search_hand_case():
+  f = jnp.array([[[[1.0, 0.0], [0.0, 2.0]]]])  # [1, 1, 2, 2]: a "red" and a "blue" position
+  out = A.scfs_feature_search(f, jnp.array([[3.0, 0.0], [1.0, 1.0]]))  # two crops of the one image
+  np.testing.assert_allclose(out[0], [[[1.0, 0.0], [0.0, 0.0]]], atol=1e-7)
+  r = 1 / np.sqrt(2)
+  np.testing.assert_allclose(out[1], [[[r, 0.0], [0.0, 2 * r]]], rtol=1e-6)
+
+
+def test_scfs_feature_search_matches_float64_reference_and_jit():
+  maps, queries = _search_inputs(seed=1)
+  np.testing.assert_allclose(A.scfs_feature_search(maps, queries), search_reference(maps, queries), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(jax.jit(A.scfs_feature_search)(maps, queries), search_reference(maps, queries),
+                             rtol=1e-5, atol=1e-6)
+  low = A.scfs_feature_search(jnp.asarray(maps, jnp.bfloat16), jnp.asarray(queries, jnp.bfloat16))
+  assert low.dtype == jnp.float32
+
+
+def test_scfs_feature_search_gradient_holds_the_weights_constant():
+  maps, queries = (v.astype(np.float64) for v in _search_inputs(b=2, h=2, w=2, c=3, n=2, seed=2))
+  up = np.random.RandomState(3).randn(4, 2, 2, 3)
+  with jax.enable_x64(True):
+    gm, gq = jax.grad(lambda m, q: jnp.sum(jnp.asarray(up) * A.scfs_feature_search(m, q)), argnums=(0, 1))(
+        jnp.asarray(maps), jnp.asarray(queries))
+  # The released code computes the weights under no_grad: d/dF of sum(u * a F) with a fixed at the current maps.
+  n = numeric_grad(lambda m: np.sum(up * search_reference(m, queries, weights_at=maps)), maps.copy())
+  np.testing.assert_allclose(gm, n, rtol=1e-6, atol=1e-9)
+  np.testing.assert_array_equal(gq, 0.0)
+
+
+def test_scfs_loss_hand_case():
+  # b = 1, K = 2, one local crop, centre 0. Teacher global rows 0 and 0.04 log 3: q = (1/2, 1/2), (3/4, 1/4);
+  # student global 0 and 0.1 log 3: p = (1/2, 1/2), (3/4, 1/4). Search: teacher 0 (q = 1/2, 1/2), student 0.
+  t = jnp.array([[0.0, 0.0], [0.04 * np.log(3.0), 0.0]])
+  s = jnp.array([[0.0, 0.0], [0.1 * np.log(3.0), 0.0]])
+  glob = 0.5 * (-(0.5 * np.log(0.75) + 0.5 * np.log(0.25)) + np.log(2.0))
+  loss, terms = A.scfs_loss(s, t, jnp.zeros(2), jnp.zeros((1, 2)), jnp.zeros((1, 2)), return_terms=True)
+  np.testing.assert_allclose([terms["global"], terms["search"], loss], [glob, np.log(2.0), 0.5 * (glob + np.log(2))],
+                             rtol=1e-5)
+
+
+def test_scfs_loss_matches_float64_reference_jit_and_bfloat16():
+  sg, tg, c, ss, ts = _scfs_inputs(seed=4)
+  args = [crop_major(v) for v in (sg, tg)] + [c] + [crop_major(v) for v in (ss, ts)]
+  want, glob, search = scfs_reference(*args)
+  loss, terms = A.scfs_loss(*args, return_terms=True)
+  np.testing.assert_allclose([loss, terms["global"], terms["search"]], [want, glob, search], rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(A.scfs_loss)(*args), want, rtol=1e-5)
+  low = A.scfs_loss(*[jnp.asarray(a, jnp.bfloat16) for a in args])
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(low, want, rtol=5e-2)
+
+
+def test_scfs_loss_gradients_match_finite_differences_and_teachers_get_none():
+  sg, tg, c, ss, ts = _scfs_inputs(b=2, n=2, k=3, seed=5)
+  sg, tg, ss, ts = (np.asarray(crop_major(v), np.float64) for v in (sg, tg, ss, ts))
+  c = c.astype(np.float64)
+  with jax.enable_x64(True):
+    grads = jax.grad(lambda *a: A.scfs_loss(a[0], a[1], jnp.asarray(c), a[2], a[3]), argnums=(0, 1, 2, 3))(
+        *(jnp.asarray(v) for v in (sg, tg, ss, ts)))
+  np.testing.assert_allclose(grads[0], numeric_grad(lambda x: scfs_reference(x, tg, c, ss, ts)[0], sg.copy()),
+                             rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(grads[2], numeric_grad(lambda x: scfs_reference(sg, tg, c, x, ts)[0], ss.copy()),
+                             rtol=1e-6, atol=1e-9)
+  np.testing.assert_array_equal(grads[1], 0.0)  # teacher outputs are targets
+  np.testing.assert_array_equal(grads[3], 0.0)
+
+
+def test_scfs_loss_8_devices_equals_1_device(mesh8):
+  sg, tg, c, ss, ts = _scfs_inputs(b=8, seed=6)
+  fn = lambda a, b, s, t, cen, axis_name=None: A.scfs_loss(crop_major(a), crop_major(b), cen, crop_major(s),
+                                                            crop_major(t), axis_name=axis_name)
+  value, _ = multidevice.assert_1_equals_8(fn, mesh8, (sg, tg, ss, ts), (c,), argnums=(0, 2))
+  want = scfs_reference(*[crop_major(v) for v in (sg, tg)], c, *[crop_major(v) for v in (ss, ts)])[0]
+  np.testing.assert_allclose(value, want, rtol=1e-5)
+
+
+def test_scfs_bad_inputs():
+  maps, queries = _search_inputs()
+  with pytest.raises(ValueError, match=r"queries must have shape \[n \* b, c\] = \[n \* 4, 5\].*got shape \(6, 5\)"):
+    A.scfs_feature_search(maps, queries[:6])
+  with pytest.raises(ValueError, match=r"queries must have shape \[n \* 4, 5\]; got shape \(12,\)"):
+    A.scfs_feature_search(maps, queries[:, 0])
+  with pytest.raises(ValueError, match=r"feature_maps must have shape \[b, h, w, c\]; got shape \(4, 3, 2\)"):
+    A.scfs_feature_search(maps[..., 0], queries)
+  g, s = jnp.zeros((4, 6)), jnp.zeros((6, 6))
+  with pytest.raises(ValueError, match=r"student_global must have shape \[2 \* b, K\].*got shape \(3, 6\)"):
+    A.scfs_loss(g[:3], g[:3], jnp.zeros(6), s, s)
+  with pytest.raises(ValueError, match=r"student_search must have shape \[n \* b, K\] = \[n \* 2, 6\].*\(5, 6\)"):
+    A.scfs_loss(g, g, jnp.zeros(6), s[:5], s[:5])
+  with pytest.raises(ValueError, match=r"student_search and teacher_search must have the same shape"):
+    A.scfs_loss(g, g, jnp.zeros(6), s, s[:4])
+  with pytest.raises(ValueError, match=r"center must have shape \[6\]"):
+    A.scfs_loss(g, g, jnp.zeros(5), s, s)
+  with pytest.raises(ValueError, match=r"teacher_temp must be > 0; got 0.0"):
+    A.scfs_loss(g, g, jnp.zeros(6), s, s, teacher_temp=0.0)
