@@ -88,6 +88,22 @@ def test_readme_numbers_equal_results_md():
           f"README methods table, {name!r}, {column!r}: {row[column]!r}; RESULTS.md has {results[name][column]!r}")
 
 
+def test_readme_table_script_copies_only_the_numbers_of_known_rows():
+  from experiments.benchmarks import readme_table  # pylint: disable=import-outside-toplevel
+  results = ("| representation | kind | linear probe % | kNN-20 % | steps |\n| --- | --- | --- | --- | --- |\n"
+             "| byol | distillation | 96.1 ± 0.3 | 95.0 ± 0.2 | 8000 |\n")
+  readme = ("intro\n\n| method | paper | linear probe % | kNN-20 % | steps |\n| --- | --- | --- | --- | --- |\n"
+            "| `byol` | BYOL, [link](x) | 75.3 ± 1.5 | 58.5 ± 1.3 | 2000 |\n| `new` | N | 1 | 2 | 3 |\n\n"
+            "| other | linear probe % | kNN-20 % | steps |\n| --- | --- | --- | --- |\n| byol | 0 | 0 | 0 |\n")
+  text, changed = readme_table.sync(readme, results)
+  assert changed == ["byol"]
+  assert "| `byol` | BYOL, [link](x) | 96.1 ± 0.3 | 95.0 ± 0.2 | 8000 |\n" in text
+  assert "| `new` | N | 1 | 2 | 3 |" in text and "| byol | 0 | 0 | 0 |" in text  # unknown rows, other tables kept
+  assert readme_table.sync(text, results) == (text, [])
+  # The shipped README is what the script writes from the shipped RESULTS.md.
+  assert readme_table.sync(README, (ROOT / "RESULTS.md").read_text(encoding="utf-8"))[1] == []
+
+
 def test_losses_table_lists_every_public_name_under_its_module():
   from rl import losses  # pylint: disable=import-outside-toplevel
   header, rows = _table_with(README, "family (`rl/losses/`)", "functions", "device-aware", "state",
