@@ -8,7 +8,8 @@ convention). The table of losses, their papers and what each needs from the call
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
 terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
 `matryoshka` and `fmrlrec_loss` are the nesting sizes, those of `slfm_loss` its four terms; `lens_loss` ->
-{"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"}.
+{"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"},
+`fedsa_loss` -> {"regularization", "contrastive", "calibration"}.
 """
 from rl.losses.audio_visual import (cogenav_sync_loss, slfm_angle, slfm_binaural_cue, slfm_binaural_loss,
                                     slfm_binauralization_loss, slfm_geometric_loss, slfm_loss, slfm_symmetry_loss)
@@ -37,6 +38,8 @@ from rl.losses.autoregressive import (semaim_attention_masks, semaim_feature_los
                                      semaim_similarity)
 from rl.losses.diffusion import diti_condition, diti_loss, diti_masks, diti_noising
 from rl.losses.equivariant import nft_loss, nft_so2_representation, nft_transition
+from rl.losses.federated import (fedsa_anchor_update, fedsa_class_gap, fedsa_loss, fedsa_margin_contrastive,
+                                 fedsa_prototypes)
 from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
@@ -100,6 +103,8 @@ __all__ = [
     "diti_masks", "diti_condition", "diti_noising", "diti_loss",
     # equivariance
     "nft_transition", "nft_so2_representation", "nft_loss",
+    # prototype-based federated learning
+    "fedsa_margin_contrastive", "fedsa_loss", "fedsa_prototypes", "fedsa_class_gap", "fedsa_anchor_update",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
