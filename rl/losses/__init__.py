@@ -8,7 +8,9 @@ convention). The table of losses, their papers and what each needs from the call
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
 terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
 `matryoshka` and `fmrlrec_loss` are the nesting sizes, those of `slfm_loss` its four terms; `lens_loss` ->
-{"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"}.
+{"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"},
+`fedsa_loss` -> {"regularization", "contrastive", "calibration"}, `mirror_loss` -> {"alignment", "wsi_retention",
+"rna_retention", "style", "cluster"}.
 """
 from rl.losses.audio_visual import (cogenav_sync_loss, slfm_angle, slfm_binaural_cue, slfm_binaural_loss,
                                     slfm_binauralization_loss, slfm_geometric_loss, slfm_loss, slfm_symmetry_loss)
@@ -23,6 +25,7 @@ from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, neares
 from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
 from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_fix_small_clusters, odc_init, odc_update,
                            odc_update_centroids)
+from rl.losses.pathology import mirror_cluster_loss, mirror_loss, mirror_retention_loss, mirror_style_loss
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
 from rl.losses.shortcuts import lens_loss, sieve_aux_loss, sieve_forget_loss, sieve_forget_schedule
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
@@ -37,6 +40,8 @@ from rl.losses.autoregressive import (semaim_attention_masks, semaim_feature_los
                                      semaim_similarity)
 from rl.losses.diffusion import diti_condition, diti_loss, diti_masks, diti_noising
 from rl.losses.equivariant import nft_loss, nft_so2_representation, nft_transition
+from rl.losses.federated import (fedsa_anchor_update, fedsa_class_gap, fedsa_loss, fedsa_margin_contrastive,
+                                 fedsa_prototypes)
 from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
@@ -100,6 +105,10 @@ __all__ = [
     "diti_masks", "diti_condition", "diti_noising", "diti_loss",
     # equivariance
     "nft_transition", "nft_so2_representation", "nft_loss",
+    # multi-modal pathology
+    "mirror_retention_loss", "mirror_style_loss", "mirror_cluster_loss", "mirror_loss",
+    # prototype-based federated learning
+    "fedsa_margin_contrastive", "fedsa_loss", "fedsa_prototypes", "fedsa_class_gap", "fedsa_anchor_update",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
