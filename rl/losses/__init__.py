@@ -8,7 +8,8 @@ convention). The table of losses, their papers and what each needs from the call
 A loss with `return_terms=True` returns `(loss, terms)`: `terms` is a dict of its named parts (the unweighted
 terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ctr", "ctcvr"}; the keys of
 `matryoshka` and `fmrlrec_loss` are the nesting sizes, those of `slfm_loss` its four terms; `lens_loss` ->
-{"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"}.
+{"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"},
+`disentangler_loss` -> {"reconstruction", "correlation", "environment", "adversarial"}.
 """
 from rl.losses.audio_visual import (cogenav_sync_loss, slfm_angle, slfm_binaural_cue, slfm_binaural_loss,
                                     slfm_binauralization_loss, slfm_geometric_loss, slfm_loss, slfm_symmetry_loss)
@@ -24,6 +25,8 @@ from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
 from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_fix_small_clusters, odc_init, odc_update,
                            odc_update_centroids)
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
+from rl.losses.speaker import (disentangler_decoder_input, disentangler_loss, environment_triplet_loss,
+                                gradient_reversal, mapc_loss)
 from rl.losses.shortcuts import lens_loss, sieve_aux_loss, sieve_forget_loss, sieve_forget_schedule
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
@@ -89,6 +92,8 @@ __all__ = [
     # audio-visual: lip-audio synchrony, sound localisation from motion
     "cogenav_sync_loss", "slfm_angle", "slfm_geometric_loss", "slfm_binaural_cue", "slfm_binaural_loss",
     "slfm_symmetry_loss", "slfm_loss", "slfm_binauralization_loss",
+    # speaker verification: environment disentanglement
+    "gradient_reversal", "mapc_loss", "environment_triplet_loss", "disentangler_decoder_input", "disentangler_loss",
     # dense and object-centric
     "feature_coordinates", "pixel_positive_mask", "pixcontrast", "pixpro", "slot_assignments", "slot_pooling",
     "slotcon_group_loss", "slotcon_slot_loss",

@@ -52,6 +52,8 @@ def test_every_return_terms_form_returns_the_loss_and_a_dict_of_named_terms():
       "lens_loss": losses.lens_loss(x, x, x + 1.0, reconstruction_weight=0.5, return_terms=True),
       "scfs_loss": losses.scfs_loss(x, x, jnp.zeros(3), x, x, return_terms=True),
       "nft_loss": losses.nft_loss(x, x + 1.0, return_terms=True),
+      "disentangler_loss": losses.disentangler_loss(*([jnp.ones((2, 3, 4)) + jnp.arange(4.0)] * 6),
+                                                    return_terms=True),
   }
   with_terms = sorted(n for n in losses.__all__ if inspect.isfunction(getattr(losses, n))
                       and "return_terms" in inspect.signature(getattr(losses, n)).parameters)
