@@ -17,6 +17,7 @@ from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
+from rl.losses.kinship import facornet_loss
 from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
                               unpatchify)
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
@@ -92,8 +93,9 @@ __all__ = [
     # audio-visual: lip-audio synchrony, sound localisation from motion
     "cogenav_sync_loss", "slfm_angle", "slfm_geometric_loss", "slfm_binaural_cue", "slfm_binaural_loss",
     "slfm_symmetry_loss", "slfm_loss", "slfm_binauralization_loss",
-    # speaker verification: environment disentanglement
+    # speaker and kinship verification: environment disentanglement, attention-guided contrast
     "gradient_reversal", "mapc_loss", "environment_triplet_loss", "disentangler_decoder_input", "disentangler_loss",
+    "facornet_loss",
     # dense and object-centric
     "feature_coordinates", "pixel_positive_mask", "pixcontrast", "pixpro", "slot_assignments", "slot_pooling",
     "slotcon_group_loss", "slotcon_slot_loss",
