@@ -10,7 +10,8 @@ terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ct
 `matryoshka` and `fmrlrec_loss` are the nesting sizes, those of `slfm_loss` its four terms; `lens_loss` ->
 {"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"},
 `fedsa_loss` -> {"regularization", "contrastive", "calibration"}, `mirror_loss` -> {"alignment", "wsi_retention",
-"rna_retention", "style", "cluster"}.
+"rna_retention", "style", "cluster"}, `disentangler_loss` -> {"reconstruction", "correlation", "environment",
+"adversarial"}.
 """
 from rl.losses.audio_visual import (cogenav_sync_loss, slfm_angle, slfm_binaural_cue, slfm_binaural_loss,
                                     slfm_binauralization_loss, slfm_geometric_loss, slfm_loss, slfm_symmetry_loss)
@@ -18,6 +19,7 @@ from rl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
 from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, nt_xent, supcon, supcon_simclr
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
+from rl.losses.kinship import facornet_loss
 from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
                               unpatchify)
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
@@ -27,6 +29,8 @@ from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_
                            odc_update_centroids)
 from rl.losses.pathology import mirror_cluster_loss, mirror_loss, mirror_retention_loss, mirror_style_loss
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
+from rl.losses.speaker import (disentangler_decoder_input, disentangler_loss, environment_triplet_loss,
+                                gradient_reversal, mapc_loss)
 from rl.losses.shortcuts import lens_loss, sieve_aux_loss, sieve_forget_loss, sieve_forget_schedule
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
@@ -94,6 +98,9 @@ __all__ = [
     # audio-visual: lip-audio synchrony, sound localisation from motion
     "cogenav_sync_loss", "slfm_angle", "slfm_geometric_loss", "slfm_binaural_cue", "slfm_binaural_loss",
     "slfm_symmetry_loss", "slfm_loss", "slfm_binauralization_loss",
+    # speaker and kinship verification: environment disentanglement, attention-guided contrast
+    "gradient_reversal", "mapc_loss", "environment_triplet_loss", "disentangler_decoder_input", "disentangler_loss",
+    "facornet_loss",
     # dense and object-centric
     "feature_coordinates", "pixel_positive_mask", "pixcontrast", "pixpro", "slot_assignments", "slot_pooling",
     "slotcon_group_loss", "slotcon_slot_loss",
