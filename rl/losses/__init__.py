@@ -20,6 +20,7 @@ from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, 
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
 from rl.losses.kinship import facornet_loss
+from rl.losses.medical import volume_mask_tokens, volume_masked_embedding_loss, volume_slice_mask
 from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
                               unpatchify)
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
@@ -116,6 +117,8 @@ __all__ = [
     "mirror_retention_loss", "mirror_style_loss", "mirror_cluster_loss", "mirror_loss",
     # prototype-based federated learning
     "fedsa_margin_contrastive", "fedsa_loss", "fedsa_prototypes", "fedsa_class_gap", "fedsa_anchor_update",
+    # medical image volumes: masked slice embeddings
+    "volume_slice_mask", "volume_mask_tokens", "volume_masked_embedding_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
