@@ -32,6 +32,7 @@ from rl.losses.pathology import mirror_cluster_loss, mirror_loss, mirror_retenti
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
 from rl.losses.speaker import (disentangler_decoder_input, disentangler_loss, environment_triplet_loss,
                                 gradient_reversal, mapc_loss)
+from rl.losses.slide import cobra_pad_or_sample, cobra_views
 from rl.losses.shortcuts import lens_loss, sieve_aux_loss, sieve_forget_loss, sieve_forget_schedule
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
@@ -115,6 +116,8 @@ __all__ = [
     "nft_transition", "nft_so2_representation", "nft_loss",
     # multi-modal pathology
     "mirror_retention_loss", "mirror_style_loss", "mirror_cluster_loss", "mirror_loss",
+    # slide-level pathology: COBRA's views in feature space
+    "cobra_pad_or_sample", "cobra_views",
     # prototype-based federated learning
     "fedsa_margin_contrastive", "fedsa_loss", "fedsa_prototypes", "fedsa_class_gap", "fedsa_anchor_update",
     # medical image volumes: masked slice embeddings
