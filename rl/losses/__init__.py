@@ -20,6 +20,7 @@ from rl.losses.contrastive import contrastive_unsupervised_loss, dcl, info_nce, 
 from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
 from rl.losses.kinship import facornet_loss
+from rl.losses.medical import volume_mask_tokens, volume_masked_embedding_loss, volume_slice_mask
 from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
                               unpatchify)
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
@@ -31,6 +32,7 @@ from rl.losses.pathology import mirror_cluster_loss, mirror_loss, mirror_retenti
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
 from rl.losses.speaker import (disentangler_decoder_input, disentangler_loss, environment_triplet_loss,
                                 gradient_reversal, mapc_loss)
+from rl.losses.slide import cobra_pad_or_sample, cobra_views
 from rl.losses.shortcuts import lens_loss, sieve_aux_loss, sieve_forget_loss, sieve_forget_schedule
 from rl.losses.pretext import (jigsaw_task, make_permutations, pretext_cross_entropy, relative_location_task,
                                rotation_task)
@@ -114,8 +116,12 @@ __all__ = [
     "nft_transition", "nft_so2_representation", "nft_loss",
     # multi-modal pathology
     "mirror_retention_loss", "mirror_style_loss", "mirror_cluster_loss", "mirror_loss",
+    # slide-level pathology: COBRA's views in feature space
+    "cobra_pad_or_sample", "cobra_views",
     # prototype-based federated learning
     "fedsa_margin_contrastive", "fedsa_loss", "fedsa_prototypes", "fedsa_class_gap", "fedsa_anchor_update",
+    # medical image volumes: masked slice embeddings
+    "volume_slice_mask", "volume_mask_tokens", "volume_masked_embedding_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",

@@ -55,6 +55,8 @@ def test_every_return_terms_form_returns_the_loss_and_a_dict_of_named_terms():
       "mirror_loss": losses.mirror_loss(x, x, 2.0, (x, x + 1.0, x), (x, x, x), (mu, mu), (mu, mu), x, x,
                                         return_terms=True),
       "fedsa_loss": losses.fedsa_loss(x, jnp.array([0, 1, 2, 0]), x[:3], jnp.eye(3), 1.0, return_terms=True),
+      "volume_masked_embedding_loss": losses.volume_masked_embedding_loss(
+          *([jnp.ones((2, 10, 3))] * 4), return_terms=True),
       "disentangler_loss": losses.disentangler_loss(*([jnp.ones((2, 3, 4)) + jnp.arange(4.0)] * 6),
                                                     return_terms=True),
   }
