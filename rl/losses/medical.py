@@ -26,8 +26,6 @@ from rl.losses import _checks
 from rl.losses import _collectives
 from rl.losses import _ops
 
-_PAPER = ("Nguyen et al., \"Joint Self-Supervised Image-Volume Representation Learning with Intra-Inter Contrastive "
-          "Clustering\", AAAI 2023, https://arxiv.org/abs/2212.01893")
 
 
 def volume_slice_mask(key: jax.Array, num_slices: int, *, mask_ratio: float = 0.1) -> jax.Array:
@@ -56,7 +54,9 @@ def volume_slice_mask(key: jax.Array, num_slices: int, *, mask_ratio: float = 0.
     >>> m.shape, int(m.sum())  # ceil(64 * 0.1) = 7 masked slices
     ((64,), 7)
 
-  {paper}; code github.com/duyhominhnguyen/Self-supervised-Image-Volume-Intra-Inter-Contrastive.
+  Nguyen et al., "Joint Self-Supervised Image-Volume Representation Learning with Intra-Inter Contrastive Clustering",
+  AAAI 2023, https://arxiv.org/abs/2212.01893; code
+  github.com/duyhominhnguyen/Self-supervised-Image-Volume-Intra-Inter-Contrastive.
   """
   if not isinstance(num_slices, int) or num_slices < 1:
     raise ValueError(f"num_slices must be a positive int (static); got {num_slices!r}.")
@@ -93,7 +93,9 @@ def volume_mask_tokens(slice_embeddings: jax.Array, mask: jax.Array, mask_token:
     >>> volume_mask_tokens(x, jnp.array([False, True, False]), jnp.zeros(2))[0].tolist()
     [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]
 
-  {paper}; code github.com/duyhominhnguyen/Self-supervised-Image-Volume-Intra-Inter-Contrastive.
+  Nguyen et al., "Joint Self-Supervised Image-Volume Representation Learning with Intra-Inter Contrastive Clustering",
+  AAAI 2023, https://arxiv.org/abs/2212.01893; code
+  github.com/duyhominhnguyen/Self-supervised-Image-Volume-Intra-Inter-Contrastive.
   """
   _checks.check_array("slice_embeddings", slice_embeddings, ndim=3, shape_doc="[b, s, d]")
   b, s, d = slice_embeddings.shape
@@ -153,7 +155,9 @@ def volume_masked_embedding_loss(
     >>> float(loss), {k: float(v) for k, v in terms.items()}  # (1 + 0) / floor(10 * 0.1)
     (1.0, {'view1': 1.0, 'view2': 0.0})
 
-  {paper}; code github.com/duyhominhnguyen/Self-supervised-Image-Volume-Intra-Inter-Contrastive.
+  Nguyen et al., "Joint Self-Supervised Image-Volume Representation Learning with Intra-Inter Contrastive Clustering",
+  AAAI 2023, https://arxiv.org/abs/2212.01893; code
+  github.com/duyhominhnguyen/Self-supervised-Image-Volume-Intra-Inter-Contrastive.
   """
   for name, x in (("slices1", slices1), ("predicted1", predicted1), ("slices2", slices2),
                   ("predicted2", predicted2)):
@@ -173,7 +177,3 @@ def volume_masked_embedding_loss(
     return loss, {"view1": view1, "view2": view2}
   return loss
 
-
-for _f in (volume_slice_mask, volume_mask_tokens, volume_masked_embedding_loss):
-  _f.__doc__ = _f.__doc__.replace("{paper}", _PAPER)
-del _f

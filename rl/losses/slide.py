@@ -21,8 +21,6 @@ import numpy as np
 
 from rl.losses import _checks
 
-_PAPER = ("Lenz et al., \"Unsupervised Foundation Model-Agnostic Slide-Level Representation Learning\", CVPR 2025, "
-          "https://arxiv.org/abs/2411.13623; code github.com/KatherLab/COBRA")
 
 
 def _check_static_positive_int(name: str, value) -> None:
@@ -76,7 +74,8 @@ def cobra_pad_or_sample(key: jax.Array, features: jax.Array, num_tiles, *, num_f
     >>> v.shape, sorted(counts.tolist()), float(abs(v[:, 2:]).sum())
     ((7, 4), [2, 2, 3], 0.0)
 
-  {paper}.
+  Lenz et al., "Unsupervised Foundation Model-Agnostic Slide-Level Representation Learning", CVPR 2025,
+  https://arxiv.org/abs/2411.13623; code github.com/KatherLab/COBRA.
   """
   _checks.check_array("features", features, ndim=2, shape_doc="[n_max, k]")
   _check_static_positive_int("num_feats", num_feats)
@@ -151,7 +150,8 @@ def cobra_views(key: jax.Array, feature_sets: jax.Array, num_tiles: jax.Array, *
     >>> v1.shape, v2.shape, idx.shape
     ((8, 4), (8, 4), (2,))
 
-  {paper}.
+  Lenz et al., "Unsupervised Foundation Model-Agnostic Slide-Level Representation Learning", CVPR 2025,
+  https://arxiv.org/abs/2411.13623; code github.com/KatherLab/COBRA.
   """
   _checks.check_array("feature_sets", feature_sets, ndim=3, shape_doc="[s, n_max, k]")
   s, n_max, _ = feature_sets.shape
@@ -173,7 +173,3 @@ def cobra_views(key: jax.Array, feature_sets: jax.Array, num_tiles: jax.Array, *
                               feat_len=feat_len)
   return view1, view2, sets
 
-
-for _f in (cobra_pad_or_sample, cobra_views):
-  _f.__doc__ = _f.__doc__.replace("{paper}", _PAPER)
-del _f
