@@ -8,6 +8,7 @@ import pytest
 
 from rl.losses import autoregressive as A
 from tests import multidevice
+from tests.losses import numeric_grad
 
 KEY = jax.random.PRNGKey(0)
 
@@ -101,15 +102,6 @@ def feature_loss_reference(pred, target):
   t = t / np.linalg.norm(t, axis=-1, keepdims=True)
   return np.mean(np.sum((p - t) ** 2, axis=-1))
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _uniforms(key, b, n, offset=0):

@@ -8,6 +8,7 @@ from jax.test_util import check_grads
 
 from rl.losses import clustering as L
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -64,15 +65,6 @@ def dino_reference(student, teacher, center, student_temp, teacher_temp, num_glo
       terms += 1
   return total / terms
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def crop_major(x):

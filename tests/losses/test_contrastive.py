@@ -11,6 +11,7 @@ import pytest
 from rl import losses
 from rl.losses import contrastive as C
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 def nt_xent_reference(z1, z2, temperature):
@@ -27,15 +28,6 @@ def nt_xent_reference(z1, z2, temperature):
     total += -(u[i] @ u[pos]) / temperature + m + np.log(np.exp(sims - m).sum())
   return total / n
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _pairs(b=16, d=8, seed=0):

@@ -8,6 +8,7 @@ import pytest
 
 from rl.losses import diffusion as D
 from tests import multidevice
+from tests.losses import numeric_grad
 
 KEY = jax.random.PRNGKey(1)
 
@@ -72,15 +73,6 @@ def loss_reference(noise, pred, grad, t, **schedule):
     total += np.sum(weight[ti] * (noise[i] - (pred[i] + shift[ti] * grad[i])) ** 2)
   return total / noise.size
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _eps(b=4, seed=0, shape=(3, 3, 2)):

@@ -7,6 +7,7 @@ import pytest
 
 from rl.losses import equivariant as E
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -45,15 +46,6 @@ def loss_reference(pred, target, zp=None, zt=None, weight=1.0):
     loss += weight * np.mean((np.asarray(zp, np.float64) - np.asarray(zt, np.float64)) ** 2)
   return loss
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _latents(b=3, m=6, a=4, seed=0):

@@ -10,6 +10,7 @@ import pytest
 from rl.losses import _collectives
 from rl.losses import feature_augment as A
 from tests import multidevice
+from tests.losses import numeric_grad
 
 KEY = jax.random.key(3)
 
@@ -20,15 +21,6 @@ def _pairs(b=16, d=6, seed=0):
   z2 = (z1 + 0.5 * rng.randn(b, d)).astype(np.float32)
   return z1, z2
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 # ----------------------------------------------------------------------------------------------------------------

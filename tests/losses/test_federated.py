@@ -8,6 +8,7 @@ from jax.sharding import PartitionSpec as P
 
 from rl.losses import federated as F
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -40,15 +41,6 @@ def gap_reference(p, present=None):
     return -np.inf
   return np.mean([min(np.linalg.norm(p[c] - p[k]) for k in keep if k != c) for c in keep])
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _data(b=8, d=5, c=4, seed=0):

@@ -7,6 +7,7 @@ import pytest
 
 from rl.losses import kinship as K
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 def facornet_reference(x1, x2, attention=None, temperature=0.08, scale=500.0):
@@ -27,15 +28,6 @@ def facornet_reference(x1, x2, attention=None, temperature=0.08, scale=500.0):
   den = np.sum(np.exp(sims) * (1.0 - np.eye(2 * b)), axis=1)  # every j != r, the positive included
   return np.mean(-np.log(num / den))
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _inputs(b=4, d=6, n=3, seed=0):

@@ -9,6 +9,7 @@ from jax.test_util import check_grads
 
 from rl.losses import masked as L
 from tests import multidevice
+from tests.losses import numeric_grad
 
 KEY = jax.random.PRNGKey(0)
 
@@ -378,15 +379,6 @@ def test_tslanet_loss_hand_case_and_matches_float64_reference():
   assert low.dtype == jnp.float32
   np.testing.assert_allclose(low, got, rtol=2e-2)
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def test_tslanet_loss_gradients_reach_pred_and_target_unless_stopped():

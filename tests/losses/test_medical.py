@@ -9,6 +9,7 @@ import pytest
 
 from rl.losses import medical as M
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -29,15 +30,6 @@ def mask_tokens_reference(src, mask, token):
   m = np.broadcast_to(np.asarray(mask), src.shape[:2])[..., None]
   return (~m) * src + m * token
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _data(b=4, s=10, d=3, seed=0):

@@ -12,6 +12,7 @@ from rl.losses import contrastive
 from rl.losses import nested as L
 from rl.losses import redundancy
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -396,15 +397,6 @@ def test_fmrlrec_loss_gradients_match_finite_differences_of_reference():
   np.testing.assert_allclose(ge, numeric_grad(lambda a: fmrlrec_reference(h64, a, labels, dims), e64), rtol=1e-6,
                              atol=1e-9)
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def test_fmrlrec_loss_1_equals_8(mesh8):

@@ -7,6 +7,7 @@ import pytest
 
 from rl.losses import pathology as M
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -50,15 +51,6 @@ def total_reference(x, weights=(0.5, 0.15, 0.15, 0.1, 0.1)):
            style_reference(*ws) + style_reference(*rs), cluster_reference(sw, sr)]
   return sum(w * t for w, t in zip(weights, terms)), terms
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _inputs(b=8, n=6, d=3, g=7, e=4, k=5, seed=0, dtype=np.float32):

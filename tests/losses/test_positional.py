@@ -7,6 +7,7 @@ import pytest
 
 from rl.losses import positional as R
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -47,15 +48,6 @@ def position_loss_reference(z, w, grid, pre=(), activation="sigmoid"):
       errors.extend((act(w @ z[b, p]) - target) ** 2)
   return np.mean(errors)
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _tokens(b=4, n=6, d=5, seed=0):

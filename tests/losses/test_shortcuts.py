@@ -7,6 +7,7 @@ import pytest
 
 from rl.losses import shortcuts as S
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -45,15 +46,6 @@ def lens_reference(logits, images, lensed, weight, labels=None, adversarial="lea
     rec.append(np.sum((np.asarray(images[i], np.float64) - np.asarray(lensed[i], np.float64)) ** 2))
   return np.mean(adv) + weight * np.mean(rec), np.mean(adv), np.mean(rec)
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _logits(b=4, k=5, seed=0):

@@ -7,6 +7,7 @@ import pytest
 
 from rl.losses import speaker as S
 from tests import multidevice
+from tests.losses import numeric_grad
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -37,15 +38,6 @@ def disentangler_terms_reference(x, x_hat, s, e, d_e, d_s, margin=0.3):
           "environment": triplet_reference(d_e[:, 0], d_e[:, 1], d_e[:, 2], margin),
           "adversarial": triplet_reference(d_s[:, 0], d_s[:, 1], d_s[:, 2], margin)}
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _inputs(b=4, d=5, c=4, k=3, seed=0, dtype=np.float32):

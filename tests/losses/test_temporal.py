@@ -10,16 +10,8 @@ import pytest
 from rl.losses import contrastive as C
 from rl.losses import temporal as T
 from tests import multidevice
+from tests.losses import numeric_grad
 
-
-def numeric_grad(f, x, eps=1e-6):
-  g = np.zeros_like(x)
-  for idx in np.ndindex(*x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    g[idx] = (f(xp) - f(xm)) / (2 * eps)
-  return g
 
 
 def _logsumexp(v):
