@@ -19,12 +19,18 @@ reason written in `REASONS` (a diagnosis from experiments), or is flagged "no re
 question is which methods beat the raw pixels, which the notes list.
 
 Nothing is lost on interruption: each finished run leaves `<workdir>/<method>_s<seed>/table_run.json`, which a
-re-run reuses if it ran the same config (`--force` re-trains); a run of another config is trained again.
+re-run reuses if it ran the same config (`--force` re-trains); a run of another config is trained again. Each
+finished run's record (its metrics, times and a digest of its config, without the weights) is also kept in the
+ledger `experiments/benchmarks/table_runs/<variant>.jsonl`, which is committed: a table of a few hours can be
+built over several sessions or machines whose run directories do not survive, and a re-run reuses a ledger record
+whose config digest matches. `--collect` trains nothing: it records the workdir's finished runs in the ledger and
+prints the table of what is done, without writing RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib
 import json
 import os
@@ -118,19 +124,77 @@ def _settings(config) -> dict:
   return {k: v for k, v in settings.items() if k not in DERIVED}
 
 
-def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: bool, variant: str = "mnist1d") -> dict:
-  """Trains and evaluates one (method, seed), or reads the finished run if it ran the same config; returns its
-  record: {method, seed, steps, batch_size, encoder, seconds, train_seconds, uses_labels, rows, config}."""
+def this_machine() -> str:
+  return f"{platform.node()} ({os.cpu_count()} CPU cores, {jax.devices()[0].platform}, jax {jax.__version__})"
+
+
+def digest(settings: dict) -> str:
+  """A short digest of a run's settings (`_settings`): what a ledger record must match to be reused."""
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_ledger(path: str) -> dict[tuple[str, int], dict]:
+  """The ledger's records by (method, seed); {} if there is no ledger."""
+  records = {}
+  try:
+    with open(path) as f:
+      for line in f:
+        if line.strip():
+          record = json.loads(line)
+          records[(record["method"], int(record["seed"]))] = record
+  except FileNotFoundError:
+    pass
+  return records
+
+
+def record_in_ledger(path: str, record: dict) -> None:
+  """Adds (or replaces) `record`'s (method, seed) in the ledger, without its full config (a digest of it instead);
+  one JSON line per run, sorted, so that the file's diff shows the runs added."""
+  entry = {k: v for k, v in record.items() if k != "config"}
+  if "config" in record:
+    entry["config_digest"] = digest({k: v for k, v in record["config"].items() if k not in DERIVED})
+  records = read_ledger(path)
+  if records.get((record["method"], int(record["seed"]))) == entry:
+    return
+  records[(record["method"], int(record["seed"]))] = entry
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for key in sorted(records):
+      f.write(json.dumps(records[key], sort_keys=True) + "\n")
+  os.replace(tmp, path)  # a reader never sees half a ledger
+
+
+def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: bool, variant: str = "mnist1d",
+            ledger: str | None = None, train: bool = True) -> dict | None:
+  """Trains and evaluates one (method, seed), or reads the finished run (from `workdir`, else from the `ledger`) if
+  it ran the same config; returns its record: {method, seed, steps, batch_size, encoder, seconds, train_seconds,
+  cores, uses_labels, rows, config (config_digest from the ledger)}. With `train=False`, None where there is no
+  finished run of the same config."""
   from rl.train import loop  # pylint: disable=g-import-not-at-top
   run_dir = os.path.join(workdir, f"{method}_s{seed}")
   done = os.path.join(run_dir, "table_run.json")
   config = _config(method, variant, seed, steps, baselines=_wants_baselines(method, variant))
+  finished = None  # the run directory's record, if it has one
   if os.path.exists(done) and not force:
     with open(done) as f:
-      record = json.load(f)
-    if {k: v for k, v in (record.get("config") or {}).items() if k not in DERIVED} == _settings(config):
-      return record
-    old = record.get("config") or {}
+      finished = json.load(f)
+    # Runs recorded before these fields existed: a workdir is local, so its runs ran on this machine, on the day
+    # their record was written.
+    finished.setdefault("machine", this_machine())
+    finished.setdefault("date", str(datetime.date.fromtimestamp(os.path.getmtime(done))))
+    if {k: v for k, v in (finished.get("config") or {}).items() if k not in DERIVED} == _settings(config):
+      if ledger:
+        record_in_ledger(ledger, finished)
+      return finished
+  if ledger and not force:
+    kept = read_ledger(ledger).get((method, seed))
+    if kept is not None and kept.get("config_digest") == digest(_settings(config)):
+      return kept
+  if not train:
+    return None
+  if finished is not None:
+    old = finished.get("config") or {}
     changed = sorted(k for k in set(_flat(old)) | set(_flat(_settings(config)))
                      if _flat(old).get(k) != _flat(_settings(config)).get(k))
     print(f"[table] {run_dir} ran another config ({', '.join(changed[:6]) or 'none recorded'}"
@@ -149,11 +213,14 @@ def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: b
   record = {"method": method, "seed": seed, "steps": int(config.total_steps), "batch_size": int(config.batch_size),
             "encoder": str(config.model.encoder), "seconds": time.time() - t0,
             "train_seconds": results.get("train_seconds"), "cores": len(os.sched_getaffinity(0)),
+            "machine": this_machine(), "date": str(datetime.date.today()),
             "uses_labels": bool(config.uses_labels),
             "rows": results["rows"], "config": settings}
   os.makedirs(run_dir, exist_ok=True)
   with open(done, "w") as f:
     json.dump(record, f, indent=2)
+  if ledger:
+    record_in_ledger(ledger, record)
   return record
 
 
@@ -326,11 +393,16 @@ def main(argv=None) -> None:
   parser.add_argument("--out", default="", help="the markdown table (RESULTS.md; RESULTS_digits.md for digits)")
   parser.add_argument("--json", default="", help="every run (experiments/benchmarks/results/<variant>_table.json)")
   parser.add_argument("--force", action="store_true", help="re-train runs that already finished")
+  parser.add_argument("--ledger", default="",
+                      help="the committed record of finished runs (experiments/benchmarks/table_runs/<variant>.jsonl)")
+  parser.add_argument("--collect", action="store_true",
+                      help="train nothing: record the workdir's finished runs in the ledger, print the partial table")
   args = parser.parse_args(argv)
   variant = args.variant
   workdir = args.workdir or f"runs/{variant}_table"
   out = args.out or ("RESULTS.md" if variant == "mnist1d" else f"RESULTS_{variant}.md")
   json_path = args.json or f"experiments/benchmarks/results/{variant}_table.json"
+  ledger = args.ledger or os.path.join(os.path.dirname(os.path.abspath(__file__)), "table_runs", f"{variant}.jsonl")
   if args.seeds < 1:
     parser.error(f"--seeds: expected at least 1, got {args.seeds}")
 
@@ -345,21 +417,33 @@ def main(argv=None) -> None:
   todo = [(m, s) for m in names for s in range(args.seeds)]
   print(f"[table] {variant}: {len(todo)} runs ({len(names)} methods x {args.seeds} seeds), {steps or 'config'} "
         f"steps each, on {jax.device_count()} {jax.devices()[0].platform} device(s)", flush=True)
-  records, t0 = [], time.time()
+  records, missing, t0 = [], [], time.time()
   for i, (method, seed) in enumerate(todo, 1):
-    rec = run_one(method, seed, steps, workdir, force=args.force, variant=variant)
+    rec = run_one(method, seed, steps, workdir, force=args.force, variant=variant, ledger=ledger,
+                  train=not args.collect)
+    if rec is None:
+      missing.append(f"{method}_s{seed}")
+      continue
     records.append(rec)
     row = rec["rows"][0]
     print(f"[table] {i}/{len(todo)} {method} seed {seed}: probe {row['linear_probe_accuracy']:.3f} "
           f"kNN {row.get('knn_20_accuracy', float('nan')):.3f} in {rec['seconds']:.0f} s "
           f"(elapsed {time.time() - t0:.0f} s)", flush=True)
 
+  if args.collect:
+    print(f"[table] --collect: {len(records)} of {len(todo)} runs done, in {ledger}; not done: "
+          f"{', '.join(missing) or 'none'}", flush=True)
+    if records:
+      print("\n" + summarise(records, variant=variant)[1], flush=True)
+    return
   rows, table = summarise(records, variant=variant)
   cores = "/".join(sorted({str(r.get("cores", "?")) for r in records}))  # taskset pins a run to fewer cores
-  machine = (f"{platform.node()}, each run on {cores} of its {os.cpu_count()} CPU cores, {jax.devices()[0].platform}, "
-             f"jax {jax.__version__}")
+  hosts = "; ".join(sorted({r.get("machine", "?") for r in records}))  # a ledger's runs may come from several
+  machine = f"{hosts}; each run on {cores} of its CPU cores"
   command = " ".join(["experiments/benchmarks/results_table.py"] + (argv if argv is not None else sys.argv[1:]))
-  text = (f"# {variant} results\n\nGenerated by `python {command}` on {datetime.date.today()} ({machine}). The "
+  dates = sorted({r.get("date") or str(datetime.date.today()) for r in records})
+  when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+  text = (f"# {variant} results\n\nGenerated by `python {command}`, runs of {when} ({machine}). The "
           f"{len(records)} runs took {_minutes(records)} (train + evaluation, summed over runs, each timed when it "
           f"ran, one run at a time; this invocation: {time.time() - t0:.0f} s, finished runs are reused).\n\n"
           f"Every method trains `configs/<method>.py:{variant}` for the number of steps in the table's `steps` "

@@ -156,3 +156,36 @@ def test_an_interrupted_run_stops_the_table_and_is_not_recorded(tmp_path, monkey
     table.run_one("simclr", 0, None, str(tmp_path), force=False)
   assert "simclr seed 0 stopped by SIGTERM at step 7" in capsys.readouterr().out
   assert not (tmp_path / "simclr_s0" / "table_run.json").exists()  # a re-run resumes it instead of reusing it
+
+
+def test_the_ledger_keeps_finished_runs_for_a_workdir_that_is_gone(tmp_path, monkeypatch):
+  trained = []
+
+  def fake_train(config, workdir):
+    trained.append((config.seed, config.optim.lr))
+    return {"rows": [_row("simclr (trained)", 0.9 + config.seed / 100)], "train_seconds": 1.5}
+
+  from rl.train import loop  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(loop, "train_and_evaluate", fake_train)
+  ledger = str(tmp_path / "ledger.jsonl")
+  for seed in (1, 0):
+    table.run_one("simclr", seed, None, str(tmp_path / "first"), force=False, ledger=ledger)
+  lines = [json.loads(line) for line in open(ledger)]
+  assert [(r["method"], r["seed"]) for r in lines] == [("simclr", 0), ("simclr", 1)]  # sorted, one per run
+  assert "config" not in lines[0] and len(lines[0]["config_digest"]) == 16 and lines[0]["machine"]
+  # Another session: the first workdir is gone; the ledger's record is reused, nothing trains.
+  import shutil  # pylint: disable=import-outside-toplevel
+  shutil.rmtree(tmp_path / "first")
+  record = table.run_one("simclr", 1, None, str(tmp_path / "second"), force=False, ledger=ledger)
+  assert len(trained) == 2 and record["rows"][0]["linear_probe_accuracy"] == pytest.approx(0.91)
+  # --collect's mode: a run that is in neither is not trained.
+  assert table.run_one("simclr", 2, None, str(tmp_path / "second"), force=False, ledger=ledger, train=False) is None
+  assert len(trained) == 2
+  # A changed config does not match the digest: trained again, and its record replaces the old one.
+  from configs import simclr  # pylint: disable=import-outside-toplevel
+  config = simclr.get_config("mnist1d")
+  monkeypatch.setattr(simclr, "get_config", lambda arg: _with_lr(config, 2 * config.optim.lr))
+  assert table.run_one("simclr", 1, None, str(tmp_path / "second"), force=False, ledger=ledger, train=False) is None
+  table.run_one("simclr", 1, None, str(tmp_path / "second"), force=False, ledger=ledger)
+  assert trained[-1] == (1, 2 * config.optim.lr) and len(table.read_ledger(ledger)) == 2
+  assert table.read_ledger(ledger)[("simclr", 1)]["config_digest"] != lines[1]["config_digest"]
