@@ -26,13 +26,14 @@ VARIANTS = common.VARIANTS
 # 0.1 (not scaled with the batch), weight decay 5e-4. configs/jigsaw.py and configs/relative_location.py borrow it.
 SGD = {"optim.name": "sgd", "optim.lr": 0.1, "optim.scale_by_batch": False, "optim.weight_decay": 5e-4}
 
-OVERRIDES = {
-    # RotNet classifies one view; it has no projector (its head is c.rotnet.head_hidden_dims).
+# The rotation task's views and optimiser per variant, shared with configs/shortcut_lens.py (RotNet's task with a
+# lens); the head's size is each method's own (OVERRIDES).
+VIEWS = {
+    # RotNet classifies one view; it has no projector.
     "all": {"num_views": 1, "model.projector_kwargs": {}},
     # 8 x 8 digits rotate like any image; a light crop only (no flip: a flipped digit is another rotation's look).
     "digits": {
         "batch_size": 128,
-        "rotnet.head_hidden_dims": (512,),
         "augment.views": ("none",),
         "augment.overrides": dict(crop_scale=(0.7, 1.0), mean=(0.5,), std=(0.25,)),
     },
@@ -43,7 +44,6 @@ OVERRIDES = {
     "cifar": {
         "epochs": 200,
         "batch_size": 128,
-        "rotnet.head_hidden_dims": (512,),
         "augment.views": ("none",),
         "augment.overrides": dict(crop_scale=(0.64, 1.0), crop_ratio=(0.8, 1.25), flip_p=0.5, mean=common.CIFAR_MEAN,
                                   std=common.CIFAR_STD),
@@ -54,15 +54,20 @@ OVERRIDES = {
     # rotations = 768 network inputs), SGD momentum 0.9 (Nesterov there), lr 0.1 (not scaled with the batch),
     # wd 5e-4, no warm-up (its 50 epochs with x0.1 steps at 15, 30, 45 become 100 with a cosine);
     # RandomSizedCrop(224) (area 0.08-1, aspect 3/4-4/3) + horizontal flip, nothing else. Their AlexNet is
-    # replaced by ResNet-50; the head as the CIFAR variants'.
+    # replaced by ResNet-50.
     "imagenet": {
         "batch_size": 192,
-        "rotnet.head_hidden_dims": (512,),
         "augment.views": ("none",),
         "augment.overrides": dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5),
         **SGD,
         "warmup_epochs": 0,
     },
+}
+
+OVERRIDES = {
+    "digits": {"rotnet.head_hidden_dims": (512,)},
+    "cifar": {"rotnet.head_hidden_dims": (512,)},
+    "imagenet": {"rotnet.head_hidden_dims": (512,)},
     "smoke": {"rotnet.head_hidden_dims": (16,)},
 }
 
@@ -71,4 +76,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base("rotnet")
   # The 4-way classifier on the pooled encoder features: Linear-BN-ReLU per hidden layer, then Linear.
   c.rotnet.head_hidden_dims = (256,)
-  return common.apply_variant(c, arg, OVERRIDES)
+  return common.apply_variant(c, arg, VIEWS, OVERRIDES)

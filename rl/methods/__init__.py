@@ -10,7 +10,8 @@ its base:
 - `multicrop`: global and local crops through one encoder and a prototype head: SwAV, DINO;
 - `cluster_discrimination`: online pseudo-labels from a feature bank and a margin softmax: Unicom, MLCD; ODC keeps
   its own memory and head;
-- `pretext`: a shared encoder on the parts of a task and a classifier: RotNet, relative location, jigsaw;
+- `pretext`: a shared encoder on the parts of a task and a classifier: RotNet, relative location, jigsaw; the
+  shortcut lens (RotNet's task with an adversarial lens);
 - MAE (masked reconstruction) and the supervised reference stand alone.
 
 A new method adds its module and one line to `METHODS`; a two-view objective needs no module at all:
@@ -41,6 +42,7 @@ from rl.methods import npid
 from rl.methods import odc
 from rl.methods import relative_location
 from rl.methods import rotnet
+from rl.methods import shortcut_lens
 from rl.methods import simclr
 from rl.methods import simsiam
 from rl.methods import supcon
@@ -70,6 +72,7 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "npid": npid.make,
     "odc": odc.make,
     "rotnet": rotnet.make,
+    "shortcut_lens": shortcut_lens.make,
     "relative_location": relative_location.make,
     "jigsaw": jigsaw.make,
     "mae": mae.make,

@@ -88,6 +88,23 @@ def is_signal(x: jax.Array) -> bool:
                    f"{tuple(x.shape)}.")
 
 
+def rotation_task(key: jax.Array, x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
+  """RotNet's task: images in their 4 rotations (`rl.losses.rotation_task`), signals under their 4 symmetries
+  (`signal_symmetry_task`, our 1-D analogue); (inputs [4 b, 1, ...], labels [4 b]), example-major: row 4 i is
+  input i untransformed.
+
+  Example:
+    >>> inputs, labels = rotation_task(jax.random.key(0), jnp.ones((2, 40)), None)  # signals: the 4 symmetries
+    >>> inputs.shape, labels.tolist()
+    ((8, 1, 40), [0, 1, 2, 3, 0, 1, 2, 3])
+  """
+  if is_signal(x):
+    inputs, labels = signal_symmetry_task(x)
+  else:
+    inputs, labels = losses.rotation_task(key, x, axis_name=axis_name)
+  return inputs[:, None], labels
+
+
 def accuracy(logits: jax.Array, labels: jax.Array, axis_name: str | None) -> jax.Array:
   """Fraction of the global batch whose arg-max logit is the label.
 
@@ -344,5 +361,5 @@ def signal_jigsaw_task(key: jax.Array, signals: jax.Array, *, permutations, tile
   return (parts[..., 0] if signals.ndim == 2 else parts), labels
 
 
-__all__ = ["PretextNet", "Task", "SYMMETRIES", "accuracy", "build_network", "is_signal", "make_method",
+__all__ = ["PretextNet", "Task", "SYMMETRIES", "accuracy", "build_network", "is_signal", "make_method", "rotation_task",
            "signal_jigsaw_task", "signal_permutations", "signal_relative_location_task", "signal_symmetry_task"]

@@ -19,26 +19,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from rl import losses
 from rl.methods import base
 from rl.methods import pretext
 
 NUM_CLASSES = 4
 
 
-def task(key, x, axis_name):
-  """(inputs [4 b, 1, ...], labels [4 b]), example-major: row 4 i is input i untransformed.
-
-  Example:
-    >>> inputs, labels = task(jax.random.key(0), jnp.ones((2, 40)), None)  # signals: the 4 symmetries
-    >>> inputs.shape, labels.tolist()
-    ((8, 1, 40), [0, 1, 2, 3, 0, 1, 2, 3])
-  """
-  if pretext.is_signal(x):
-    inputs, labels = pretext.signal_symmetry_task(x)
-  else:
-    inputs, labels = losses.rotation_task(key, x, axis_name=axis_name)
-  return inputs[:, None], labels
+# The task: the 4 rotations of images, the 4 symmetries of signals (shared with the shortcut lens).
+task = pretext.rotation_task
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:
