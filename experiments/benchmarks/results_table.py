@@ -46,7 +46,7 @@ import jax  # noqa: E402
 
 from rl import methods as methods_lib  # noqa: E402
 
-REFERENCES = ("supervised", "supcon")  # trained with labels: reference rows
+REFERENCES = ("supervised", "supcon", "feature_sieve")  # trained with labels: reference rows
 
 # Each self-supervised method's family (the bars of the representation-quality issue are per family).
 FAMILIES = {

@@ -12,7 +12,8 @@ its base:
   its own memory and head;
 - `pretext`: a shared encoder on the parts of a task and a classifier: RotNet, relative location, jigsaw; the
   shortcut lens (RotNet's task with an adversarial lens);
-- MAE (masked reconstruction) and the supervised reference stand alone.
+- MAE (masked reconstruction), the supervised reference and the feature sieve (supervised, with an auxiliary head
+  on an early layer) stand alone.
 
 A new method adds its module and one line to `METHODS`; a two-view objective needs no module at all:
 `register_objective(name, objective)`.
@@ -30,6 +31,7 @@ from rl.methods import barlow_twins
 from rl.methods import byol
 from rl.methods import dcl
 from rl.methods import dino
+from rl.methods import feature_sieve
 from rl.methods import hallucinator
 from rl.methods import jigsaw
 from rl.methods import mae
@@ -81,6 +83,7 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "unicom": unicom.make,
     "mlcd": mlcd.make,
     "supervised": supervised.make,
+    "feature_sieve": feature_sieve.make,
 }
 
 

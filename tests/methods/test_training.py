@@ -46,9 +46,9 @@ LOSS_MAY_RISE = {
 # golden entry -> (config module, get_config argument)
 RUNS = {name: (name.split(":")[0], name.split(":")[1]) for name in (
     "align_uniform:smoke", "barlow_twins:smoke", "byol:smoke", "dcl:smoke", "dino:smoke",
-    "hallucinator:smoke,moco_v2", "hallucinator:smoke,simclr", "hallucinator:smoke,simsiam", "jigsaw:smoke",
+    "feature_sieve:smoke", "hallucinator:smoke,moco_v2", "hallucinator:smoke,simclr", "hallucinator:smoke,simsiam", "jigsaw:smoke",
     "mae:smoke", "matryoshka:smoke,simclr", "mlcd:smoke", "moco_v2:smoke", "moco_v3:smoke", "nnclr:smoke",
-    "npid:smoke", "odc:smoke", "relative_location:smoke", "rotnet:smoke", "simclr:smoke", "simsiam:smoke",
+    "npid:smoke", "odc:smoke", "relative_location:smoke", "rotnet:smoke", "shortcut_lens:smoke", "simclr:smoke", "simsiam:smoke",
     "supcon:smoke", "supervised:smoke", "swav:smoke", "unicom:smoke", "vicreg:smoke", "wmse:smoke")}
 
 
