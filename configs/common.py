@@ -325,6 +325,22 @@ def apply_variant(c: ml_collections.ConfigDict, arg: str | None, *tables: Mappin
   return c
 
 
+def apply_overrides(c: ml_collections.ConfigDict, variant: str, *tables: Mapping[str, Group]
+                    ) -> ml_collections.ConfigDict:
+  """Sets the groups of `variant` (its `VARIANT_TABLE` groups, in order) from each table on a config already built,
+  e.g. one from `on_base` (a method built on another changes the base's config per variant). Recipe arguments
+  (`batch_size`, `num_views`, epochs) are not re-applied here: the base's recipe has run.
+
+  Returns:
+    `c`.
+  """
+  path = f"configs/{c.method}.py"
+  for group in VARIANT_TABLE[variant][1]:
+    for table in tables:
+      _apply(c, table.get(group, {}), f"{path}: the {group!r} group")
+  return c
+
+
 def _apply(c: ml_collections.ConfigDict, group: Group, where: str) -> None:
   """Sets every key of `group` but the recipe's arguments that are not config keys."""
   for key, value in group.items():

@@ -52,11 +52,12 @@ REFERENCES = ("supervised", "supcon", "feature_sieve")  # trained with labels: r
 FAMILIES = {
     **dict.fromkeys(("align_uniform", "dcl", "hallucinator", "matryoshka", "moco_v2", "moco_v3", "nnclr", "npid",
                      "simclr"), "contrastive"),
-    **dict.fromkeys(("byol", "dino", "simsiam"), "distillation"),
+    **dict.fromkeys(("byol", "dino", "scfs", "simsiam"), "distillation"),
     **dict.fromkeys(("barlow_twins", "vicreg", "wmse"), "redundancy reduction"),
     **dict.fromkeys(("mlcd", "odc", "swav", "unicom"), "clustering"),
     **dict.fromkeys(("jigsaw", "relative_location", "rotnet"), "pretext"),
     "mae": "masked modelling",
+    "shortcut_lens": "pretext",
 }
 BEST_BAR = 0.96  # mnist1d: the best self-supervised linear probe
 FAMILY_BAR = 0.90  # mnist1d: every method of these families

@@ -7,7 +7,8 @@ its base:
   alignment-uniformity, Barlow Twins, VICReg, W-MSE, SupCon, Matryoshka; SimSiam and NNCLR (a predictor), NPID (a
   memory bank); Hallucinator wraps SimCLR, MoCo v2 or SimSiam;
 - `ema_target`: an online network and its exponential moving average: BYOL, MoCo v3, MoCo v2 (and a queue);
-- `multicrop`: global and local crops through one encoder and a prototype head: SwAV, DINO;
+- `multicrop`: global and local crops through one encoder and a prototype head: SwAV, DINO; SCFS (DINO with
+  feature search at intermediate layers);
 - `cluster_discrimination`: online pseudo-labels from a feature bank and a margin softmax: Unicom, MLCD; ODC keeps
   its own memory and head;
 - `pretext`: a shared encoder on the parts of a task and a classifier: RotNet, relative location, jigsaw; the
@@ -44,6 +45,7 @@ from rl.methods import npid
 from rl.methods import odc
 from rl.methods import relative_location
 from rl.methods import rotnet
+from rl.methods import scfs
 from rl.methods import shortcut_lens
 from rl.methods import simclr
 from rl.methods import simsiam
@@ -71,6 +73,7 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "nnclr": nnclr.make,
     "swav": swav.make,
     "dino": dino.make,
+    "scfs": scfs.make,
     "npid": npid.make,
     "odc": odc.make,
     "rotnet": rotnet.make,

@@ -39,17 +39,8 @@ def build_head(config: ml_collections.ConfigDict, axis_name: str | None) -> nn.M
   return base.get_model(config, "dino_head", axis_name=axis_name, **config.dino.head_kwargs.to_dict())
 
 
-def teacher_temperature(step, *, warmup: float, final: float, warmup_steps: int) -> jax.Array:
-  """tau_t: linear from `warmup` to `final` over the first `warmup_steps` steps, then `final` (DINO Sec. 3.1).
-
-  Example:
-    >>> [round(float(teacher_temperature(s, warmup=0.04, final=0.07, warmup_steps=30)), 3) for s in (0, 15, 30, 100)]
-    [0.04, 0.055, 0.07, 0.07]
-  """
-  if warmup_steps <= 0:
-    return jnp.asarray(final, jnp.float32)
-  frac = jnp.clip(jnp.asarray(step, jnp.float32) / warmup_steps, 0.0, 1.0)
-  return warmup + (final - warmup) * frac
+# The teacher temperature's warm-up, shared with SCFS through the family base.
+teacher_temperature = multicrop.teacher_temperature
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:

@@ -73,6 +73,20 @@ def freeze_while(tree, frozen: jax.Array):
   return jax.tree.map(lambda x: jnp.where(frozen, jax.lax.stop_gradient(x), x), tree)
 
 
+def teacher_temperature(step, *, warmup: float, final: float, warmup_steps: int) -> jax.Array:
+  """DINO's teacher temperature tau_t: linear from `warmup` to `final` over the first `warmup_steps` steps, then
+  `final` (DINO Sec. 3.1; SCFS keeps it).
+
+  Example:
+    >>> [round(float(teacher_temperature(s, warmup=0.04, final=0.07, warmup_steps=30)), 3) for s in (0, 15, 30, 100)]
+    [0.04, 0.055, 0.07, 0.07]
+  """
+  if warmup_steps <= 0:
+    return jnp.asarray(final, jnp.float32)
+  frac = jnp.clip(jnp.asarray(step, jnp.float32) / warmup_steps, 0.0, 1.0)
+  return warmup + (final - warmup) * frac
+
+
 def _check_views(views: Sequence[jax.Array], num_global: int, method: str) -> None:
   """The first `num_global` views must share one shape (they are the global crops)."""
   if len(views) < max(2, num_global):
@@ -114,6 +128,25 @@ class Network:
     out, new = self.module(axis_name).apply(variables_, views, train=True, mutable=["batch_stats"])
     return out, new.get("batch_stats", {})
 
+  def apply_capturing(self, variables_, views, layers: Sequence[str], *, axis_name: str | None):
+    """`apply`, and the outputs of the encoder's submodules named in `layers` (Flax's `capture_intermediates`):
+    ((h, head output), new BatchNorm statistics, {layer: [map of each same-shape group of views]}), the maps
+    crop-major within a group (SCFS's feature maps of the global and the local crops).
+
+    Raises:
+      ValueError: a layer that the encoder does not have, naming the encoder.
+    """
+    wanted = set(layers)
+    capture = lambda module, method_name: method_name == "__call__" and module.name in wanted
+    out, new = self.module(axis_name).apply(variables_, views, train=True,
+                                            mutable=["batch_stats", "intermediates"], capture_intermediates=capture)
+    found = new.get("intermediates", {}).get("encoder", {})
+    missing = [layer for layer in layers if layer not in found]
+    if missing:
+      raise ValueError(f"the encoder {self.config.model.encoder!r} has no submodule named {missing} (its feature "
+                       f"maps were asked for; e.g. 'bn1' of conv1d, 'stage2_block1' of a ResNet).")
+    return out, new.get("batch_stats", {}), {layer: list(found[layer]["__call__"]) for layer in layers}
+
   def embed(self, params, state, x):
     """Encoder features of `x` (evaluation mode)."""
     return self.module().apply(_variables(params, state), x, method=MultiCropNetwork.encode)
@@ -122,13 +155,17 @@ class Network:
 def make_method(config: ml_collections.ConfigDict, loss_fn: Callable, *, name: str, head: Callable,
                 num_global: int, frozen_part: str, freeze_steps: int,
                 init_state: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
-                update_after_step: base.UpdateFn | None = None) -> base.Method:
+                update_after_step: base.UpdateFn | None = None, capture: Sequence[str] = (),
+                init_extra_params: Callable[..., dict[str, Any]] | None = None) -> base.Method:
   """A multi-crop `Method`; `loss_fn(net, params, state, out, batch, *, axis_name) -> (loss, metrics, state)`.
 
   `loss_fn` gets the network, the params (with `params['head'][frozen_part]` gradient-free for the first
   `freeze_steps` steps), the method state with the new BatchNorm statistics, and `out = (h, head output)` of the
-  training pass over every view (crop-major). `init_state(params, state)` adds the method's own state to
-  {'batch_stats', 'step'}; `update_after_step` runs after the step counter has moved.
+  training pass over every view (crop-major); with `capture` (names of encoder submodules), `out = (h, head
+  output, maps)`, maps as `Network.apply_capturing`'s. `init_state(params, state)` adds the method's own state to
+  {'batch_stats', 'step'}; `init_extra_params(key, x, params, state)` adds parameters beside the network's (SCFS's
+  layer heads);
+  `update_after_step` runs after the step counter has moved.
 
   Example:
     >>> from configs import swav as swav_config
@@ -148,6 +185,8 @@ def make_method(config: ml_collections.ConfigDict, loss_fn: Callable, *, name: s
 
   def init(key, x):
     params, state = net.init(key, x)
+    if init_extra_params is not None:
+      params = {**params, **init_extra_params(jax.random.fold_in(key, 1), x, params, state)}
     state = {**state, "step": jnp.zeros((), jnp.int32)}
     return params, {**state, **(init_state(params, state) if init_state else {})}
 
@@ -159,7 +198,11 @@ def make_method(config: ml_collections.ConfigDict, loss_fn: Callable, *, name: s
     frozen = state["step"] < freeze_steps
     head_params = params["head"]
     params = {**params, "head": {**head_params, frozen_part: freeze_while(head_params[frozen_part], frozen)}}
-    out, batch_stats = net.apply(_variables(params, state), views, axis_name=axis_name)
+    if capture:
+      out, batch_stats, maps = net.apply_capturing(_variables(params, state), views, capture, axis_name=axis_name)
+      out = (*out, maps)
+    else:
+      out, batch_stats = net.apply(_variables(params, state), views, axis_name=axis_name)
     value, metrics, state = loss_fn(net, params, {**state, "batch_stats": batch_stats}, out, batch,
                                     axis_name=axis_name)
     return value, (state, {"metrics": metrics, "features": jax.lax.stop_gradient(out[0][:b])})
@@ -172,4 +215,4 @@ def make_method(config: ml_collections.ConfigDict, loss_fn: Callable, *, name: s
                      update_after_step=after_step)
 
 
-__all__ = ["MultiCropNetwork", "Network", "freeze_while", "make_method", "shape_groups"]
+__all__ = ["MultiCropNetwork", "Network", "freeze_while", "make_method", "shape_groups", "teacher_temperature"]

@@ -35,6 +35,9 @@ LOSS_MAY_RISE = {
     # A cross-entropy to a centred teacher whose temperature warms up: the loss rose towards log(out_dim) as the
     # teacher's output grew uniform (noted on the representation-quality issue for a look at DINO's settings).
     "dino": "cross-entropy to a moving, centred teacher",
+    # DINO's loss plus one such cross-entropy per layer head (to centred teachers): it rose as DINO's does here,
+    # towards the sum of the uniform values (9.8 after 40 steps against log 32 + 2 log 16 = 9.0).
+    "scfs": "DINO's loss and per-layer cross-entropies to moving, centred teachers",
     # Its loss is against a memory bank of one row per training example whose rows start random: 40 steps of 64
     # write 2,560 of mnist1d's 4,000, so the negatives change as training goes (12.8 -> 15.0 here).
     "npid": "NCE against a memory bank still being filled",
@@ -48,7 +51,7 @@ RUNS = {name: (name.split(":")[0], name.split(":")[1]) for name in (
     "align_uniform:smoke", "barlow_twins:smoke", "byol:smoke", "dcl:smoke", "dino:smoke",
     "feature_sieve:smoke", "hallucinator:smoke,moco_v2", "hallucinator:smoke,simclr", "hallucinator:smoke,simsiam", "jigsaw:smoke",
     "mae:smoke", "matryoshka:smoke,simclr", "mlcd:smoke", "moco_v2:smoke", "moco_v3:smoke", "nnclr:smoke",
-    "npid:smoke", "odc:smoke", "relative_location:smoke", "rotnet:smoke", "shortcut_lens:smoke", "simclr:smoke", "simsiam:smoke",
+    "npid:smoke", "odc:smoke", "relative_location:smoke", "rotnet:smoke", "scfs:smoke", "shortcut_lens:smoke", "simclr:smoke", "simsiam:smoke",
     "supcon:smoke", "supervised:smoke", "swav:smoke", "unicom:smoke", "vicreg:smoke", "wmse:smoke")}
 
 
