@@ -57,6 +57,7 @@ FAMILIES = {
     **dict.fromkeys(("mlcd", "odc", "swav", "unicom"), "clustering"),
     **dict.fromkeys(("jigsaw", "relative_location", "rotnet"), "pretext"),
     "mae": "masked modelling",
+    "semaim": "masked modelling",
     "shortcut_lens": "pretext",
 }
 BEST_BAR = 0.96  # mnist1d: the best self-supervised linear probe

@@ -13,7 +13,7 @@ its base:
   its own memory and head;
 - `pretext`: a shared encoder on the parts of a task and a classifier: RotNet, relative location, jigsaw; the
   shortcut lens (RotNet's task with an adversarial lens);
-- MAE (masked reconstruction), the supervised reference and the feature sieve (supervised, with an auxiliary head
+- MAE (masked reconstruction), SemAIM (autoregression in a semantic-aware order), the supervised reference and the feature sieve (supervised, with an auxiliary head
   on an early layer) stand alone.
 
 A new method adds its module and one line to `METHODS`; a two-view objective needs no module at all:
@@ -46,6 +46,7 @@ from rl.methods import odc
 from rl.methods import relative_location
 from rl.methods import rotnet
 from rl.methods import scfs
+from rl.methods import semaim
 from rl.methods import shortcut_lens
 from rl.methods import simclr
 from rl.methods import simsiam
@@ -81,6 +82,7 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], Method]] = {
     "relative_location": relative_location.make,
     "jigsaw": jigsaw.make,
     "mae": mae.make,
+    "semaim": semaim.make,
     "matryoshka": matryoshka.make,
     "hallucinator": hallucinator.make,
     "unicom": unicom.make,

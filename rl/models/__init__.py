@@ -20,6 +20,7 @@ import dataclasses
 
 import flax.linen as nn
 
+from rl.models.aim import AimViT
 from rl.models.conv1d import Conv1DEncoder
 from rl.models.dense import PixelPropagation
 from rl.models.distill import CrossAttentionSearchHead
@@ -56,6 +57,7 @@ MODELS: dict[str, type[nn.Module]] = {
     'vit_small': ViTSmall,
     'vit_base': ViTBase,
     'mae': MAE,
+    'aim_vit': AimViT,  # SemAIM's two-stream ViT
 }
 
 # Dataclass fields that linen adds to every module and that are not hyper-parameters.
@@ -120,6 +122,7 @@ __all__ = [
     'WeightNormDense',
     'LinearClassifier',
     'MAE',
+    'AimViT',
     'MLPProjector',
     'MODELS',
     'ResNet',

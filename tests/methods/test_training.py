@@ -51,7 +51,7 @@ RUNS = {name: (name.split(":")[0], name.split(":")[1]) for name in (
     "align_uniform:smoke", "barlow_twins:smoke", "byol:smoke", "dcl:smoke", "dino:smoke",
     "feature_sieve:smoke", "hallucinator:smoke,moco_v2", "hallucinator:smoke,simclr", "hallucinator:smoke,simsiam", "jigsaw:smoke",
     "mae:smoke", "matryoshka:smoke,simclr", "mlcd:smoke", "moco_v2:smoke", "moco_v3:smoke", "nnclr:smoke",
-    "npid:smoke", "odc:smoke", "relative_location:smoke", "rotnet:smoke", "scfs:smoke", "shortcut_lens:smoke", "simclr:smoke", "simsiam:smoke",
+    "npid:smoke", "odc:smoke", "relative_location:smoke", "rotnet:smoke", "scfs:smoke", "semaim:smoke", "shortcut_lens:smoke", "simclr:smoke", "simsiam:smoke",
     "supcon:smoke", "supervised:smoke", "swav:smoke", "unicom:smoke", "vicreg:smoke", "wmse:smoke")}
 
 
