@@ -59,7 +59,12 @@ class LayerHead(nn.Module):
 
 
 def pool(feature_map: jax.Array) -> jax.Array:
-  """Mean over the spatial axes: [b, l, c] or [b, h, w, c] -> [b, c]."""
+  """Mean over the spatial axes: [b, l, c] or [b, h, w, c] -> [b, c].
+
+  Example:
+    >>> pool(jnp.arange(6.0).reshape(1, 3, 2)).tolist()  # a signal's map of 3 positions, 2 channels
+    [[2.0, 3.0]]
+  """
   return jnp.mean(feature_map, axis=tuple(range(1, feature_map.ndim - 1)))
 
 

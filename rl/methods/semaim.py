@@ -30,7 +30,14 @@ from rl.models.aim import as_image
 
 
 def build_model(config: ml_collections.ConfigDict) -> AimViT:
-  """The `aim_vit` of `config.model.encoder_kwargs` (a tuple read back from JSON stays a tuple)."""
+  """The `aim_vit` of `config.model.encoder_kwargs` (a tuple read back from JSON stays a tuple).
+
+  Example:
+    >>> from configs import semaim as semaim_config
+    >>> model = build_model(semaim_config.get_config("smoke"))
+    >>> type(model).__name__, model.width, model.patch_size
+    ('AimViT', 16, (1, 4))
+  """
   kwargs = config.model.encoder_kwargs.to_dict()
   if isinstance(kwargs.get("patch_size"), list):
     kwargs["patch_size"] = tuple(kwargs["patch_size"])

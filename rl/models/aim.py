@@ -104,6 +104,7 @@ class AimViT(nn.Module):
     return self.width
 
   def setup(self):
+    """Checks the options and builds the patch embedding, tokens, blocks and head (Flax calls it on first use)."""
     if self.width % 4 or self.num_heads < 1 or self.width % self.num_heads:
       raise ValueError(f"width must be a multiple of 4 and of num_heads; got width={self.width}, "
                        f"num_heads={self.num_heads}.")
@@ -151,7 +152,7 @@ class AimViT(nn.Module):
     return self.pred(self.norm(g)[:, 1:])
 
   def init_all(self, x: jax.Array) -> jax.Array:
-    """Touches every parameter (for `init`): both streams and the prediction head, with full masks."""
+    """Touches every parameter (pass it as `method=` to Flax's init): both streams and the head, with full masks."""
     n = self.tokens(x).shape[1]
     everything = jnp.ones((x.shape[0], n, n), bool)
     return self.autoregress(x, everything, everything)

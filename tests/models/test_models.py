@@ -265,7 +265,7 @@ def test_sync_batch_norm_matches_global_batch(make, shape):
 # --------------------------------------------------------------------------- registry
 
 
-KNOWN_MODELS = ['conv1d', 'dino_head', 'linear', 'mae', 'mlp_projector', 'predictor', 'prototypes', 'resnet', 'resnet18',
+KNOWN_MODELS = ['aim_vit', 'conv1d', 'dino_head', 'linear', 'mae', 'mlp_projector', 'predictor', 'prototypes', 'resnet', 'resnet18',
                 'resnet50', 'vit', 'vit_base', 'vit_small', 'vit_tiny']
 
 
