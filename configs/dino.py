@@ -31,6 +31,11 @@ from configs import common
 
 VARIANTS = common.VARIANTS
 
+# Multi-crop on signals: 2 global views and 4 local crops of 25-60% of the signal resampled to 20 samples (the
+# smoke variant's views; configs/scfs.py's on mnist1d).
+MNIST1D_MULTICROP = {"augment.views": ("mnist1d",) * 2 + ("mnist1d_local",) * 4,
+                     "augment.view_sizes": (None, None, 20, 20, 20, 20)}
+
 OVERRIDES = {
     "mnist1d": {
         "dino.head_kwargs": dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, use_bn=False,
@@ -86,8 +91,7 @@ OVERRIDES = {
     # The smoke run keeps multi-crop and the teacher-temperature warm-up, which the tests exercise (mnist1d dropped
     # both).
     "smoke": {
-        "augment.views": ("mnist1d",) * 2 + ("mnist1d_local",) * 4,
-        "augment.view_sizes": (None, None, 20, 20, 20, 20),
+        **MNIST1D_MULTICROP,
         "dino.teacher_temp": 0.07,
         "dino.head_kwargs": dict(out_dim=32, hidden_dim=16, bottleneck_dim=8, num_layers=3, use_bn=False,
                                  norm_last_layer=True),

@@ -16,15 +16,13 @@ from __future__ import annotations
 import ml_collections
 
 from configs import common
+from configs import dino
 
 VARIANTS = common.VARIANTS
 
-MNIST1D_CROPS = {"augment.views": ("mnist1d",) * 2 + ("mnist1d_local",) * 4,
-                 "augment.view_sizes": (None, None, 20, 20, 20, 20)}
-
 OVERRIDES = {
-    "mnist1d": MNIST1D_CROPS,
-    "smoke": {**MNIST1D_CROPS, "scfs.layers": ("bn0", "bn1"), "scfs.head_hidden_dim": 8, "scfs.head_out_dim": 16},
+    "mnist1d": dino.MNIST1D_MULTICROP,
+    "smoke": {**dino.MNIST1D_MULTICROP, "scfs.layers": ("bn0", "bn1"), "scfs.head_hidden_dim": 8, "scfs.head_out_dim": 16},
     "digits": {"augment.views": ("simclr",) * 2 + ("simclr_local",) * 4, "augment.view_sizes": (None, None, 6, 6, 6, 6),
                "scfs.layers": ("stage2_block1", "stage3_block1")},
     "cifar": {"augment.views": ("simclr_global",) * 2 + ("simclr_local",) * 4,

@@ -53,23 +53,8 @@ def build_model(config: ml_collections.ConfigDict) -> models.MAE:
   return model
 
 
-def to_image(x: jax.Array) -> jax.Array:
-  """Signals [b, l] -> [b, 1, l, 1] and [b, l, c] -> [b, 1, l, c]; images [b, h, w, c] unchanged.
-
-  Example:
-    >>> to_image(jnp.zeros((8, 40))).shape, to_image(jnp.zeros((8, 40, 2))).shape
-    ((8, 1, 40, 1), (8, 1, 40, 2))
-    >>> to_image(jnp.zeros((8, 32, 32, 3))).shape
-    (8, 32, 32, 3)
-  """
-  if x.ndim == 2:
-    return x[:, None, :, None]
-  if x.ndim == 3:
-    return x[:, None]
-  if x.ndim == 4:
-    return x
-  raise ValueError(f"MAE inputs must be signals [b, l] or [b, l, c] or images [b, h, w, c]; got shape "
-                   f"{tuple(x.shape)}.")
+# Signals [b, l] / [b, l, c] as the images [b, 1, l, 1] / [b, 1, l, c] of a ViT with (1, p) patches.
+to_image = models.vit.as_image
 
 
 def make(config: ml_collections.ConfigDict) -> base.Method:

@@ -26,7 +26,7 @@ from rl import losses
 from rl import models
 from rl.methods import base
 from rl.models.aim import AimViT
-from rl.models.aim import as_image
+from rl.models.vit import as_image
 
 
 def build_model(config: ml_collections.ConfigDict) -> AimViT:

@@ -31,6 +31,7 @@ from rl.models.vit import LN_EPSILON
 from rl.models.vit import MlpBlock
 from rl.models.vit import TOKEN_INIT
 from rl.models.vit import XAVIER_INIT
+from rl.models.vit import as_image
 from rl.models.vit import patch_hw
 from rl.models.vit import sincos_2d_posemb
 
@@ -52,22 +53,6 @@ class TwoStreamBlock(nn.Module):
     x = x + y
     y = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, name="norm2")(x)
     return x + MlpBlock(self.mlp_dim, dtype=self.dtype, name="mlp")(y)
-
-
-def as_image(x: jax.Array) -> jax.Array:
-  """Signals [b, l] -> [b, 1, l, 1] and [b, l, c] -> [b, 1, l, c]; images [b, h, w, c] unchanged.
-
-  Example:
-    >>> as_image(jnp.zeros((8, 40))).shape, as_image(jnp.zeros((8, 32, 32, 3))).shape
-    ((8, 1, 40, 1), (8, 32, 32, 3))
-  """
-  if x.ndim == 2:
-    return x[:, None, :, None]
-  if x.ndim == 3:
-    return x[:, None]
-  if x.ndim == 4:
-    return x
-  raise ValueError(f"x must be signals [b, l] or [b, l, c] or images [b, h, w, c]; got shape {tuple(x.shape)}.")
 
 
 class AimViT(nn.Module):

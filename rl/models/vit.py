@@ -69,6 +69,22 @@ def _fmt_patch(patch_size) -> str:
   return str(tuple(patch_size)) if isinstance(patch_size, (tuple, list)) else str(patch_size)
 
 
+def as_image(x: jax.Array) -> jax.Array:
+  """Signals [b, l] -> [b, 1, l, 1] and [b, l, c] -> [b, 1, l, c]; images [b, h, w, c] unchanged.
+
+  Example:
+    >>> as_image(jnp.zeros((8, 40))).shape, as_image(jnp.zeros((8, 32, 32, 3))).shape
+    ((8, 1, 40, 1), (8, 32, 32, 3))
+  """
+  if x.ndim == 2:
+    return x[:, None, :, None]
+  if x.ndim == 3:
+    return x[:, None]
+  if x.ndim == 4:
+    return x
+  raise ValueError(f"x must be signals [b, l] or [b, l, c] or images [b, h, w, c]; got shape {tuple(x.shape)}.")
+
+
 def sincos_2d_posemb(grid_h: int, grid_w: int, width: int, *,
                      dtype: Any = jnp.float32) -> jax.Array:
   """Fixed 2-D sine-cosine position embedding of MAE (`get_2d_sincos_pos_embed`), [h*w, width].
