@@ -5,9 +5,9 @@ https://arxiv.org/abs/2312.10457 (github.com/skyoux/SemAIM). A two-stream ViT (`
 patch of an input from the patches before it in an order that starts at the most semantic patch and moves
 outwards; each step:
 
-1. `rl.losses.semaim_similarity`: how semantic each patch is, the cosine of its token to the class token, from a
-   gradient-free pass of the content stream with full attention (the model itself: the released code's
-   self-guided `attention_center` order; it can also use a separate encoder);
+1. `rl.losses.semaim_similarity`: how semantic each patch is, the softmax over patches of the cosine of its token
+   to the class token, from a gradient-free pass of the content stream with full attention (the model itself, as
+   the released code's `attention_center` order with `--attention_type cls` does when it keeps no EMA model);
 2. `rl.losses.semaim_order`: patches by grid distance from the most similar one (ties at random);
 3. `rl.losses.semaim_attention_masks`: the content and query streams' masks of that order;
 4. `rl.losses.semaim_pixel_loss`: the query stream's predictions against the (optionally blurred and per-patch
@@ -55,8 +55,8 @@ def make(config: ml_collections.ConfigDict) -> base.Method:
   Example:
     >>> from configs import semaim as semaim_config
     >>> rl.methods.base.describe(make(semaim_config.get_config("smoke")))  # mnist1d signals, a tiny ViT
-    {'params': ['block0', 'cls', 'norm', 'patch_embed', 'pred', 'query'], 'state': [], 'metrics': ['semaim'],
-     'embedding': (8, 16)}
+    {'params': ['block0', 'cls', 'norm', 'patch_embed', 'pred', 'pred_hidden', 'query_block0'], 'state': [],
+     'metrics': ['semaim'], 'embedding': (8, 16)}
   """
   cfg = config.semaim
   model = build_model(config)

@@ -1,22 +1,25 @@
-"""A two-stream ViT for autoregressive image modelling in any order (SemAIM's `AimViT`, XLNet's two streams).
+"""A two-stream ViT for autoregressive image modelling in any order: SemAIM's `AimViT`.
 
 Song, Zhang & Wang, "Semantic-Aware Autoregressive Image Modeling for Visual Representation Learning", AAAI 2024,
-https://arxiv.org/abs/2312.10457 (github.com/skyoux/SemAIM, models/models_semaim.py). The same blocks run two
-streams over the 1 + L tokens (a class token, then the patches in reading order):
+https://arxiv.org/abs/2312.10457 (the authors' code: github.com/skyoux/SemAIM, models/models_semaim.py and
+util/blocks.py, read to follow it; nothing copied). Two streams run over the 1 + L tokens (a class token, then the
+patches in reading order):
 
-- the content stream h: patch embeddings plus the fixed sin-cos position embedding (MAE's); each token attends to
-  the tokens up to and including itself in the order (mask C of `rl.losses.semaim_attention_masks`);
-- the query stream g: a learned query token plus each patch's position embedding; each query attends to the
-  CONTENT tokens strictly before its patch (mask Q), so it knows where its patch is but not what it holds.
+- the content stream h (the encoder): patch embeddings plus the fixed sin-cos position embedding (MAE's), the
+  class token in front; each token attends to the tokens up to and including itself in the order (mask C of
+  `rl.losses.semaim_attention_masks`);
+- the query stream g (the parallel decoder): it starts from the fixed position embeddings alone (the class
+  token's row zero), so a query knows where its patch is but not what it holds; each query attends to the
+  CONTENT tokens strictly before its patch (mask Q), through its own blocks.
 
-Per block: g <- block(g, keys/values h, Q), then h <- block(h, keys/values h, C), the two with the same weights.
-After the final LayerNorm, a linear head maps each query to its patch's ph * pw * c pixels. For evaluation the
-content stream runs with full attention (every token sees every token) and the representation is the mean of its
-patch tokens.
+Per layer i: h <- block_i(h, mask C); then, every depth / query_depth layers, g <- query_block_j(g, keys and values
+h, mask Q) (the authors' defaults: as many query blocks as blocks, weights not shared; `share_weights=True` uses
+the content blocks for the queries too). After the final LayerNorm, an MLP head (width -> 4 width -> ph pw c) maps
+each query to its patch's pixels. For evaluation the content stream runs with full attention (every token sees
+every token) and the representation is the mean of its patch tokens after the final norm (the authors' kNN
+evaluation pools the patches; their linear probe reads the class token).
 
-Ours, not the authors': the query stream starts from one learned token plus the position embedding; the class
-token's row of the query stream is the class token itself (it predicts nothing). Signals [b, l] are the images
-[b, 1, l, 1] with (1, p) patches, as `rl.models.MAE`'s.
+Signals [b, l] are the images [b, 1, l, 1] with (1, p) patches, as `rl.models.MAE`'s.
 """
 from __future__ import annotations
 
@@ -62,10 +65,13 @@ class AimViT(nn.Module):
 
   Attributes:
     width: token dimension (a multiple of 4, for the sin-cos embedding).
-    depth: number of blocks.
+    depth: number of content blocks.
     num_heads: attention heads (they divide the width).
     patch_size: p, or (ph, pw); (1, p) for signals.
     channels: the inputs' channels (the prediction head outputs ph * pw * channels per patch).
+    query_depth: number of query blocks, a divisor of `depth` (None: `depth`, the authors' default); query block
+      j runs after content block (j + 1) depth / query_depth - 1.
+    share_weights: the query stream uses the content blocks (the authors' `share_weight`, off by default).
     mlp_dim: hidden width of the MLPs; None for 4 * width.
     dtype: computation dtype (parameters stay float32).
 
@@ -81,6 +87,8 @@ class AimViT(nn.Module):
   num_heads: int = 3
   patch_size: int | tuple[int, int] = 16
   channels: int = 1
+  query_depth: int | None = None
+  share_weights: bool = False
   mlp_dim: int | None = None
   dtype: Any = jnp.float32
 
@@ -89,17 +97,26 @@ class AimViT(nn.Module):
     return self.width
 
   def setup(self):
-    """Checks the options and builds the patch embedding, tokens, blocks and head (Flax calls it on first use)."""
+    """Checks the options and builds the patch embedding, class token, blocks and head (Flax calls it on first use)."""
     if self.width % 4 or self.num_heads < 1 or self.width % self.num_heads:
       raise ValueError(f"width must be a multiple of 4 and of num_heads; got width={self.width}, "
                        f"num_heads={self.num_heads}.")
+    query_depth = self.depth if self.query_depth is None else self.query_depth
+    if query_depth < 1 or self.depth % query_depth:
+      raise ValueError(f"query_depth must divide depth={self.depth}; got {self.query_depth}.")
+    if self.share_weights and query_depth != self.depth:
+      raise ValueError(f"share_weights uses the content blocks as query blocks: query_depth must be depth="
+                       f"{self.depth} (or None); got {self.query_depth}.")
     ph, pw = patch_hw(self.patch_size)
+    mlp_dim = self.mlp_dim or 4 * self.width
     self.patch_embed = nn.Conv(self.width, (ph, pw), strides=(ph, pw), padding="VALID", dtype=self.dtype)
     self.cls = self.param("cls", TOKEN_INIT, (1, 1, self.width))
-    self.query = self.param("query", TOKEN_INIT, (1, 1, self.width))
-    self.blocks = [TwoStreamBlock(self.num_heads, self.mlp_dim or 4 * self.width, dtype=self.dtype,
-                                  name=f"block{i}") for i in range(self.depth)]
+    self.blocks = [TwoStreamBlock(self.num_heads, mlp_dim, dtype=self.dtype, name=f"block{i}")
+                   for i in range(self.depth)]
+    self.query_blocks = self.blocks if self.share_weights else [
+        TwoStreamBlock(self.num_heads, mlp_dim, dtype=self.dtype, name=f"query_block{j}") for j in range(query_depth)]
     self.norm = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype)
+    self.pred_hidden = nn.Dense(mlp_dim, kernel_init=XAVIER_INIT, dtype=self.dtype)
     self.pred = nn.Dense(ph * pw * self.channels, kernel_init=XAVIER_INIT, dtype=self.dtype)
 
   def _streams(self, x: jax.Array):
@@ -117,8 +134,8 @@ class AimViT(nn.Module):
     pos = sincos_2d_posemb(*grid, self.width, dtype=self.dtype)[None]
     patches = self.patch_embed(x.astype(self.dtype)).reshape(b, grid[0] * grid[1], self.width) + pos
     cls = jnp.broadcast_to(self.cls.astype(self.dtype), (b, 1, self.width))
-    queries = jnp.broadcast_to(self.query.astype(self.dtype) + pos, patches.shape)
-    return jnp.concatenate([cls, patches], axis=1), jnp.concatenate([cls, queries], axis=1)
+    queries = jnp.concatenate([jnp.zeros((1, 1, self.width), self.dtype), pos], axis=1)  # the class row: zero
+    return jnp.concatenate([cls, patches], axis=1), jnp.broadcast_to(queries, (b,) + queries.shape[1:])
 
   def tokens(self, x: jax.Array) -> jax.Array:
     """The content stream with full attention, after the final norm: [b, 1 + L, width]."""
@@ -131,10 +148,13 @@ class AimViT(nn.Module):
   def autoregress(self, x: jax.Array, content_mask: jax.Array, query_mask: jax.Array) -> jax.Array:
     """Each patch's pixels predicted by its query, [b, L, ph * pw * c] (in `rl.losses.patchify`'s layout)."""
     h, g = self._streams(x)
-    for block in self.blocks:
-      g = block(g, h, query_mask)  # the queries read the content of the layer below
+    step = len(self.blocks) // len(self.query_blocks)
+    for i, block in enumerate(self.blocks):
       h = block(h, None, content_mask)
-    return self.pred(self.norm(g)[:, 1:])
+      if (i + 1) % step == 0:  # the queries read the content of this layer
+        g = self.query_blocks[i // step](g, h, query_mask)
+    g = self.norm(g)[:, 1:]
+    return self.pred(nn.gelu(self.pred_hidden(g), approximate=False))
 
   def init_all(self, x: jax.Array) -> jax.Array:
     """Touches every parameter (pass it as `method=` to Flax's init): both streams and the head, with full masks."""
