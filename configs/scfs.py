@@ -10,6 +10,18 @@ digits 2 global views and 4 local crops of 6 x 6; cifar 2 x 32 and 4 x 16; image
 0.1 / 0.04, centre momentum 0.9, 256 outputs per layer head) and ours otherwise: the layers (conv1d: `bn1`, `bn2`,
 the maps after its 2nd and 3rd convolutions; ResNets: the first block of every stage after the first, as the
 authors' layers 2-4 of ResNet-50), the layer heads' hidden width, `layer_weight` 1.0.
+
+First check on mnist1d's validation split (the last 10% of train; 2000 steps, 1 seed; other jobs shared the CPU):
+
+  python experiments/sweep.py --config configs/scfs.py:mnist1d --workdir runs/sweeps/scfs \
+      --grid scfs.layer_weight=0.0,1.0 --set total_steps=2000 --seeds 1
+
+  layer_weight 0 (DINO with these multi-crop views; the layer heads train but do not reach the encoder): val.
+  linear probe 84.0 (kNN-20 83.3); 1.0 (SCFS): 77.5 (75.5).
+
+The layer terms cost 6.5 points here, where DINO itself has barely started (its loss 6.69 of log 1024 = 6.93 at
+step 2000, and DINO on mnist1d prefers 2 views to multi-crop: configs/dino.py). Not yet tuned: the steps, the
+layers, the layer heads' temperatures (the authors' 0.1 / 0.04 are for 256 normalised outputs on ImageNet).
 """
 from __future__ import annotations
 
