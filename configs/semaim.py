@@ -7,6 +7,11 @@ rows of the results table differ by the objective. `semaim` holds the released c
 pre-training command: blurred targets, kernel 9 and sigma 1, per-patch normalised, L2; order keys jittered by 1e-3,
 similarity to the class token); on signals and 8 x 8 digits the blur and the per-patch normalisation are off, as
 MAE's `norm_pix_loss` is on mnist1d (2-sample patches: normalising them leaves only their sign).
+
+First check on mnist1d's validation split (the last 10% of train; 2000 steps, 1 seed; other jobs shared the CPU),
+`python experiments/sweep.py --config configs/semaim.py:mnist1d --cell 'as configured:' --set total_steps=2000`:
+val. linear probe 66.0, kNN-20 47.2 (MAE's row of the previous results table, 2000 steps on the test split: 61.5
+and 49.2). Not tuned yet: the learning rate, the patch size, the steps.
 """
 from __future__ import annotations
 

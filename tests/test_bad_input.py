@@ -207,7 +207,7 @@ CASES: list[Case] = [
          lambda: methods.register_objective("simclr", lambda z1, z2, *, axis_name=None: 0.0), ValueError,
          r"^name: 'simclr' is already a registered method; pick another name\.$", "rl.methods.register_objective"),
     Case("registry_unknown_model", "unknown model", lambda: models.get_model("resnet19"), ValueError,
-         r"^name: unknown model 'resnet19'; known models: \['conv1d', ", "rl.models.get_model"),
+         r"^name: unknown model 'resnet19'; known models: \['aim_vit', 'conv1d', ", "rl.models.get_model"),
     Case("registry_unknown_method", "unknown method", lambda: methods.get_method(_config(method="simclrr")),
          ValueError, r"^config\.method: unknown method 'simclrr'; known methods: ", "rl.methods.get_method"),
     Case("registry_unknown_optimizer", "unknown optimizer",

@@ -25,6 +25,12 @@ GOLDEN = pathlib.Path(__file__).with_name("smoke_losses.json")
 # Four steps of a tiny network: float rounding that differs between CPUs or XLA versions moves the metrics by
 # ~1e-6 relative; a wrong temperature, a swapped view or a missing stop-gradient moves the loss by far more.
 GOLDEN_RTOL, GOLDEN_ATOL = 2e-4, 1e-5
+# Accuracies (an arg-max over the online probe's logits, which are all near zero in the first steps) are not
+# compared: rounding that moves the losses by less than GOLDEN_RTOL flips predictions that sit on near-ties (a fresh
+# install of the same versions gave the online probe's accuracy at step 2 of nnclr, npid, unicom and two
+# hallucinator runs 1 to 3 examples of 64 apart, while every loss, gradient norm and probe loss matched). The
+# continuous metrics, the probe's loss among them, carry the check.
+UNCOMPARED = ("accuracy",)
 
 
 def check_golden(name: str, train_lines: list[dict]) -> None:
@@ -45,6 +51,8 @@ def check_golden(name: str, train_lines: list[dict]) -> None:
       if exact:
         assert g[metric] == e[metric], (name, step, metric, g[metric], e[metric])
       else:
+        if metric.endswith(UNCOMPARED):
+          continue
         np.testing.assert_allclose(g[metric], e[metric], rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL,
                                    err_msg=f"{name}: step {step}, {metric}")
 
