@@ -11,7 +11,8 @@ terms, for logging), e.g. `beta_vae` -> {"reconstruction", "kl"}, `esmm` -> {"ct
 {"adversarial", "reconstruction"}, `scfs_loss` -> {"global", "search"}, `nft_loss` -> {"prediction", "alignment"},
 `fedsa_loss` -> {"regularization", "contrastive", "calibration"}, `mirror_loss` -> {"alignment", "wsi_retention",
 "rna_retention", "style", "cluster"}, `disentangler_loss` -> {"reconstruction", "correlation", "environment",
-"adversarial"}.
+"adversarial"}, `dwc_loss` -> {"distillation", "contrast"},
+`legato_loss` -> {"reconstruction", "graph_reconstruction", "orthogonality", "sparsity"}.
 """
 from rl.losses.audio_visual import (cogenav_sync_loss, slfm_angle, slfm_binaural_cue, slfm_binaural_loss,
                                     slfm_binauralization_loss, slfm_geometric_loss, slfm_loss, slfm_symmetry_loss)
@@ -21,6 +22,7 @@ from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
 from rl.losses.kinship import facornet_loss
 from rl.losses.medical import volume_mask_tokens, volume_masked_embedding_loss, volume_slice_mask
+from rl.losses.deepcluster import deepcluster_v2, deepcluster_v2_assign, deepcluster_v2_memory_update
 from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
                               unpatchify)
 from rl.losses.memory import (memory_bank_update, moco, nearest_neighbor, nearest_neighbor_index, nnclr, npid,
@@ -29,6 +31,7 @@ from rl.losses.mutual_info import mi_dv, mi_infonce, mi_jsd, mi_nwj
 from rl.losses.online_clustering import (ODCMemory, odc, odc_class_weights, odc_fix_small_clusters, odc_init, odc_update,
                            odc_update_centroids)
 from rl.losses.pathology import mirror_cluster_loss, mirror_loss, mirror_retention_loss, mirror_style_loss
+from rl.losses.point_cloud import dwc_contrast_loss, dwc_loss, dwc_teacher_targets
 from rl.losses.positional import rasa_position_loss, rasa_remove_position
 from rl.losses.speaker import (disentangler_decoder_input, disentangler_loss, environment_triplet_loss,
                                 gradient_reversal, mapc_loss)
@@ -50,6 +53,7 @@ from rl.losses.federated import (fedsa_anchor_update, fedsa_class_gap, fedsa_los
                                  fedsa_prototypes)
 from rl.losses.feature_augment import hallucinate, scfs_feature_search, scfs_loss, semantic_adversarial
 from rl.losses.generative import bigan_discriminator_loss, bigan_generator_encoder_loss, beta_vae, reparameterize
+from rl.losses.foresight import foresight_loss, foresight_prefix_split
 from rl.losses.geometry import (enveloping_loss, homogeneity_loss, pairwise_sinkhorn_divergence,
                                 regression_bin_centroids, sinkhorn_divergence, surrogate_contrastive_loss)
 from rl.losses.graph import node2vec_walks, sample_neighbors, skipgram_negative_sampling, walk_context_pairs
@@ -59,6 +63,7 @@ from rl.losses.multitask import esmm
 from rl.losses.neighbors import snn_annealing_schedule, soft_nearest_neighbor
 from rl.losses.nested import (fmrlrec_loss, matryoshka, nested_cluster_loss, nested_layer_norm, nested_linear,
                               nested_weight_mask)
+from rl.losses.tabular import legato_graph, legato_loss, legato_pool
 from rl.losses.temporal import (contrastive_transition_loss, decorrelated_prediction, premier_taco,
                                 premier_taco_negatives, taco)
 from rl.losses.video import bidirectional_prediction, iic, intra_negatives
@@ -114,6 +119,8 @@ __all__ = [
     "diti_masks", "diti_condition", "diti_noising", "diti_loss",
     # equivariance
     "nft_transition", "nft_so2_representation", "nft_loss",
+    # point clouds: global-to-local distillation with contrast
+    "dwc_teacher_targets", "dwc_contrast_loss", "dwc_loss",
     # multi-modal pathology
     "mirror_retention_loss", "mirror_style_loss", "mirror_cluster_loss", "mirror_loss",
     # slide-level pathology: COBRA's views in feature space
@@ -122,6 +129,12 @@ __all__ = [
     "fedsa_margin_contrastive", "fedsa_loss", "fedsa_prototypes", "fedsa_class_gap", "fedsa_anchor_update",
     # medical image volumes: masked slice embeddings
     "volume_slice_mask", "volume_mask_tokens", "volume_masked_embedding_loss",
+    # DeepCluster-v2 (the joint image-volume paper's released clustering stage)
+    "deepcluster_v2_assign", "deepcluster_v2", "deepcluster_v2_memory_update",
+    # UI screens: captioning the next screen (Textual Foresight)
+    "foresight_loss", "foresight_prefix_split",
+    # multi-view tabular data: a latent graph over the views (LEGATO)
+    "legato_graph", "legato_pool", "legato_loss",
     # geometry and transport
     "sinkhorn_divergence", "pairwise_sinkhorn_divergence", "regression_bin_centroids", "enveloping_loss",
     "homogeneity_loss", "surrogate_contrastive_loss",
