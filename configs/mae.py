@@ -61,7 +61,10 @@ OVERRIDES = {
     # 0.85 +6; per-patch normalised targets (norm_pix_loss) 4 points worse at (1, 2) and below the random init at
     # (1, 4): raw targets keep each segment's level; a 1-block decoder, lr 2e-3, width 128 or no augmentation
     # changed < 3 points.
+    # mnist1d: the 5-minute training budget on 2 CPU cores (issue 19): 3900 steps, as a step costs 4.47 SimCLR steps
+    # (experiments/benchmarks/step_cost.py, BENCHMARKS.md: 17,800 / 4.47 = 3986, rounded down to 100).
     "mnist1d": {
+        "total_steps": 3900,
         "model.encoder_kwargs": dict(width=64, depth=4, num_heads=4, patch_size=(1, 2), readout="mean",
                                      decoder_width=64, decoder_depth=2, decoder_heads=4),
         "mae.norm_pix_loss": False,
