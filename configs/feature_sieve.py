@@ -12,6 +12,18 @@ reference rows of the results table differ only by the sieve. The sieve's settin
 - `forget_every`: the forgetting step's period, 5 (the released default config, `forget_after_iters`).
 - `forget_weight`: the forgetting term's weight in the one loss (ours: the released code gives it its own SGD
   optimiser, lr 1e-2, where ours shares the main optimiser).
+
+Check on mnist1d's validation split (the last 10% of train; 8000 steps, 2 seeds, mean +/- std):
+
+  python experiments/sweep.py --config configs/feature_sieve.py:mnist1d --workdir runs/sweeps/sieve \
+      --grid feature_sieve.forget_weight=0.0,1.0 --seeds 2
+
+  forget_weight 0 (the supervised network with an idle auxiliary head): val. linear probe 97.8 +/- 0.0 (kNN-20
+  97.4 +/- 0.2); 1.0 (the sieve): 97.4 +/- 0.2 (97.0 +/- 0.7).
+
+The sieve costs 0.4 points here, as expected where no simple feature is spurious: MNIST-1D's label is in the
+early layer's features too, and the sieve is built to erase what that layer alone can predict. The method is kept
+as the paper defines it (1.0); the row is the sieve's, not a tuned supervised network.
 """
 from __future__ import annotations
 
