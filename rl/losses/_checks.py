@@ -34,6 +34,15 @@ def check_positive(name: str, value) -> None:
     raise ValueError(f"{name} must be > 0; got {value}.")
 
 
+def check_center(center, teacher_logits) -> None:
+  """Checks a DINO-style centre: a float [K] array, K = `teacher_logits.shape[1]` (one entry per output dim)."""
+  k = teacher_logits.shape[1]
+  check_array("center", center, ndim=1, shape_doc=f"[{k}]")
+  if center.shape != (k,):
+    raise ValueError(f"center must have shape [{k}] to match teacher_logits of shape {tuple(teacher_logits.shape)} "
+                     f"(one entry per output dim); got shape {tuple(center.shape)}.")
+
+
 def check_array(name: str, x, *, ndim: int | None = None, floating: bool = True, shape_doc: str = "") -> None:
   """Checks that `x` is an array with `ndim` dimensions and, when `floating`, a floating dtype.
 

@@ -212,9 +212,7 @@ def dino(student_logits: jax.Array, teacher_logits: jax.Array, center: jax.Array
   if num_crops < num_global_crops or num_crops < 2:
     raise ValueError(f"student_logits must hold at least the {num_global_crops} global crops and 2 crops in all; "
                      f"got {num_crops} crops (shape {tuple(student_logits.shape)}).")
-  _checks.check_array("center", center, ndim=1, shape_doc=f"[{k}]")
-  if center.shape != (k,):
-    raise ValueError(f"center must have shape [{k}] (one entry per output dim); got shape {tuple(center.shape)}.")
+  _checks.check_center(center, teacher_logits)
   _checks.check_positive("student_temp", student_temp)
   _checks.check_positive("teacher_temp", teacher_temp)
   s, t, c = _ops.to_float32(student_logits, teacher_logits, center)
@@ -256,11 +254,7 @@ def dino_center_update(center: jax.Array, teacher_logits: jax.Array, *, momentum
   https://arxiv.org/abs/2104.14294 (eq. 4; `DINOLoss.update_center` in the official `main_dino.py`).
   """
   _checks.check_array("teacher_logits", teacher_logits, ndim=2, shape_doc="[n, K]")
-  k = teacher_logits.shape[1]
-  _checks.check_array("center", center, ndim=1, shape_doc=f"[{k}]")
-  if center.shape != (k,):
-    raise ValueError(f"center must have shape [{k}] to match teacher_logits of shape "
-                     f"{tuple(teacher_logits.shape)}; got shape {tuple(center.shape)}.")
+  _checks.check_center(center, teacher_logits)
   _checks.check_in_range("momentum", momentum, 0.0, 1.0)
   t, c = _ops.to_float32(lax.stop_gradient(teacher_logits), lax.stop_gradient(center))
   batch_center = _collectives.global_mean(jnp.sum(t, axis=0), t.shape[0], axis_name)

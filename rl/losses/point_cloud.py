@@ -75,11 +75,7 @@ def dwc_teacher_targets(teacher_logits: jax.Array, center: jax.Array, *, teacher
   pretrain.py); centring and sharpening: DINO, https://arxiv.org/abs/2104.14294 (Alg. 1).
   """
   _checks.check_array("teacher_logits", teacher_logits, ndim=2, shape_doc="[n, K]")
-  k = teacher_logits.shape[1]
-  _checks.check_array("center", center, ndim=1, shape_doc=f"[{k}]")
-  if center.shape != (k,):
-    raise ValueError(f"center must have shape [{k}] (one entry per output dim of teacher_logits, shape "
-                     f"{tuple(teacher_logits.shape)}); got shape {tuple(center.shape)}.")
+  _checks.check_center(center, teacher_logits)
   _checks.check_positive("teacher_temp", teacher_temp)
   t, c = _ops.to_float32(teacher_logits, center)
   return lax.stop_gradient(jax.nn.softmax((t - c) / teacher_temp, axis=-1))
