@@ -38,3 +38,10 @@ def test_reference_first_ratios_and_json(tmp_path, capsys):
 def test_unknown_method_is_named():
   with pytest.raises(SystemExit, match="nope"):
     step_cost.main(["--variant", "smoke", "--methods", "nope"])
+
+
+def test_variants_without_a_budget_show_ratios_only():
+  row = {"method": "dino", "ms_per_step": 2.0, "cost_vs_simclr": 1.5, "configured_steps": 500, "budget_steps": None,
+         "within_budget": None}
+  assert step_cost.table([row]).splitlines()[-1] == "| dino | 2.0 | 1.50 | 500 | — | — |"
+  assert "digits" not in step_cost.BUDGETED
