@@ -38,7 +38,8 @@ OVERRIDES = {
     "all": {"model.encoder": "aim_vit"},
     # mnist1d: the 5-minute training budget on 2 CPU cores (issue 19): 1600 steps, as a step costs 10.67 SimCLR steps
     # (experiments/benchmarks/step_cost.py, BENCHMARKS.md: 17,800 / 10.67 = 1668, rounded down to 100).
-    "mnist1d": {"total_steps": 1600, "optim.lr": 3e-3, "model.encoder_kwargs": dict(width=64, depth=4, num_heads=4, patch_size=(1, 2)),
+    "mnist1d": {"total_steps": 1600, "optim.lr": 3e-3,
+                "model.encoder_kwargs": dict(width=64, depth=4, num_heads=4, patch_size=(1, 2)),
                 "semaim.norm_pix": False, "semaim.blur_kernel_size": None},
     "digits": {"model.encoder_kwargs": dict(width=64, depth=4, num_heads=4, patch_size=2),
                "semaim.norm_pix": False, "semaim.blur_kernel_size": None},
