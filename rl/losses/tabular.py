@@ -83,7 +83,7 @@ def legato_graph(node_features: jax.Array, *, threshold: float = 0.1) -> jax.Arr
     [[1.0, 0.707, 0.0], [0.707, 1.0, 0.707], [0.0, 0.707, 1.0]]
 
   Liu, Berrevoets, Qian & van der Schaar, "Learning Representations without Compositional Assumptions" (LEGATO),
-  ICML 2023; code github.com/tennisonliu/LEGATO.
+  ICML 2023, https://arxiv.org/abs/2305.19726; code github.com/tennisonliu/LEGATO.
   """
   _checks.check_array("node_features", node_features, ndim=3, shape_doc="[b, n, d]")
   return _threshold(_abs_cosine_matrix(_ops.to_float32(node_features)), threshold)
@@ -130,7 +130,7 @@ def legato_pool(node_features: jax.Array, adjacency: jax.Array, assignment_logit
     ([[0.667, 0.667], [0.667, 0.667]], [[1.0, 1.0], [1.0, 1.0]])
 
   Liu, Berrevoets, Qian & van der Schaar, "Learning Representations without Compositional Assumptions" (LEGATO),
-  ICML 2023; code github.com/tennisonliu/LEGATO.
+  ICML 2023, https://arxiv.org/abs/2305.19726; code github.com/tennisonliu/LEGATO.
   """
   _checks.check_array("node_features", node_features, ndim=3, shape_doc="[b, n, f]")
   b, n, _ = node_features.shape
@@ -207,7 +207,7 @@ def legato_loss(views: Sequence[jax.Array], reconstructions: Sequence[jax.Array]
     (1.0, {'reconstruction': 1.0, 'graph_reconstruction': 0.0, 'orthogonality': 0.0, 'sparsity': 0.0})
 
   Liu, Berrevoets, Qian & van der Schaar, "Learning Representations without Compositional Assumptions" (LEGATO),
-  ICML 2023; code github.com/tennisonliu/LEGATO.
+  ICML 2023, https://arxiv.org/abs/2305.19726; code github.com/tennisonliu/LEGATO.
   """
   views, reconstructions = tuple(views), tuple(reconstructions)
   if not views or len(views) != len(reconstructions):
