@@ -336,6 +336,8 @@ def apply_overrides(c: ml_collections.ConfigDict, variant: str, *tables: Mapping
   """
   path = f"configs/{c.method}.py"
   for group in VARIANT_TABLE[variant][1]:
+    if group == "smoke":  # as in `apply_variant`: the shared smoke settings win over the mnist1d group's
+      _apply(c, SMOKE, "configs/common.py: SMOKE")
     for table in tables:
       _apply(c, table.get(group, {}), f"{path}: the {group!r} group")
   return c
