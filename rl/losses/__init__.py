@@ -22,6 +22,7 @@ from rl.losses.hypersphere import alignment, l2_normalize, uniformity
 from rl.losses.image_text import clip, siglip
 from rl.losses.kinship import facornet_loss
 from rl.losses.medical import volume_mask_tokens, volume_masked_embedding_loss, volume_slice_mask
+from rl.losses.crop_sets import scale_dense_loss, scale_loss, scale_split_sets, scale_token_mask
 from rl.losses.deepcluster import deepcluster_v2, deepcluster_v2_assign, deepcluster_v2_memory_update
 from rl.losses.masked import (mae, patchify, random_masking, time_series_patches, tslanet_loss, tslanet_masking,
                               unpatchify)
@@ -102,6 +103,8 @@ __all__ = [
     # temporal, video and reinforcement learning
     "taco", "premier_taco", "premier_taco_negatives", "decorrelated_prediction", "contrastive_transition_loss",
     "intra_negatives", "iic", "bidirectional_prediction",
+    # sets of clip features from a frozen video backbone (SCALE)
+    "scale_split_sets", "scale_token_mask", "scale_dense_loss", "scale_loss",
     # audio-visual: lip-audio synchrony, sound localisation from motion
     "cogenav_sync_loss", "slfm_angle", "slfm_geometric_loss", "slfm_binaural_cue", "slfm_binaural_loss",
     "slfm_symmetry_loss", "slfm_loss", "slfm_binauralization_loss",

@@ -62,6 +62,7 @@ def test_every_return_terms_form_returns_the_loss_and_a_dict_of_named_terms():
       "legato_loss": losses.legato_loss([x], [x + 1.0], jnp.stack([x, x[::-1]], axis=1),
                                         jnp.ones((4, 2, 2)), jnp.eye(2)[None].repeat(4, 0), return_terms=True),
       "dwc_loss": losses.dwc_loss(jnp.concatenate([x, x]), x, jnp.zeros(3), return_terms=True),
+      "scale_loss": losses.scale_loss(x, x + 1.0, two, two[::-1], jnp.ones((4, 2), bool), return_terms=True),
   }
   with_terms = sorted(n for n in losses.__all__ if inspect.isfunction(getattr(losses, n))
                       and "return_terms" in inspect.signature(getattr(losses, n)).parameters)
