@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import jax  # noqa: E402
 
 from experiments.benchmarks import results_table  # noqa: E402
+from experiments.benchmarks import timing  # noqa: E402
 from rl.train import loop  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -55,13 +56,8 @@ def compiled_step(method: str, variant: str) -> dict:
 
 def timed(entry: dict, steps: int) -> float:
   """Seconds per step over `steps` steps, carrying the state as training does."""
-  state, batch = entry["state"], entry["batch"]
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = entry["step"](state, batch)
-  jax.block_until_ready((state, metrics))
-  entry["state"] = state
-  return (time.perf_counter() - start) / steps
+  seconds, entry["state"] = timing.run_steps(entry["step"], entry["state"], entry["batch"], steps)
+  return seconds
 
 
 def measure(variant: str, methods: list[str], *, warmup: int, steps: int, rounds: int) -> list[dict]:

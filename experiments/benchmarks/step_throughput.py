@@ -51,6 +51,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import simclr as simclr_config  # noqa: E402
+from experiments.benchmarks import timing  # noqa: E402
 from rl.train import loop  # noqa: E402
 from rl.train import mesh as mesh_lib  # noqa: E402
 from rl.train import optim  # noqa: E402
@@ -180,14 +181,9 @@ def build_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, s
 
 def time_steps(step, state, batch, *, warmup: int, steps: int) -> float:
   """Seconds per step over `steps` steps after `warmup` steps (the state is carried, as in training)."""
-  for _ in range(warmup):
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step(state, batch)
-  jax.block_until_ready((state, metrics))
-  return (time.perf_counter() - start) / steps
+  _, state = timing.run_steps(step, state, batch, warmup)
+  seconds, _ = timing.run_steps(step, state, batch, steps)
+  return seconds
 
 
 def measured_row(name: str, seconds: float, pairs: int, flop_per_pair: float | None, peaks: dict, note: str) -> dict:
