@@ -37,6 +37,11 @@ def axis_index(axis_name: str | None) -> jax.Array:
   return lax.axis_index(axis_name)
 
 
+def global_rows(b: int, axis_name: str | None) -> jax.Array:
+  """The indices in the global batch of this device's b rows (device index * b + row; 0..b-1 without an axis)."""
+  return axis_index(axis_name) * b + jnp.arange(b)
+
+
 def global_mean(local_sum: jax.Array, local_count: int, axis_name: str | None) -> jax.Array:
   """Mean over the global batch from a per-device sum and a per-device count."""
   return psum(local_sum, axis_name) / psum(local_count, axis_name)

@@ -128,7 +128,7 @@ def semaim_order(key: jax.Array, similarity: jax.Array, *, grid_shape: Sequence[
   center = jnp.argmax(jax.lax.stop_gradient(similarity), axis=-1)  # [b]
   rows, cols = jnp.arange(n) // w, jnp.arange(n) % w
   dist = jnp.sqrt(jnp.square(rows[None] - (center // w)[:, None]) + jnp.square(cols[None] - (center % w)[:, None]))
-  index = _collectives.axis_index(axis_name) * b + jnp.arange(b)
+  index = _collectives.global_rows(b, axis_name)
   noise = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), (n,)))(index)
   return dist.astype(jnp.float32) + jitter * noise
 

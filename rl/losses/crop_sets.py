@@ -39,7 +39,7 @@ from rl.losses.image_text import clip
 
 def _example_keys(key: jax.Array, b: int, axis_name: str | None) -> jax.Array:
   """One key per example, folded with its index in the global batch."""
-  index = _collectives.axis_index(axis_name) * b + jnp.arange(b)
+  index = _collectives.global_rows(b, axis_name)
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
 
 

@@ -234,7 +234,7 @@ def diti_noising(key: jax.Array, x0: jax.Array, *, num_timesteps: int = 1000, be
   abar, _, _ = _linear_schedule(num_timesteps, beta_start, beta_end)
   x0 = _ops.to_float32(x0)
   b = x0.shape[0]
-  rows = _collectives.axis_index(axis_name) * b + jnp.arange(b)
+  rows = _collectives.global_rows(b, axis_name)
 
   def draw(i):
     k_t, k_noise = jax.random.split(jax.random.fold_in(key, i))

@@ -157,7 +157,7 @@ def random_masking(key: jax.Array, tokens: jax.Array, *, mask_ratio: float = 0.7
   if len_keep < 1:
     raise ValueError(f"mask_ratio={mask_ratio} keeps int(L * (1 - mask_ratio)) = {len_keep} of L={n} tokens; "
                      f"at least one must stay visible.")
-  index = _collectives.axis_index(axis_name) * b + jnp.arange(b)
+  index = _collectives.global_rows(b, axis_name)
   noise = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), (n,)))(index)
   ids_shuffle = jnp.argsort(noise, axis=1).astype(jnp.int32)
   ids_restore = jnp.argsort(ids_shuffle, axis=1).astype(jnp.int32)

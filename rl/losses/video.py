@@ -98,7 +98,7 @@ def intra_negatives(key: jax.Array, clips: jax.Array, *, mode: str = "repeat",
   if mode == "shuffle" and t < 2:
     raise ValueError(f"mode='shuffle' needs at least 2 frames (clips of shape [b, t, h, w, c] with t >= 2); "
                      f"got clips of shape {tuple(clips.shape)}.")
-  index = _collectives.axis_index(axis_name) * b + jnp.arange(b)
+  index = _collectives.global_rows(b, axis_name)
   order = _frame_orders(key, index, t=t, mode=mode)  # [b, t]
   return jnp.take_along_axis(clips, order.reshape(b, t, 1, 1, 1), axis=1)
 
