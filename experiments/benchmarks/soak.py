@@ -102,7 +102,8 @@ def leaves(workdir: pathlib.Path, step: int) -> dict:
 
 def train_lines(workdir: pathlib.Path) -> list[dict]:
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-  return [{k: v for k, v in l.items() if k != "steps_per_second"} for l in lines if l["kind"] == "train"]
+  timing = ("steps_per_second", "train_seconds")  # wall-clock keys differ between runs
+  return [{k: v for k, v in l.items() if k not in timing} for l in lines if l["kind"] == "train"]
 
 
 def main(argv=None) -> dict:

@@ -271,8 +271,12 @@ class _Outcome:
 
 
 def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Checkpointer,
-           writer: writer_lib.MetricWriter) -> _Outcome:
-  """The loop from `state.step` to `config.total_steps`: steps, logs, in-loop kNN, checkpoints, preemption."""
+           writer: writer_lib.MetricWriter, *, earlier_seconds: float = 0.0) -> _Outcome:
+  """The loop from `state.step` to `config.total_steps`: steps, logs, in-loop kNN, checkpoints, preemption.
+
+  `earlier_seconds` (the training time of the processes before a resumption) starts the train lines' running
+  `train_seconds`; the outcome's `train_seconds` is this process's alone.
+  """
   config, total = run.config, run.config.total_steps
   start = int(jax.device_get(state.step))
   skip_limit = int(config.get("skip_nonfinite_steps") or 0)
@@ -285,8 +289,9 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
       steps_since_log += 1
       done = step + 1
       if done % config.log_every_steps == 0 or done == total:
+        now = time.time()
         skipped = _log(run, state, metrics, ckpt, writer, bar, done=done, skipped=skipped,
-                       rate=steps_since_log / (time.time() - t_log))
+                       rate=steps_since_log / (now - t_log), train_seconds=earlier_seconds + now - t_start)
         t_log, steps_since_log = time.time(), 0
       if bar is not None:
         bar.update(1)
@@ -308,7 +313,7 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
 
 
 def _log(run: Run, state: TrainState, metrics: dict, ckpt: ckpt_lib.Checkpointer, writer: writer_lib.MetricWriter,
-         bar, *, done: int, skipped: int, rate: float) -> int:
+         bar, *, done: int, skipped: int, rate: float, train_seconds: float) -> int:
   """Checks the loss is finite (or within the skip budget), writes the train line; returns the skip count."""
   skip_limit = int(run.config.get("skip_nonfinite_steps") or 0)
   now_skipped = _check_finite(state, ckpt, skip_limit=skip_limit)
@@ -318,7 +323,7 @@ def _log(run: Run, state: TrainState, metrics: dict, ckpt: ckpt_lib.Checkpointer
   metrics = jax.device_get(metrics)
   if skip_limit:
     metrics["skipped_steps"] = now_skipped
-  writer.write(done, "train", {**metrics, "steps_per_second": rate})
+  writer.write(done, "train", {**metrics, "steps_per_second": rate, "train_seconds": train_seconds})
   if bar is not None:
     bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", steps_per_s=f"{rate:.1f}")
   else:
@@ -346,8 +351,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   Resumes from the newest good checkpoint of `workdir/checkpoints` (a corrupt one is moved aside with a warning).
   On SIGTERM or SIGINT it finishes the step in flight, saves a checkpoint, waits until it is on disk and returns
   `{'rows': [], 'interrupted': {'signal': name, 'step': step}}` without the final evaluation; otherwise it returns
-  `{'rows': the rows of the final report, 'train_seconds': the wall time of the training steps}` (this process's
-  steps: a resumed run counts from its resumption).
+  `{'rows': the rows of the final report, 'train_seconds': the wall time of the training steps}` (a resumed run
+  adds its earlier processes' time, from their `metrics.jsonl` lines: `rl.train.writer.train_seconds_from_metrics`;
+  NaN when a resumed workdir has no train lines to count them from).
 
   Example:
     >>> import os, tempfile
@@ -389,7 +395,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   # Step.
   train_step = run.train_step(skip_nonfinite=int(config.get("skip_nonfinite_steps") or 0) > 0)
   # Loop.
-  outcome = _train(run, state, train_step, ckpt, writer)
+  start = int(jax.device_get(state.step))
+  # A resumed run's training time is its earlier segments' (from their metric lines) and this process's.
+  earlier_seconds = writer_lib.train_seconds_from_metrics(workdir, start) if start else 0.0
+  outcome = _train(run, state, train_step, ckpt, writer, earlier_seconds=earlier_seconds)
   if outcome.stopped_by is not None:
     writer.close()
     ckpt.close()
@@ -398,10 +407,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
           f"{step} is in {ckpt.directory}. Run the same command to resume.", flush=True)
     return {"rows": [], "interrupted": {"signal": outcome.stopped_by, "step": step}}
   # Final evaluation.
+  train_seconds = earlier_seconds + outcome.train_seconds
   results = {"rows": []}
   if config.eval.get("final", True):
-    results = final_evaluation(run, outcome.state, workdir, train_seconds=outcome.train_seconds, writer=writer)
-  results["train_seconds"] = outcome.train_seconds
+    results = final_evaluation(run, outcome.state, workdir, train_seconds=train_seconds, writer=writer)
+  results["train_seconds"] = train_seconds
   writer.close()
   ckpt.close()
   return results

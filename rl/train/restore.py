@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from typing import Any
 
 from etils import epath
@@ -204,43 +203,12 @@ def restore_state(run: loop.Run, workdir: epath.PathLike, step: int | None = Non
     ckpt.close()
 
 
-def train_seconds_from_metrics(workdir: epath.PathLike, step: int) -> float:
-  """Training time up to `step`, estimated from the `steps_per_second` of the train lines of `metrics.jsonl`.
-
-  Example:
-    >>> import json, tempfile, pathlib
-    >>> workdir = pathlib.Path(tempfile.mkdtemp())
-    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5},
-    ...          {"step": 6, "kind": "train", "steps_per_second": 2.0}]
-    >>> _ = (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\\n" for l in lines))
-    >>> train_seconds_from_metrics(workdir, step=6)  # 2 steps at 0.5/s, then 4 at 2/s
-    6.0
-    >>> train_seconds_from_metrics(workdir, step=2)
-    4.0
-
-  Args:
-    workdir: the run's workdir.
-    step: the last step to count.
-
-  Returns:
-    The seconds (including compilation, as the trainer counts them), or NaN without train lines.
-  """
-  lines = [m for m in writer_lib.read_metrics(workdir) if m["kind"] == "train" and m["step"] <= step]
-  if not lines or any(not m.get("steps_per_second") for m in lines):
-    return math.nan
-  seconds, previous = 0.0, 0
-  for m in lines:
-    seconds += (m["step"] - previous) / m["steps_per_second"]
-    previous = m["step"]
-  return seconds
-
-
 def evaluate_checkpoint(workdir: epath.PathLike, config: ml_collections.ConfigDict, *,
                         step: int | None = None) -> dict:
   """Re-runs the trainer's final evaluation on a checkpoint: `report.md`, `results.json` and the plots.
 
   `metrics.jsonl` is left as the trainer wrote it (no "final" line is added); the report's training time is
-  estimated from it (`train_seconds_from_metrics`).
+  estimated from it (`rl.train.writer.train_seconds_from_metrics`).
 
   Example:
     >>> import tempfile
@@ -275,7 +243,7 @@ def evaluate_checkpoint(workdir: epath.PathLike, config: ml_collections.ConfigDi
   run = loop.build(config)
   state = restore_state(run, workdir, step)
   print(f"[rl] evaluating the checkpoint of step {step} in {workdir / 'checkpoints'}", flush=True)
-  return loop.final_evaluation(run, state, workdir, train_seconds=train_seconds_from_metrics(workdir, step))
+  return loop.final_evaluation(run, state, workdir, train_seconds=writer_lib.train_seconds_from_metrics(workdir, step))
 
 
 def _copy_tree(src: epath.Path, dst: epath.Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 
 from etils import epath
@@ -65,3 +66,46 @@ def read_metrics(workdir: epath.PathLike) -> list[dict]:
   if not path.exists():
     return []
   return [json.loads(l) for l in path.read_text().splitlines() if l]
+
+
+def train_seconds_from_metrics(workdir: epath.PathLike, step: int) -> float:
+  """Training time up to `step`, from the train lines of `metrics.jsonl`.
+
+  The trainer writes the running training time (`train_seconds`, across resumptions; compilation, in-loop kNN and
+  checkpoint saves included) into each train line; the time is the last line's at or before `step`. Steps after it
+  (a checkpoint taken between two lines, as on SIGTERM) are counted at that line's `steps_per_second`. Logs written
+  before the trainer kept `train_seconds` are summed from the rates: each is its window's steps over its wall time.
+
+  Example:
+    >>> import json, tempfile, pathlib
+    >>> workdir = pathlib.Path(tempfile.mkdtemp())
+    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5},
+    ...          {"step": 6, "kind": "train", "steps_per_second": 2.0}]
+    >>> _ = (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\\n" for l in lines))
+    >>> train_seconds_from_metrics(workdir, step=6)  # 2 steps at 0.5/s, then 4 at 2/s
+    6.0
+    >>> train_seconds_from_metrics(workdir, step=3)  # the step after the line of step 2, at its rate
+    6.0
+    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5, "train_seconds": 4.5},
+    ...          {"step": 6, "kind": "train", "steps_per_second": 2.0, "train_seconds": 7.0}]
+    >>> _ = (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\\n" for l in lines))
+    >>> train_seconds_from_metrics(workdir, step=7)
+    7.5
+
+  Args:
+    workdir: the run's workdir.
+    step: the last step to count.
+
+  Returns:
+    The seconds, or NaN without train lines up to `step` (or with a line that has no rate).
+  """
+  lines = [m for m in read_metrics(workdir) if m["kind"] == "train" and m["step"] <= step]
+  if lines and lines[-1].get("train_seconds") is not None and lines[-1].get("steps_per_second"):
+    return lines[-1]["train_seconds"] + (step - lines[-1]["step"]) / lines[-1]["steps_per_second"]
+  if not lines or any(not m.get("steps_per_second") for m in lines):
+    return math.nan
+  seconds, previous = 0.0, 0
+  for m in lines:
+    seconds += (m["step"] - previous) / m["steps_per_second"]
+    previous = m["step"]
+  return seconds + (step - previous) / lines[-1]["steps_per_second"]

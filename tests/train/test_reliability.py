@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -28,6 +29,7 @@ from rl.train import loop
 from rl.train import preemption
 from rl.train import restore
 from rl.train import step as step_lib
+from rl.train import writer as writer_lib
 import tests
 
 # The module-scoped runs are shared by its tests: all on one pytest-xdist worker (`--dist loadgroup`), trained once.
@@ -67,9 +69,14 @@ def _complete_steps(workdir) -> list[int]:
   return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.exists() else []
 
 
-def _train_lines(workdir):
+def _all_train_lines(workdir):
   lines = [json.loads(l) for l in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-  return [{k: v for k, v in l.items() if k != "steps_per_second"} for l in lines if l["kind"] == "train"]
+  return [l for l in lines if l["kind"] == "train"]
+
+
+def _train_lines(workdir):
+  timing = ("steps_per_second", "train_seconds")  # wall-clock keys differ between runs
+  return [{k: v for k, v in l.items() if k not in timing} for l in _all_train_lines(workdir)]
 
 
 def _leaves(workdir, step):
@@ -154,6 +161,17 @@ def test_resume_on_4_devices_from_an_8_device_checkpoint(straight, data_dir, tmp
     np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5 * scale, err_msg="/".join(key))
 
 
+class _JumpingClock:
+  """A `time` module for the loop whose clock is `jump` seconds ahead after its first reading."""
+
+  def __init__(self, jump: float):
+    self.jump, self.readings = jump, 0
+
+  def time(self) -> float:
+    self.readings += 1
+    return time.time() + (self.jump if self.readings > 1 else 0.0)
+
+
 def _signalling_step(monkeypatch, signum, at_call):
   real = step_lib.make_train_step
 
@@ -178,7 +196,10 @@ def test_sigterm_finishes_the_step_saves_and_the_next_start_resumes(straight, da
   reference = straight("simclr")
   real = _signalling_step(monkeypatch, signal.SIGTERM, at_call=3)
   previous = signal.getsignal(signal.SIGTERM)
+  # The first process's clock jumps 1000 s after the loop starts, so its share of the training time is unmistakable.
+  monkeypatch.setattr(loop, "time", _JumpingClock(jump=1000.0))
   result = loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
+  monkeypatch.setattr(loop, "time", time)
   assert signal.getsignal(signal.SIGTERM) is previous  # the handler is only installed while training
   assert result == {"rows": [], "interrupted": {"signal": "SIGTERM", "step": 3}}
   out = capsys.readouterr().out
@@ -187,8 +208,16 @@ def test_sigterm_finishes_the_step_saves_and_the_next_start_resumes(straight, da
   assert restore.checkpoint_steps(tmp_path) == [2, 3]  # step 3 is off the every-2 schedule: the signal's save
 
   monkeypatch.setattr(step_lib, "make_train_step", real)
-  loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
+  earlier = writer_lib.train_seconds_from_metrics(tmp_path, 3)  # the line of step 2, and step 3 at its rate
+  assert 1000 < earlier < 1100
+  t0 = time.time()
+  result = loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
+  wall = time.time() - t0
   assert "resuming from checkpoint at step 3/8" in capsys.readouterr().out
+  # The resumed run's training time adds the first process's, in its report and in its running train lines.
+  assert earlier < result["train_seconds"] < earlier + wall
+  later = [l["train_seconds"] for l in _all_train_lines(tmp_path) if l["step"] > 3]
+  assert earlier < later[0] and later == sorted(later) and later[-1] <= result["train_seconds"]
   assert _train_lines(tmp_path) == _train_lines(reference)
   want, got = _leaves(reference, STEPS), _leaves(tmp_path, STEPS)
   for key in want:
