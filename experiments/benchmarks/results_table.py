@@ -213,7 +213,9 @@ def run_one(method: str, seed: int, steps: int | None, workdir: str, *, force: b
           f"{results['interrupted']['step']}; run the same command to resume it", flush=True)
     sys.exit(1)
   record = {"method": method, "seed": seed, "steps": int(config.total_steps), "batch_size": int(config.batch_size),
-            "encoder": str(config.model.encoder), "seconds": time.time() - t0,
+            "encoder": str(config.model.encoder),
+            # A resumed run's earlier processes trained before this one started (their time is in train_seconds).
+            "seconds": time.time() - t0 + results.get("resumed", {}).get("train_seconds", 0.0),
             "train_seconds": results.get("train_seconds"), "cores": len(os.sched_getaffinity(0)),
             "machine": this_machine(), "date": str(datetime.date.today()),
             "uses_labels": bool(config.uses_labels),

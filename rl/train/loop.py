@@ -353,7 +353,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   `{'rows': [], 'interrupted': {'signal': name, 'step': step}}` without the final evaluation; otherwise it returns
   `{'rows': the rows of the final report, 'train_seconds': the wall time of the training steps}` (a resumed run
   adds its earlier processes' time, from their `metrics.jsonl` lines: `rl.train.writer.train_seconds_from_metrics`;
-  NaN when a resumed workdir has no train lines to count them from).
+  NaN when a resumed workdir has no train lines to count them from), and, for a resumed run,
+  `'resumed': {'step': the checkpoint's step, 'train_seconds': the earlier processes' time}`.
 
   Example:
     >>> import os, tempfile
@@ -412,6 +413,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   if config.eval.get("final", True):
     results = final_evaluation(run, outcome.state, workdir, train_seconds=train_seconds, writer=writer)
   results["train_seconds"] = train_seconds
+  if start:
+    results["resumed"] = {"step": start, "train_seconds": earlier_seconds}
   writer.close()
   ckpt.close()
   return results

@@ -216,6 +216,7 @@ def test_sigterm_finishes_the_step_saves_and_the_next_start_resumes(straight, da
   assert "resuming from checkpoint at step 3/8" in capsys.readouterr().out
   # The resumed run's training time adds the first process's, in its report and in its running train lines.
   assert earlier < result["train_seconds"] < earlier + wall
+  assert result["resumed"] == {"step": 3, "train_seconds": earlier}
   later = [l["train_seconds"] for l in _all_train_lines(tmp_path) if l["step"] > 3]
   assert earlier < later[0] and later == sorted(later) and later[-1] <= result["train_seconds"]
   assert _train_lines(tmp_path) == _train_lines(reference)

@@ -158,6 +158,15 @@ def test_an_interrupted_run_stops_the_table_and_is_not_recorded(tmp_path, monkey
   assert not (tmp_path / "simclr_s0" / "table_run.json").exists()  # a re-run resumes it instead of reusing it
 
 
+def test_a_resumed_run_counts_its_earlier_processes_in_its_seconds(tmp_path, monkeypatch):
+  from rl.train import loop  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(loop, "train_and_evaluate",
+                      lambda config, workdir: {"rows": [_row("simclr (trained)", 0.9)], "train_seconds": 500.0,
+                                               "resumed": {"step": 7, "train_seconds": 400.0}})
+  record = table.run_one("simclr", 0, None, str(tmp_path), force=False)
+  assert record["train_seconds"] == 500.0 and 400.0 <= record["seconds"] < 460.0  # this process: well under a minute
+
+
 def test_the_ledger_keeps_finished_runs_for_a_workdir_that_is_gone(tmp_path, monkeypatch):
   trained = []
 
