@@ -274,8 +274,9 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
            writer: writer_lib.MetricWriter, *, earlier_seconds: float = 0.0) -> _Outcome:
   """The loop from `state.step` to `config.total_steps`: steps, logs, in-loop kNN, checkpoints, preemption.
 
-  `earlier_seconds` (the training time of the processes before a resumption) starts the train lines' running
-  `train_seconds`; the outcome's `train_seconds` is this process's alone.
+  `earlier_seconds` (the training time of the processes before a resumption) starts the running `train_seconds` of
+  the train lines and of the `checkpoint` line written at each save; the outcome's `train_seconds` is this
+  process's alone.
   """
   config, total = run.config, run.config.total_steps
   start = int(jax.device_get(state.step))
@@ -303,6 +304,7 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
       if done % config.checkpoint.every_steps == 0 or done == total or stopping:
         _check_finite(state, ckpt, skip_limit=skip_limit)
         ckpt.save(state)
+        writer.write(done, "checkpoint", {"train_seconds": earlier_seconds + time.time() - t_start})
       if stopping:
         ckpt.wait()  # still under the signal handlers: a second signal during the wait is handled as the first
         break

@@ -69,43 +69,50 @@ def read_metrics(workdir: epath.PathLike) -> list[dict]:
 
 
 def train_seconds_from_metrics(workdir: epath.PathLike, step: int) -> float:
-  """Training time up to `step`, from the train lines of `metrics.jsonl`.
+  """Training time up to `step`, from the lines of `metrics.jsonl`.
 
   The trainer writes the running training time (`train_seconds`, across resumptions; compilation, in-loop kNN and
-  checkpoint saves included) into each train line; the time is the last line's at or before `step`. Steps after it
-  (a checkpoint taken between two lines, as on SIGTERM) are counted at that line's `steps_per_second`. Logs written
-  before the trainer kept `train_seconds` are summed from the rates: each is its window's steps over its wall time.
+  checkpoint saves included) into each train line and into a `checkpoint` line at each save, so the time of a
+  checkpoint's step is exact. Between lines, steps are counted at the last train line's `steps_per_second`. Logs
+  written before the trainer kept `train_seconds` are summed from the train lines' rates (each is its window's steps
+  over its wall time; after a resumption the first window is shorter than its steps, so this overcounts).
 
   Example:
     >>> import json, tempfile, pathlib
     >>> workdir = pathlib.Path(tempfile.mkdtemp())
-    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5},
+    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5, "train_seconds": 4.5},
+    ...          {"step": 3, "kind": "checkpoint", "train_seconds": 6.25},
+    ...          {"step": 6, "kind": "train", "steps_per_second": 2.0, "train_seconds": 7.0}]
+    >>> _ = (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\\n" for l in lines))
+    >>> train_seconds_from_metrics(workdir, step=3), train_seconds_from_metrics(workdir, step=7)  # 7.0 + 1 / 2.0
+    (6.25, 7.5)
+    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5},  # an older log: rates only
     ...          {"step": 6, "kind": "train", "steps_per_second": 2.0}]
     >>> _ = (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\\n" for l in lines))
     >>> train_seconds_from_metrics(workdir, step=6)  # 2 steps at 0.5/s, then 4 at 2/s
     6.0
-    >>> train_seconds_from_metrics(workdir, step=3)  # the step after the line of step 2, at its rate
-    6.0
-    >>> lines = [{"step": 2, "kind": "train", "steps_per_second": 0.5, "train_seconds": 4.5},
-    ...          {"step": 6, "kind": "train", "steps_per_second": 2.0, "train_seconds": 7.0}]
-    >>> _ = (workdir / "metrics.jsonl").write_text("".join(json.dumps(l) + "\\n" for l in lines))
-    >>> train_seconds_from_metrics(workdir, step=7)
-    7.5
 
   Args:
     workdir: the run's workdir.
     step: the last step to count.
 
   Returns:
-    The seconds, or NaN without train lines up to `step` (or with a line that has no rate).
+    The seconds, or NaN where nothing up to `step` tells them (no line with `train_seconds` and no train line with
+    a rate).
   """
-  lines = [m for m in read_metrics(workdir) if m["kind"] == "train" and m["step"] <= step]
-  if lines and lines[-1].get("train_seconds") is not None and lines[-1].get("steps_per_second"):
-    return lines[-1]["train_seconds"] + (step - lines[-1]["step"]) / lines[-1]["steps_per_second"]
-  if not lines or any(not m.get("steps_per_second") for m in lines):
+  lines = [m for m in read_metrics(workdir) if m["step"] <= step]
+  rates = [m for m in lines if m["kind"] == "train" and m.get("steps_per_second")]
+  timed = [m for m in lines if m["kind"] in ("train", "checkpoint") and m.get("train_seconds") is not None]
+  if timed:
+    last = timed[-1]
+    if last["step"] == step:
+      return last["train_seconds"]
+    return last["train_seconds"] + ((step - last["step"]) / rates[-1]["steps_per_second"] if rates else math.nan)
+  train = [m for m in lines if m["kind"] == "train"]
+  if not train or len(rates) < len(train):
     return math.nan
   seconds, previous = 0.0, 0
-  for m in lines:
+  for m in train:
     seconds += (m["step"] - previous) / m["steps_per_second"]
     previous = m["step"]
-  return seconds + (step - previous) / lines[-1]["steps_per_second"]
+  return seconds + (step - previous) / train[-1]["steps_per_second"]

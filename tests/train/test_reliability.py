@@ -208,7 +208,9 @@ def test_sigterm_finishes_the_step_saves_and_the_next_start_resumes(straight, da
   assert restore.checkpoint_steps(tmp_path) == [2, 3]  # step 3 is off the every-2 schedule: the signal's save
 
   monkeypatch.setattr(step_lib, "make_train_step", real)
-  earlier = writer_lib.train_seconds_from_metrics(tmp_path, 3)  # the line of step 2, and step 3 at its rate
+  earlier = writer_lib.train_seconds_from_metrics(tmp_path, 3)
+  saves = [l for l in writer_lib.read_metrics(tmp_path) if l["kind"] == "checkpoint"]
+  assert [l["step"] for l in saves] == [2, 3] and earlier == saves[-1]["train_seconds"]  # the signal's save's time
   assert 1000 < earlier < 1100
   t0 = time.time()
   result = loop.train_and_evaluate(_config("simclr", data_dir), tmp_path)
