@@ -147,7 +147,8 @@ config.optim.warmup_steps, config.eval.every_steps, config.checkpoint.every_step
 config.eval.baselines, config.eval.projection, config.eval.tsne_points = False, False, 0
 config.eval.max_train_examples, config.eval.alignment_examples = 512, 128
 rows = loop.train_and_evaluate(config, tmp + "/synthetic")["rows"]
-found["synthetic"] = {"losses": [json.loads(l).get("loss") for l in open(tmp + "/synthetic/metrics.jsonl")],
+lines = [json.loads(l) for l in open(tmp + "/synthetic/metrics.jsonl")]
+found["synthetic"] = {"kinds": [l["kind"] for l in lines], "losses": [l["loss"] for l in lines if l["kind"] == "train"],
                       "rows": rows}
 """
 
@@ -189,8 +190,9 @@ def test_each_extra_serves_its_users(extra, tmp_path):
     assert len(found["losses"]) == 4 and all(abs(v) < float("inf") for v in found["losses"]), result
     assert "eval" in found["kinds"] and "| simclr (trained) |" in found["report"], result
     synthetic = found["synthetic"]
-    assert synthetic["losses"][:2] == [l for l in synthetic["losses"] if l is not None], synthetic
-    assert len(synthetic["losses"]) == 3 and all(abs(v) < float("inf") for v in synthetic["losses"][:2]), synthetic
+    # Two train lines, the checkpoint's line at step 2 and the final evaluation's.
+    assert synthetic["kinds"] == ["train", "train", "checkpoint", "final"], synthetic
+    assert len(synthetic["losses"]) == 2 and all(abs(v) < float("inf") for v in synthetic["losses"]), synthetic
     [row] = synthetic["rows"]
     assert row["representation"] == "simclr (trained)" and 0 <= row["linear_probe_accuracy"] <= 1, row
   if extra == "data":

@@ -93,6 +93,6 @@ def test_fork_copies_a_checkpoint_and_its_metrics(run, tmp_path):
   assert restore.fork_run(workdir, tmp_path / "fork", step=2) == 2
   assert restore.checkpoint_steps(tmp_path / "fork") == [2]
   lines = [json.loads(l) for l in (tmp_path / "fork" / "metrics.jsonl").read_text().splitlines()]
-  assert [l["step"] for l in lines] == [1, 2] and all(l["kind"] == "train" for l in lines)
+  assert [(l["step"], l["kind"]) for l in lines] == [(1, "train"), (2, "train"), (2, "checkpoint")]
   with pytest.raises(FileExistsError, match=r"already holds checkpoints \(steps 2\)"):
     restore.fork_run(workdir, tmp_path / "fork")
