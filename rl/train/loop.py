@@ -284,6 +284,10 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
   batches = run.train_batches(start)
   bar = _progress(start, total)
   t_start, t_log, steps_since_log, skipped, stopping = time.time(), time.time(), 0, 0, False
+
+  def run_seconds(now: float) -> float:  # the run's training time, its earlier processes' included
+    return earlier_seconds + now - t_start
+
   with preemption.StopRequest(sync_every=config.checkpoint.get("preemption_sync_every_steps", 10)) as stop:
     for step in range(start, total):
       state, metrics = train_step(state, next(batches))
@@ -292,7 +296,7 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
       if done % config.log_every_steps == 0 or done == total:
         now = time.time()
         skipped = _log(run, state, metrics, ckpt, writer, bar, done=done, skipped=skipped,
-                       rate=steps_since_log / (now - t_log), train_seconds=earlier_seconds + now - t_start)
+                       rate=steps_since_log / (now - t_log), train_seconds=run_seconds(now))
         t_log, steps_since_log = time.time(), 0
       if bar is not None:
         bar.update(1)
@@ -304,7 +308,7 @@ def _train(run: Run, state: TrainState, train_step: Callable, ckpt: ckpt_lib.Che
       if done % config.checkpoint.every_steps == 0 or done == total or stopping:
         _check_finite(state, ckpt, skip_limit=skip_limit)
         ckpt.save(state)
-        writer.write(done, "checkpoint", {"train_seconds": earlier_seconds + time.time() - t_start})
+        writer.write(done, "checkpoint", {"train_seconds": run_seconds(time.time())})
       if stopping:
         ckpt.wait()  # still under the signal handlers: a second signal during the wait is handled as the first
         break
@@ -355,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   `{'rows': [], 'interrupted': {'signal': name, 'step': step}}` without the final evaluation; otherwise it returns
   `{'rows': the rows of the final report, 'train_seconds': the wall time of the training steps}` (a resumed run
   adds its earlier processes' time, from their `metrics.jsonl` lines: `rl.train.writer.train_seconds_from_metrics`;
-  NaN when a resumed workdir has no train lines to count them from), and, for a resumed run,
+  NaN for a workdir whose log has neither times nor rates up to the checkpoint), and, for a resumed run,
   `'resumed': {'step': the checkpoint's step, 'train_seconds': the earlier processes' time}`.
 
   Example:
@@ -394,11 +398,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   # Restore.
   state, ckpt = _restore(run, workdir)
-  writer = writer_lib.MetricWriter(workdir, resume_step=int(jax.device_get(state.step)))
+  start = int(jax.device_get(state.step))
+  writer = writer_lib.MetricWriter(workdir, resume_step=start)
   # Step.
   train_step = run.train_step(skip_nonfinite=int(config.get("skip_nonfinite_steps") or 0) > 0)
   # Loop.
-  start = int(jax.device_get(state.step))
   # A resumed run's training time is its earlier segments' (from their metric lines) and this process's.
   earlier_seconds = writer_lib.train_seconds_from_metrics(workdir, start) if start else 0.0
   outcome = _train(run, state, train_step, ckpt, writer, earlier_seconds=earlier_seconds)
